@@ -1,0 +1,52 @@
+// selu_ext CPU kernels: the interface between the torch-facing host code
+// (selu_cpu.cpp) and the SIMD loops (vec_kernels.h), which are compiled once per
+// instruction set (kernels_*.cpp) and chosen at run time (dispatch.cpp).
+//
+// Everything here works on raw, dense buffers; torch never appears, so each
+// instruction-set variant is a small, fast-compiling translation unit.
+#pragma once
+
+#include <cstdint>
+
+#include "../kernel_args.h"
+
+namespace selu_ext::cpu {
+
+// CPU dropout kernels read the (seed, offset) values of DropoutLaunch::rng.
+using DropoutArgs = DropoutLaunch;
+
+// One instruction-set variant. Dropout kernels take the logical index of their first
+// element (`begin`, a multiple of 128 except in tests of the scalar path) because the
+// mask of an element depends on its index.
+struct Kernels {
+  const char* name;
+  void (*selu_forward)(DType, const void* x, void* y, int64_t n);
+  void (*selu_backward)(DType, const void* grad, const void* y, void* grad_x, int64_t n);
+  void (*alpha_dropout_forward)(DType, const void* x, void* z, int64_t begin, int64_t n,
+                                const DropoutArgs&);
+  void (*alpha_dropout_backward)(DType, const void* grad, void* grad_x, int64_t begin,
+                                 int64_t n, const DropoutArgs&);
+  void (*selu_alpha_dropout_forward)(DType, const void* x, void* z, int64_t begin, int64_t n,
+                                     const DropoutArgs&);
+  void (*selu_alpha_dropout_backward)(DType, const void* grad, const void* z, void* grad_x,
+                                      int64_t begin, int64_t n, const DropoutArgs&);
+  void (*keep_mask)(bool* out, int64_t begin, int64_t n, const DropoutArgs&);
+};
+
+// Defined by kernels_baseline.cpp / kernels_avx2.cpp / kernels_avx512.cpp. A variant
+// that this compiler or architecture cannot build returns nullptr.
+const Kernels* kernels_baseline();
+const Kernels* kernels_avx2();
+const Kernels* kernels_avx512();
+
+// The variant in use: the best one this CPU supports, unless SELU_EXT_CPU_CAPABILITY
+// (baseline | avx2 | avx512) or set_capability() asks for another.
+const Kernels& active();
+// Names of the variants compiled into this build / usable on this CPU.
+const char* compiled_capabilities();  // e.g. "baseline,avx2,avx512"
+const char* supported_capabilities();
+// Selects a variant by name; returns false (and changes nothing) if it is not
+// compiled in or this CPU cannot run it.
+bool set_capability(const char* name);
+
+}  // namespace selu_ext::cpu

@@ -1,0 +1,20 @@
+// Baseline variant: the architecture's default instruction set (SSE2 on x86-64),
+// so one build runs on every CPU of the architecture.
+// System headers first: they must not be compiled under the target pragma.
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include "../selu.h"
+#include "kernels.h"
+
+#if defined(__x86_64__)
+#define SELU_EXT_ISA_SSE2 1
+#endif
+#define SELU_EXT_ISA baseline
+#define SELU_EXT_ISA_NAME "baseline"
+#include "vec_kernels.h"
+
+namespace selu_ext::cpu {
+const Kernels* kernels_baseline() { return &baseline::kTable; }
+}  // namespace selu_ext::cpu

@@ -1,0 +1,123 @@
+// selu_ext without CUDA kernels (torch is a CPU-only build, no nvcc was found, or
+// USE_CUDA=0). CUDA tensors still work: SELU falls back to PyTorch's own kernels,
+// the dropout ops run on the CPU and are copied back (same masks as the CPU path),
+// and a one-time warning says why and how to rebuild.
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/ops/elu_backward.h>
+#include <ATen/ops/selu.h>
+#include <torch/library.h>
+
+#include "../host.h"
+#include "selu_ext_config.h"
+
+namespace selu_ext {
+namespace {
+
+void warn_fallback() {
+  TORCH_WARN_ONCE(
+      "selu_ext was built without its CUDA kernels (", SELU_EXT_NO_CUDA_REASON,
+      "), so CUDA tensors use PyTorch's own SELU, and selu_ext's dropout ops run on the CPU "
+      "and are copied back. To use the fused CUDA kernels, rebuild with a CUDA build of "
+      "torch and nvcc on PATH or CUDA_HOME set: FORCE_CUDA=1 pip install --no-build-isolation "
+      "-e .  (selu_ext.build_info() shows what was built.)");
+}
+
+template <typename Sig>
+c10::TypedOperatorHandle<Sig> cpu_op(const char* name) {
+  return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<Sig>();
+}
+
+using DropoutSig = at::Tensor(const at::Tensor&, double, const at::Tensor&);
+
+at::Tensor selu(const at::Tensor& self) {
+  check_tensor(self, "selu", "self");
+  warn_fallback();
+  return at::selu(self);
+}
+
+void selu_(at::Tensor& self) {
+  check_tensor(self, "selu_", "self");
+  check_inplace(self, "selu_");
+  warn_fallback();
+  at::selu_(self);
+}
+
+at::Tensor selu_backward(const at::Tensor& grad, const at::Tensor& result) {
+  check_tensor(grad, "selu_backward", "grad_output");
+  check_tensor(result, "selu_backward", "result");
+  check_same(grad, result, "selu_backward", "grad_output", "result");
+  warn_fallback();
+  return at::elu_backward(grad, kAlpha, kScale, 1.0, /*is_result=*/true, result);
+}
+
+// Runs the CPU kernel of `name` on CPU copies and moves the result back.
+template <typename... A>
+at::Tensor on_cpu(const char* name, const at::Tensor& like, A... args) {
+  warn_fallback();
+  return c10::Dispatcher::singleton()
+      .findSchemaOrThrow(name, "")
+      .typed<at::Tensor(A...)>()
+      .call(args...)
+      .to(like.device());
+}
+
+at::Tensor cpu(const at::Tensor& t) { return t.cpu(); }
+
+at::Tensor alpha_dropout(const at::Tensor& self, double p, const at::Tensor& rng) {
+  check_tensor(self, "alpha_dropout", "self");
+  return on_cpu<const at::Tensor&, double, const at::Tensor&>("selu_ext::alpha_dropout", self,
+                                                              cpu(self), p, cpu(rng));
+}
+
+void alpha_dropout_(at::Tensor& self, double p, const at::Tensor& rng) {
+  check_tensor(self, "alpha_dropout_", "self");
+  check_inplace(self, "alpha_dropout_");
+  self.copy_(alpha_dropout(self, p, rng));
+}
+
+at::Tensor alpha_dropout_backward(const at::Tensor& grad, double p, const at::Tensor& rng) {
+  check_tensor(grad, "alpha_dropout_backward", "grad_output");
+  return on_cpu<const at::Tensor&, double, const at::Tensor&>("selu_ext::alpha_dropout_backward",
+                                                              grad, cpu(grad), p, cpu(rng));
+}
+
+at::Tensor selu_alpha_dropout(const at::Tensor& self, double p, const at::Tensor& rng) {
+  check_tensor(self, "selu_alpha_dropout", "self");
+  return on_cpu<const at::Tensor&, double, const at::Tensor&>("selu_ext::selu_alpha_dropout", self,
+                                                              cpu(self), p, cpu(rng));
+}
+
+at::Tensor selu_alpha_dropout_backward(const at::Tensor& grad, const at::Tensor& result, double p,
+                                       const at::Tensor& rng) {
+  check_tensor(grad, "selu_alpha_dropout_backward", "grad_output");
+  return on_cpu<const at::Tensor&, const at::Tensor&, double, const at::Tensor&>(
+      "selu_ext::selu_alpha_dropout_backward", grad, cpu(grad), cpu(result), p, cpu(rng));
+}
+
+at::Tensor dropout_keep_mask(const at::Tensor& rng, int64_t numel, double p) {
+  return on_cpu<const at::Tensor&, int64_t, double>("selu_ext::dropout_keep_mask", rng, cpu(rng),
+                                                    numel, p);
+}
+
+}  // namespace
+
+// A CPU-drawn (seed, offset), placed on the device.
+at::Tensor dropout_rng_state_for_cpu(c10::Device device);
+at::Tensor dropout_rng_state_for_cuda(c10::Device device) {
+  warn_fallback();
+  return dropout_rng_state_for_cpu(c10::Device(c10::kCPU)).to(device);
+}
+
+TORCH_LIBRARY_IMPL(selu_ext, CUDA, m) {
+  m.impl("selu", &selu);
+  m.impl("selu_", &selu_);
+  m.impl("selu_backward", &selu_backward);
+  m.impl("alpha_dropout", &alpha_dropout);
+  m.impl("alpha_dropout_", &alpha_dropout_);
+  m.impl("alpha_dropout_backward", &alpha_dropout_backward);
+  m.impl("selu_alpha_dropout", &selu_alpha_dropout);
+  m.impl("selu_alpha_dropout_backward", &selu_alpha_dropout_backward);
+  m.impl("dropout_keep_mask", &dropout_keep_mask);
+}
+
+}  // namespace selu_ext

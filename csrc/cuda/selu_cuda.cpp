@@ -1,0 +1,112 @@
+// selu_ext CUDA backend: device guard, current stream and launch check around the
+// launchers of selu_kernels.cu; registers the CUDA kernels. Compiled by the host
+// compiler: only the .cu file goes through nvcc.
+#include <ATen/cuda/CUDAGeneratorImpl.h>
+#include <ATen/ops/empty.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAFunctions.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+
+#include <mutex>
+
+#include "../host.h"
+#include "launch.h"
+
+namespace selu_ext {
+namespace {
+
+cudaStream_t stream() { return c10::cuda::getCurrentCUDAStream().stream(); }
+
+struct CudaBackend {
+  using Guard = c10::cuda::OptionalCUDAGuard;
+
+  static void fresh_output(const at::Tensor&) {}
+
+  static void selu_forward(DType d, const void* x, void* y, int64_t n) {
+    cuda::launch_selu_forward(d, x, y, n, stream());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
+  static void selu_backward(DType d, const void* g, const void* y, void* gx, int64_t n) {
+    cuda::launch_selu_backward(d, g, y, gx, n, stream());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
+  static void alpha_dropout_forward(DType d, const void* x, void* z, int64_t n,
+                                    const DropoutLaunch& a) {
+    cuda::launch_alpha_dropout_forward(d, x, z, n, a, stream());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
+  static void alpha_dropout_backward(DType d, const void* g, void* gx, int64_t n,
+                                     const DropoutLaunch& a) {
+    cuda::launch_alpha_dropout_backward(d, g, gx, n, a, stream());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
+  static void selu_alpha_dropout_forward(DType d, const void* x, void* z, int64_t n,
+                                         const DropoutLaunch& a) {
+    cuda::launch_selu_alpha_dropout_forward(d, x, z, n, a, stream());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
+  static void selu_alpha_dropout_backward(DType d, const void* g, const void* z, void* gx,
+                                          int64_t n, const DropoutLaunch& a) {
+    cuda::launch_selu_alpha_dropout_backward(d, g, z, gx, n, a, stream());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
+  static void keep_mask(bool* out, int64_t n, const DropoutLaunch& a) {
+    cuda::launch_keep_mask(out, n, a, stream());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
+
+  // A CPU rng_state is read here (a fixed, user-chosen seed); one on the input's
+  // device is read by the kernel, which keeps CUDA graph replays fresh.
+  static RngSource rng_source(const at::Tensor& rng_state, const at::Tensor& input,
+                              const char* op) {
+    RngSource r;
+    if (rng_state.device().is_cpu()) {
+      const int64_t* v = rng_state.const_data_ptr<int64_t>();
+      r.seed = static_cast<uint64_t>(v[0]);
+      r.offset = static_cast<uint64_t>(v[1]);
+      return r;
+    }
+    TORCH_CHECK(rng_state.device() == input.device(), "selu_ext::", op,
+                ": 'rng_state' must be on the CPU or on the input's device (", input.device(),
+                "), but it is on ", rng_state.device());
+    r.device_ptr = rng_state.const_data_ptr<int64_t>();
+    return r;
+  }
+};
+
+}  // namespace
+
+// (seed, offset) for one CUDA dropout call, from torch's CUDA generator for the
+// device: 4 offsets reserved, as one curand Philox call per thread would. Written
+// by a kernel, so under CUDA graph capture each replay reads that replay's state.
+at::Tensor dropout_rng_state_for_cuda(c10::Device device) {
+  const c10::DeviceIndex index = device.has_index() ? device.index() : c10::cuda::current_device();
+  c10::cuda::CUDAGuard guard(index);
+  auto* gen = at::get_generator_or_default<at::CUDAGeneratorImpl>(
+      std::nullopt, at::cuda::detail::getDefaultCUDAGenerator(index));
+  at::PhiloxCudaState state;
+  {
+    std::lock_guard<std::mutex> lock(gen->mutex_);
+    state = gen->philox_cuda_state(4);
+  }
+  at::Tensor out = at::empty({2}, at::TensorOptions().dtype(at::kLong).device(at::kCUDA, index));
+  cuda::launch_write_rng_state(state, out.mutable_data_ptr<int64_t>(), stream());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return out;
+}
+
+TORCH_LIBRARY_IMPL(selu_ext, CUDA, m) {
+  m.impl("selu", &host::selu_forward<CudaBackend>);
+  m.impl("selu_", &host::selu_forward_<CudaBackend>);
+  m.impl("selu_backward", &host::selu_backward<CudaBackend>);
+  m.impl("alpha_dropout", &host::alpha_dropout<CudaBackend>);
+  m.impl("alpha_dropout_", &host::alpha_dropout_<CudaBackend>);
+  m.impl("alpha_dropout_backward", &host::alpha_dropout_backward<CudaBackend>);
+  m.impl("selu_alpha_dropout", &host::selu_alpha_dropout<CudaBackend>);
+  m.impl("selu_alpha_dropout_backward", &host::selu_alpha_dropout_backward<CudaBackend>);
+  m.impl("dropout_keep_mask", &host::dropout_keep_mask<CudaBackend>);
+}
+
+}  // namespace selu_ext

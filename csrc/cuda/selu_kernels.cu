@@ -1,0 +1,379 @@
+// selu_ext CUDA kernels. Read top to bottom: scalar helpers, the element-wise
+// kernels (selu forward/backward), the dropout kernels, then the launchers.
+//
+// Includes no torch header but the small PhiloxCudaState definition, so this
+// file compiles in seconds per architecture.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <ATen/cuda/PhiloxCudaState.h>
+
+#include <cstdint>
+
+#include "../selu.h"
+#include "launch.h"
+
+namespace selu_ext::cuda {
+namespace {
+
+// float16 / bfloat16 compute in float, float and double in themselves (opmath).
+template <typename T>
+struct OpMath {
+  using type = T;
+};
+template <>
+struct OpMath<__half> {
+  using type = float;
+};
+template <>
+struct OpMath<__nv_bfloat16> {
+  using type = float;
+};
+
+__device__ __forceinline__ float to_acc(__half v) { return __half2float(v); }
+__device__ __forceinline__ float to_acc(__nv_bfloat16 v) { return __bfloat162float(v); }
+__device__ __forceinline__ float to_acc(float v) { return v; }
+__device__ __forceinline__ double to_acc(double v) { return v; }
+
+template <typename T>
+__device__ __forceinline__ T from_acc(typename OpMath<T>::type v);
+template <>
+__device__ __forceinline__ __half from_acc<__half>(float v) { return __float2half_rn(v); }
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_acc<__nv_bfloat16>(float v) {
+  return __float2bfloat16_rn(v);
+}
+template <>
+__device__ __forceinline__ float from_acc<float>(float v) { return v; }
+template <>
+__device__ __forceinline__ double from_acc<double>(double v) { return v; }
+
+constexpr int kThreads = 256;
+constexpr int kUnroll = 4;  // 16-byte vectors in flight per thread
+
+template <typename T, int N>
+struct alignas(sizeof(T) * N) Vec {
+  T v[N];
+};
+
+// ---------------------------------------------------------------------------
+// Element-wise kernels over a dense buffer of n elements (64-bit indices).
+// Each thread loads kUnroll vectors of VEC elements (16 bytes when VEC > 1) before
+// computing; the n % VEC tail is done by the first threads of block 0.
+
+struct SeluForward {
+  template <typename A>
+  __device__ __forceinline__ A operator()(A x) const {
+    return selu_forward(x);
+  }
+};
+
+struct SeluBackward {
+  template <typename A>
+  __device__ __forceinline__ A operator()(A grad, A y) const {
+    return selu_backward_from_output(grad, y);
+  }
+};
+
+template <typename T, int VEC, typename F>
+__global__ void __launch_bounds__(kThreads) unary_kernel(const T* x, T* y, int64_t n, F f) {
+  using V = Vec<T, VEC>;
+  const int64_t nvec = n / VEC;
+  const int64_t base = static_cast<int64_t>(blockIdx.x) * (kThreads * kUnroll) + threadIdx.x;
+  V in[kUnroll];
+#pragma unroll
+  for (int u = 0; u < kUnroll; ++u) {
+    const int64_t iv = base + u * kThreads;
+    if (iv < nvec) in[u] = reinterpret_cast<const V*>(x)[iv];
+  }
+#pragma unroll
+  for (int u = 0; u < kUnroll; ++u) {
+    const int64_t iv = base + u * kThreads;
+    if (iv < nvec) {
+      V out;
+#pragma unroll
+      for (int k = 0; k < VEC; ++k) out.v[k] = from_acc<T>(f(to_acc(in[u].v[k])));
+      reinterpret_cast<V*>(y)[iv] = out;
+    }
+  }
+  if (VEC > 1 && blockIdx.x == 0) {
+    const int64_t i = nvec * VEC + threadIdx.x;
+    if (i < n) y[i] = from_acc<T>(f(to_acc(x[i])));
+  }
+}
+
+template <typename T, int VEC, typename F>
+__global__ void __launch_bounds__(kThreads)
+    binary_kernel(const T* a, const T* b, T* out, int64_t n, F f) {
+  using V = Vec<T, VEC>;
+  const int64_t nvec = n / VEC;
+  const int64_t base = static_cast<int64_t>(blockIdx.x) * (kThreads * kUnroll) + threadIdx.x;
+  V va[kUnroll], vb[kUnroll];
+#pragma unroll
+  for (int u = 0; u < kUnroll; ++u) {
+    const int64_t iv = base + u * kThreads;
+    if (iv < nvec) {
+      va[u] = reinterpret_cast<const V*>(a)[iv];
+      vb[u] = reinterpret_cast<const V*>(b)[iv];
+    }
+  }
+#pragma unroll
+  for (int u = 0; u < kUnroll; ++u) {
+    const int64_t iv = base + u * kThreads;
+    if (iv < nvec) {
+      V o;
+#pragma unroll
+      for (int k = 0; k < VEC; ++k) o.v[k] = from_acc<T>(f(to_acc(va[u].v[k]), to_acc(vb[u].v[k])));
+      reinterpret_cast<V*>(out)[iv] = o;
+    }
+  }
+  if (VEC > 1 && blockIdx.x == 0) {
+    const int64_t i = nvec * VEC + threadIdx.x;
+    if (i < n) out[i] = from_acc<T>(f(to_acc(a[i]), to_acc(b[i])));
+  }
+}
+
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+int64_t blocks_for(int64_t n, int vec) {
+  const int64_t per_block = static_cast<int64_t>(kThreads) * kUnroll * vec;
+  const int64_t b = (n + per_block - 1) / per_block;
+  return b > 0 ? b : 1;
+}
+
+template <typename T, typename F>
+void launch_unary(const void* x, void* y, int64_t n, F f, cudaStream_t stream) {
+  constexpr int VEC = 16 / sizeof(T);
+  const T* xt = static_cast<const T*>(x);
+  T* yt = static_cast<T*>(y);
+  if (aligned16(x) && aligned16(y)) {
+    unary_kernel<T, VEC><<<blocks_for(n, VEC), kThreads, 0, stream>>>(xt, yt, n, f);
+  } else {
+    unary_kernel<T, 1><<<blocks_for(n, 1), kThreads, 0, stream>>>(xt, yt, n, f);
+  }
+}
+
+template <typename T, typename F>
+void launch_binary(const void* a, const void* b, void* out, int64_t n, F f, cudaStream_t stream) {
+  constexpr int VEC = 16 / sizeof(T);
+  const T* at = static_cast<const T*>(a);
+  const T* bt = static_cast<const T*>(b);
+  T* ot = static_cast<T*>(out);
+  if (aligned16(a) && aligned16(b) && aligned16(out)) {
+    binary_kernel<T, VEC><<<blocks_for(n, VEC), kThreads, 0, stream>>>(at, bt, ot, n, f);
+  } else {
+    binary_kernel<T, 1><<<blocks_for(n, 1), kThreads, 0, stream>>>(at, bt, ot, n, f);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Dropout kernels: one thread per Philox counter group (selu.h): it computes one
+// Philox call and handles elements first + 32 j, j < 4, where first is the group's
+// first element. A warp's 32 threads cover 32 consecutive elements per j.
+
+struct DeviceRng {
+  uint64_t seed, offset;
+  const int64_t* ptr;  // when set, (seed, offset) are read here on the device
+};
+
+__device__ __forceinline__ void read_rng(const DeviceRng& r, uint64_t* seed, uint64_t* offset) {
+  if (r.ptr != nullptr) {
+    *seed = static_cast<uint64_t>(r.ptr[0]);
+    *offset = static_cast<uint64_t>(r.ptr[1]);
+  } else {
+    *seed = r.seed;
+    *offset = r.offset;
+  }
+}
+
+template <typename A>
+struct AlphaDropoutForward {
+  AlphaDropoutParams<A> q;
+  A kept_above;
+  template <typename T>
+  __device__ __forceinline__ T operator()(T x, T, bool keep) const {
+    return from_acc<T>(alpha_dropout_forward(to_acc(x), keep, q));
+  }
+};
+
+template <typename A>
+struct AlphaDropoutBackward {
+  AlphaDropoutParams<A> q;
+  A kept_above;
+  template <typename T>
+  __device__ __forceinline__ T operator()(T grad, T, bool keep) const {
+    return from_acc<T>(alpha_dropout_backward(to_acc(grad), keep, q));
+  }
+};
+
+template <typename A>
+struct SeluAlphaDropoutForward {
+  AlphaDropoutParams<A> q;
+  A kept_above;
+  template <typename T>
+  __device__ __forceinline__ T operator()(T x, T, bool keep) const {
+    const A y = selu_forward(to_acc(x));
+    if (!keep) return from_acc<T>(q.dropped + A(0) * y);
+    T z = from_acc<T>(q.a * y + q.b);
+    // A kept unit with selu(x) > 0 must be stored above kept_bound, so backward can
+    // tell its branch from z (selu.h); rounding may have put it on the bound.
+    if (y > A(0) && to_acc(z) <= q.kept_bound) z = from_acc<T>(kept_above);
+    return z;
+  }
+};
+
+template <typename A>
+struct SeluAlphaDropoutBackward {
+  AlphaDropoutParams<A> q;
+  A kept_above;
+  template <typename T>
+  __device__ __forceinline__ T operator()(T grad, T z, bool keep) const {
+    return from_acc<T>(selu_alpha_dropout_backward(to_acc(grad), to_acc(z), keep, q));
+  }
+};
+
+template <typename T, bool kTwoInputs, typename F>
+__global__ void __launch_bounds__(kThreads)
+    dropout_kernel(const T* in0, const T* in1, T* out, int64_t n, DeviceRng rng, F f) {
+  const int64_t g = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
+  const int64_t first = (g / kDropoutLanes) * kDropoutBlock + g % kDropoutLanes;
+  if (first >= n) return;
+  uint64_t seed, offset;
+  read_rng(rng, &seed, &offset);
+  T a[4], b[4];
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const int64_t i = first + kDropoutLanes * j;
+    if (i < n) {
+      a[j] = in0[i];
+      if (kTwoInputs) b[j] = in1[i];
+    }
+  }
+  const Philox4 r = dropout_random(seed, offset, static_cast<uint64_t>(g));
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const int64_t i = first + kDropoutLanes * j;
+    if (i < n) out[i] = f(a[j], kTwoInputs ? b[j] : a[j], r.v[j] >= f.q.threshold);
+  }
+}
+
+__global__ void __launch_bounds__(kThreads)
+    keep_mask_kernel(bool* out, int64_t n, DeviceRng rng, uint32_t threshold) {
+  const int64_t g = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
+  const int64_t first = (g / kDropoutLanes) * kDropoutBlock + g % kDropoutLanes;
+  if (first >= n) return;
+  uint64_t seed, offset;
+  read_rng(rng, &seed, &offset);
+  const Philox4 r = dropout_random(seed, offset, static_cast<uint64_t>(g));
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const int64_t i = first + kDropoutLanes * j;
+    if (i < n) out[i] = r.v[j] >= threshold;
+  }
+}
+
+__global__ void write_rng_state_kernel(at::PhiloxCudaState state, int64_t* out) {
+  if (state.captured_) {
+    out[0] = *state.seed_.ptr;
+    out[1] = static_cast<int64_t>(static_cast<uint64_t>(*state.offset_.ptr) +
+                                  state.offset_intragraph_);
+  } else {
+    out[0] = static_cast<int64_t>(state.seed_.val);
+    out[1] = static_cast<int64_t>(state.offset_.val);
+  }
+}
+
+int64_t dropout_blocks(int64_t n) {
+  const int64_t groups = (n + kDropoutBlock - 1) / kDropoutBlock * kDropoutLanes;
+  return (groups + kThreads - 1) / kThreads;
+}
+
+DeviceRng device_rng(const DropoutLaunch& d) {
+  return {d.rng.seed, d.rng.offset, d.rng.device_ptr};
+}
+
+template <typename T, bool kTwoInputs, template <typename> class Op>
+void launch_dropout(const void* in0, const void* in1, void* out, int64_t n,
+                    const DropoutLaunch& d, cudaStream_t stream) {
+  using A = typename OpMath<T>::type;
+  const Op<A> op{make_alpha_dropout_params<A>(d.p, static_cast<A>(d.kept_bound)),
+                 static_cast<A>(d.kept_above)};
+  dropout_kernel<T, kTwoInputs><<<dropout_blocks(n), kThreads, 0, stream>>>(
+      static_cast<const T*>(in0), static_cast<const T*>(in1), static_cast<T*>(out), n,
+      device_rng(d), op);
+}
+
+// dtype dispatch, in one place.
+template <typename F>
+void by_dtype(DType d, F f) {
+  switch (d) {
+    case DType::kHalf:
+      f(__half{});
+      break;
+    case DType::kBFloat16:
+      f(__nv_bfloat16{});
+      break;
+    case DType::kFloat:
+      f(float{});
+      break;
+    case DType::kDouble:
+      f(double{});
+      break;
+  }
+}
+
+}  // namespace
+
+void launch_selu_forward(DType d, const void* x, void* y, int64_t n, cudaStream_t stream) {
+  by_dtype(d, [&](auto t) { launch_unary<decltype(t)>(x, y, n, SeluForward{}, stream); });
+}
+
+void launch_selu_backward(DType d, const void* grad, const void* y, void* grad_x, int64_t n,
+                          cudaStream_t stream) {
+  by_dtype(d, [&](auto t) {
+    launch_binary<decltype(t)>(grad, y, grad_x, n, SeluBackward{}, stream);
+  });
+}
+
+void launch_alpha_dropout_forward(DType d, const void* x, void* z, int64_t n,
+                                  const DropoutLaunch& args, cudaStream_t stream) {
+  by_dtype(d, [&](auto t) {
+    launch_dropout<decltype(t), false, AlphaDropoutForward>(x, nullptr, z, n, args, stream);
+  });
+}
+
+void launch_alpha_dropout_backward(DType d, const void* grad, void* grad_x, int64_t n,
+                                   const DropoutLaunch& args, cudaStream_t stream) {
+  by_dtype(d, [&](auto t) {
+    launch_dropout<decltype(t), false, AlphaDropoutBackward>(grad, nullptr, grad_x, n, args,
+                                                             stream);
+  });
+}
+
+void launch_selu_alpha_dropout_forward(DType d, const void* x, void* z, int64_t n,
+                                       const DropoutLaunch& args, cudaStream_t stream) {
+  by_dtype(d, [&](auto t) {
+    launch_dropout<decltype(t), false, SeluAlphaDropoutForward>(x, nullptr, z, n, args, stream);
+  });
+}
+
+void launch_selu_alpha_dropout_backward(DType d, const void* grad, const void* z, void* grad_x,
+                                        int64_t n, const DropoutLaunch& args,
+                                        cudaStream_t stream) {
+  by_dtype(d, [&](auto t) {
+    launch_dropout<decltype(t), true, SeluAlphaDropoutBackward>(grad, z, grad_x, n, args, stream);
+  });
+}
+
+void launch_keep_mask(bool* out, int64_t n, const DropoutLaunch& args, cudaStream_t stream) {
+  const uint32_t threshold = args.p >= 1.0 ? 0xFFFFFFFFu : drop_threshold(args.p);
+  keep_mask_kernel<<<dropout_blocks(n), kThreads, 0, stream>>>(out, n, device_rng(args),
+                                                               threshold);
+}
+
+void launch_write_rng_state(const at::PhiloxCudaState& state, int64_t* out, cudaStream_t stream) {
+  write_rng_state_kernel<<<1, 1, 0, stream>>>(state, out);
+}
+
+}  // namespace selu_ext::cuda

@@ -1,0 +1,297 @@
+// selu_ext host code shared by the CPU and CUDA backends: argument checks, output
+// allocation, layout handling and dropout coefficients. A backend (cpu/selu_cpu.cpp,
+// cuda/selu_cuda.cpp) supplies only the loops over dense buffers, so every op
+// behaves the same on every device.
+//
+// Layout rules (the fake kernels in selu_ext/_meta.py mirror them exactly):
+// * selu / selu_ / selu_backward are element-wise and position-free: a dense
+//   tensor in any memory format is processed over its storage, without a copy, and
+//   the output keeps the input's strides (empty_like). Other inputs are copied once
+//   into the layout empty_like chose.
+// * The dropout ops' masks depend on each element's row-major index, so they run on
+//   contiguous data; any other layout costs a copy in (and one out), and the output
+//   still has the strides empty_like gives.
+#pragma once
+
+#include <ATen/MemoryOverlap.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
+#include <c10/core/ScalarType.h>
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+
+#include "kernel_args.h"
+#include "selu.h"
+
+namespace selu_ext {
+
+inline const char* dtype_name(at::ScalarType t) { return c10::toString(t); }
+
+inline void check_tensor(const at::Tensor& t, const char* op, const char* arg) {
+  TORCH_CHECK(t.defined(), "selu_ext::", op, ": '", arg, "' is an undefined tensor");
+  TORCH_CHECK(t.layout() == at::kStrided, "selu_ext::", op, ": '", arg, "' has layout ",
+              t.layout(), "; only dense (strided) tensors are supported. Call .to_dense() first.");
+  TORCH_CHECK(!t.is_quantized(), "selu_ext::", op, ": '", arg,
+              "' is quantized; only float16, bfloat16, float32 and float64 tensors are "
+              "supported. Call .dequantize() first.");
+  const auto s = t.scalar_type();
+  TORCH_CHECK(s == at::kFloat || s == at::kDouble || s == at::kHalf || s == at::kBFloat16,
+              "selu_ext::", op, ": '", arg, "' has dtype ", dtype_name(s),
+              "; expected a floating-point tensor (float16, bfloat16, float32 or float64)");
+}
+
+inline DType kernel_dtype(at::ScalarType s) {
+  switch (s) {
+    case at::kHalf:
+      return DType::kHalf;
+    case at::kBFloat16:
+      return DType::kBFloat16;
+    case at::kFloat:
+      return DType::kFloat;
+    default:
+      return DType::kDouble;
+  }
+}
+
+inline void check_same(const at::Tensor& a, const at::Tensor& b, const char* op,
+                       const char* an, const char* bn) {
+  TORCH_CHECK(a.device() == b.device(), "selu_ext::", op, ": '", an, "' is on ", a.device(),
+              " but '", bn, "' is on ", b.device());
+  TORCH_CHECK(a.scalar_type() == b.scalar_type(), "selu_ext::", op, ": '", an, "' has dtype ",
+              dtype_name(a.scalar_type()), " but '", bn, "' has dtype ",
+              dtype_name(b.scalar_type()));
+  TORCH_CHECK(a.sizes() == b.sizes(), "selu_ext::", op, ": '", an, "' has shape ", a.sizes(),
+              " but '", bn, "' has shape ", b.sizes());
+}
+
+inline void check_p(double p, const char* op) {
+  TORCH_CHECK(p >= 0.0 && p <= 1.0, "selu_ext::", op,
+              ": dropout probability has to be between 0 and 1, but got ", p);
+}
+
+inline void check_inplace(const at::Tensor& self, const char* op) {
+  TORCH_CHECK(at::has_internal_overlap(self) != at::MemOverlap::Yes, "selu_ext::", op,
+              ": unsupported operation: more than one element of the written-to tensor "
+              "refers to a single memory location. Please clone() the tensor before "
+              "performing the operation.");
+}
+
+// True when both are dense with the same element order in memory (strides of
+// size-1 dimensions do not matter), so element i of one storage is element i of the
+// other.
+inline bool same_dense_layout(const at::Tensor& a, const at::Tensor& b) {
+  if (!a.is_non_overlapping_and_dense() || !b.is_non_overlapping_and_dense()) return false;
+  if (a.sizes() != b.sizes()) return false;
+  for (int64_t d = 0; d < a.dim(); ++d) {
+    if (a.size(d) > 1 && a.stride(d) != b.stride(d)) return false;
+  }
+  return true;
+}
+
+// `t` with exactly `like`'s layout: itself when it already has it, else a copy.
+inline at::Tensor in_layout_of(const at::Tensor& t, const at::Tensor& like) {
+  if (same_dense_layout(t, like)) return t;
+  at::Tensor r = at::empty_like(like);
+  r.copy_(t);
+  return r;
+}
+
+// The kept-unit offset b of dropout probability p rounded to `dtype` (`above`:
+// false), or the next value of `dtype` above that (`above`: true), returned exactly
+// in double. The fused kernels store kept units of positive selu(x) above the
+// bound; see selu.h. With p == 1 every unit is x * 0 and the two coincide.
+inline double kept_bound_for(double p, at::ScalarType dtype, bool above = false) {
+  const double b = alpha_dropout_coeffs(p).b;  // >= 0
+  const bool up = above && p < 1.0;
+  switch (dtype) {
+    case at::kHalf: {
+      c10::Half h(static_cast<float>(b));
+      if (up) h.x = static_cast<uint16_t>(h.x + 1);
+      return static_cast<double>(static_cast<float>(h));
+    }
+    case at::kBFloat16: {
+      c10::BFloat16 h(static_cast<float>(b));
+      if (up) h.x = static_cast<uint16_t>(h.x + 1);
+      return static_cast<double>(static_cast<float>(h));
+    }
+    case at::kFloat: {
+      const float f = static_cast<float>(b);
+      return static_cast<double>(up ? std::nextafter(f, INFINITY) : f);
+    }
+    default:
+      return up ? std::nextafter(b, INFINITY) : b;
+  }
+}
+
+inline void check_rng_state(const at::Tensor& rng, const char* op) {
+  TORCH_CHECK(rng.defined() && rng.layout() == at::kStrided && rng.scalar_type() == at::kLong &&
+                  rng.numel() == 2 && rng.is_contiguous(),
+              "selu_ext::", op,
+              ": 'rng_state' must be a contiguous int64 tensor of 2 elements (seed, offset), "
+              "as returned by torch.ops.selu_ext.dropout_rng_state");
+}
+
+// ---------------------------------------------------------------------------
+// The ops, written once against a backend B that provides:
+//   B::Guard(device)                     sets the current device for the scope
+//   B::selu_forward(DType, x, y, n)      and the other loops of cpu/kernels.h
+//   B::rng_source(rng_state, input)      where the kernel reads (seed, offset)
+//   B::fresh_output(tensor)              called on each output before it is written
+namespace host {
+
+template <typename B>
+at::Tensor selu_forward(const at::Tensor& self) {
+  check_tensor(self, "selu", "self");
+  typename B::Guard guard(self.device());
+  at::Tensor out = at::empty_like(self);
+  if (self.numel() == 0) return out;
+  B::fresh_output(out);
+  const at::Tensor src = in_layout_of(self, out);
+  B::selu_forward(kernel_dtype(self.scalar_type()), src.const_data_ptr(), out.mutable_data_ptr(),
+                  self.numel());
+  return out;
+}
+
+template <typename B>
+void selu_forward_(at::Tensor& self) {
+  check_tensor(self, "selu_", "self");
+  check_inplace(self, "selu_");
+  typename B::Guard guard(self.device());
+  if (self.numel() == 0) return;
+  if (self.is_non_overlapping_and_dense()) {
+    B::selu_forward(kernel_dtype(self.scalar_type()), self.const_data_ptr(),
+                    self.mutable_data_ptr(), self.numel());
+  } else {
+    self.copy_(selu_forward<B>(self));
+  }
+}
+
+template <typename B>
+at::Tensor selu_backward(const at::Tensor& grad_output, const at::Tensor& result) {
+  check_tensor(grad_output, "selu_backward", "grad_output");
+  check_tensor(result, "selu_backward", "result");
+  check_same(grad_output, result, "selu_backward", "grad_output", "result");
+  typename B::Guard guard(result.device());
+  at::Tensor out = at::empty_like(result);
+  if (result.numel() == 0) return out;
+  B::fresh_output(out);
+  const at::Tensor y = in_layout_of(result, out);
+  const at::Tensor g = in_layout_of(grad_output, out);
+  B::selu_backward(kernel_dtype(result.scalar_type()), g.const_data_ptr(), y.const_data_ptr(),
+                   out.mutable_data_ptr(), result.numel());
+  return out;
+}
+
+// Dropout ops: run `launch(inputs..., out)` on contiguous buffers and return the
+// result in empty_like(like)'s layout.
+template <typename B, typename F>
+at::Tensor run_contiguous(const at::Tensor& like, F launch) {
+  at::Tensor out = at::empty_like(like);
+  if (like.numel() == 0) return out;
+  if (out.is_contiguous()) {
+    B::fresh_output(out);
+    launch(out);
+  } else {
+    at::Tensor tmp = at::empty(like.sizes(), like.options());
+    launch(tmp);
+    out.copy_(tmp);
+  }
+  return out;
+}
+
+template <typename B>
+DropoutLaunch dropout_launch(const at::Tensor& like, double p, const at::Tensor& rng_state,
+                             const char* op) {
+  check_p(p, op);
+  check_rng_state(rng_state, op);
+  return {p, kept_bound_for(p, like.scalar_type()), kept_bound_for(p, like.scalar_type(), true),
+          B::rng_source(rng_state, like, op)};
+}
+
+template <typename B>
+at::Tensor alpha_dropout(const at::Tensor& self, double p, const at::Tensor& rng_state) {
+  check_tensor(self, "alpha_dropout", "self");
+  typename B::Guard guard(self.device());
+  const DropoutLaunch d = dropout_launch<B>(self, p, rng_state, "alpha_dropout");
+  const at::Tensor x = self.contiguous();
+  return run_contiguous<B>(self, [&](at::Tensor& out) {
+    B::alpha_dropout_forward(kernel_dtype(self.scalar_type()), x.const_data_ptr(),
+                             out.mutable_data_ptr(), self.numel(), d);
+  });
+}
+
+template <typename B>
+void alpha_dropout_(at::Tensor& self, double p, const at::Tensor& rng_state) {
+  check_tensor(self, "alpha_dropout_", "self");
+  check_inplace(self, "alpha_dropout_");
+  typename B::Guard guard(self.device());
+  const DropoutLaunch d = dropout_launch<B>(self, p, rng_state, "alpha_dropout_");
+  if (self.numel() == 0) return;
+  if (self.is_contiguous()) {
+    B::alpha_dropout_forward(kernel_dtype(self.scalar_type()), self.const_data_ptr(),
+                             self.mutable_data_ptr(), self.numel(), d);
+  } else {
+    self.copy_(alpha_dropout<B>(self, p, rng_state));
+  }
+}
+
+template <typename B>
+at::Tensor alpha_dropout_backward(const at::Tensor& grad_output, double p,
+                                  const at::Tensor& rng_state) {
+  check_tensor(grad_output, "alpha_dropout_backward", "grad_output");
+  typename B::Guard guard(grad_output.device());
+  const DropoutLaunch d = dropout_launch<B>(grad_output, p, rng_state, "alpha_dropout_backward");
+  const at::Tensor g = grad_output.contiguous();
+  return run_contiguous<B>(grad_output, [&](at::Tensor& out) {
+    B::alpha_dropout_backward(kernel_dtype(g.scalar_type()), g.const_data_ptr(),
+                              out.mutable_data_ptr(), g.numel(), d);
+  });
+}
+
+template <typename B>
+at::Tensor selu_alpha_dropout(const at::Tensor& self, double p, const at::Tensor& rng_state) {
+  check_tensor(self, "selu_alpha_dropout", "self");
+  typename B::Guard guard(self.device());
+  const DropoutLaunch d = dropout_launch<B>(self, p, rng_state, "selu_alpha_dropout");
+  const at::Tensor x = self.contiguous();
+  return run_contiguous<B>(self, [&](at::Tensor& out) {
+    B::selu_alpha_dropout_forward(kernel_dtype(self.scalar_type()), x.const_data_ptr(),
+                                  out.mutable_data_ptr(), self.numel(), d);
+  });
+}
+
+template <typename B>
+at::Tensor selu_alpha_dropout_backward(const at::Tensor& grad_output, const at::Tensor& result,
+                                       double p, const at::Tensor& rng_state) {
+  const char* op = "selu_alpha_dropout_backward";
+  check_tensor(grad_output, op, "grad_output");
+  check_tensor(result, op, "result");
+  check_same(grad_output, result, op, "grad_output", "result");
+  typename B::Guard guard(result.device());
+  const DropoutLaunch d = dropout_launch<B>(result, p, rng_state, op);
+  const at::Tensor g = grad_output.contiguous();
+  const at::Tensor z = result.contiguous();
+  return run_contiguous<B>(result, [&](at::Tensor& out) {
+    B::selu_alpha_dropout_backward(kernel_dtype(z.scalar_type()), g.const_data_ptr(),
+                                   z.const_data_ptr(), out.mutable_data_ptr(), z.numel(), d);
+  });
+}
+
+template <typename B>
+at::Tensor dropout_keep_mask(const at::Tensor& rng_state, int64_t numel, double p) {
+  check_rng_state(rng_state, "dropout_keep_mask");
+  check_p(p, "dropout_keep_mask");
+  TORCH_CHECK(numel >= 0, "selu_ext::dropout_keep_mask: numel must be non-negative, got ", numel);
+  typename B::Guard guard(rng_state.device());
+  at::Tensor out = at::empty({numel}, rng_state.options().dtype(at::kBool));
+  if (numel == 0) return out;
+  const DropoutLaunch d{p, 0.0, 0.0, B::rng_source(rng_state, out, "dropout_keep_mask")};
+  B::keep_mask(out.mutable_data_ptr<bool>(), numel, d);
+  return out;
+}
+
+}  // namespace host
+}  // namespace selu_ext

@@ -1,0 +1,67 @@
+"""selu_ext: fused SELU and AlphaDropout for PyTorch, as C++/CUDA operators.
+
+    import selu_ext
+    y = selu_ext.selu(x)                     # torch.nn.functional.selu, fused
+    layer = selu_ext.nn.SELU()               # torch.nn.SELU drop-in
+    selu_ext.init.lecun_normal_(linear.weight)
+
+See README.md for the operators, the build switches and the benchmark
+(``python -m selu_ext.bench``).
+"""
+
+from __future__ import annotations
+
+import json as _json
+
+from . import ops  # noqa: F401  (loads the operators first)
+from . import functional, init, nn  # noqa: F401
+from ._C import build_info as _build_info_json
+from .functional import (
+    ALPHA,
+    SCALE,
+    AlphaDropoutFunction,
+    SELUAlphaDropoutFunction,
+    SELUFunction,
+    alpha_dropout,
+    alpha_dropout_coefficients,
+    feature_alpha_dropout,
+    selu,
+    selu_alpha_dropout,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ALPHA",
+    "SCALE",
+    "selu",
+    "alpha_dropout",
+    "feature_alpha_dropout",
+    "selu_alpha_dropout",
+    "alpha_dropout_coefficients",
+    "SELUFunction",
+    "AlphaDropoutFunction",
+    "SELUAlphaDropoutFunction",
+    "build_info",
+    "functional",
+    "init",
+    "nn",
+    "ops",
+]
+
+
+def build_info() -> dict:
+    """What this build of selu_ext contains and uses.
+
+    Keys: ``version``; ``torch_version_built`` / ``torch_version`` (built against /
+    running with); ``cuda`` (CUDA kernels compiled in), ``no_cuda_reason``,
+    ``cuda_version``, ``cuda_archs`` and where they came from; the CPU kernel
+    variants ``cpu_capabilities_compiled`` / ``cpu_capabilities_supported`` (by this
+    CPU) / ``cpu_capability`` (in use; ``SELU_EXT_CPU_CAPABILITY`` overrides);
+    ``sanitize`` and ``debug`` build switches.
+    """
+    import torch
+
+    info = _json.loads(_build_info_json())
+    info["torch_version"] = torch.__version__
+    return info

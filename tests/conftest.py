@@ -1,0 +1,131 @@
+"""Shared test helpers: devices, dtypes, the one tolerance table, float64 references.
+
+CUDA tests are parametrized on the "cuda" device and skip cleanly when no GPU is
+visible; with a GPU they all run. SELU_EXT_REQUIRE_CUDA=1 (set by the GPU script)
+turns a missing GPU into a failure, so a GPU run cannot silently skip them.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import pytest
+import torch
+
+import selu_ext
+from selu_ext import ops
+
+HAS_CUDA = torch.cuda.is_available()
+REQUIRE_CUDA = os.environ.get("SELU_EXT_REQUIRE_CUDA", "") == "1"
+BUILT_WITH_CUDA = selu_ext.build_info()["cuda"]
+
+DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
+
+# The one tolerance table. Forward: against the float64 reference rounded to the
+# dtype. Backward: selu_ext differentiates from the rounded output y (dy/dx = y +
+# scale*alpha where y <= 0), so in float16/bfloat16 the gradient carries the
+# output's rounding error (|error| <= ulp(y)/2 * |grad|), as PyTorch's own in-place
+# SELU backward does; the absolute tolerances below cover it.
+TOL = {
+    # dtype: (forward rtol, forward atol, backward rtol, backward atol)
+    torch.float64: (1e-14, 1e-300, 1e-13, 1e-13),
+    torch.float32: (2.5e-7, 1e-38, 1e-6, 1e-6),
+    torch.float16: (1e-3, 1e-7, 2e-3, 2e-3),
+    torch.bfloat16: (8e-3, 1e-38, 1.6e-2, 1.6e-2),
+}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cuda: needs a CUDA GPU (skipped without one)")
+    config.addinivalue_line("markers", "slow: takes more than a few seconds")
+
+
+def pytest_collection_modifyitems(config, items):
+    if HAS_CUDA:
+        return
+    if REQUIRE_CUDA:
+        raise pytest.UsageError("SELU_EXT_REQUIRE_CUDA=1 but torch.cuda.is_available() is False")
+    skip = pytest.mark.skip(reason="no CUDA GPU visible")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
+def selu_reference(x: torch.Tensor) -> torch.Tensor:
+    """SELU in float64 (torch's float64 expm1 is libm's, correctly rounded to
+    within an ULP of float64), whatever x's dtype."""
+    xd = x.detach().to(torch.float64)
+    return torch.where(xd > 0, selu_ext.SCALE * xd,
+                       (selu_ext.SCALE * selu_ext.ALPHA) * torch.expm1(xd))
+
+
+def selu_grad_reference(x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    xd = x.detach().to(torch.float64)
+    d = torch.where(xd > 0, torch.full_like(xd, selu_ext.SCALE),
+                    (selu_ext.SCALE * selu_ext.ALPHA) * torch.exp(xd))
+    return grad.detach().to(torch.float64) * d
+
+
+def ulp32(x: torch.Tensor) -> torch.Tensor:
+    """Unit in the last place of float32 values (as float64); the smallest
+    subnormal step for zeros and subnormals."""
+    a = x.detach().to(torch.float32).abs()
+    nxt = torch.nextafter(a, torch.full_like(a, math.inf))
+    return (nxt - a).to(torch.float64)
+
+
+def assert_close_dtype(actual, expected64, dtype, which="forward", msg=""):
+    rtol, atol = TOL[dtype][:2] if which == "forward" else TOL[dtype][2:]
+    torch.testing.assert_close(actual.to(torch.float64).cpu(), expected64.to(dtype).to(torch.float64).cpu(),
+                               rtol=rtol, atol=atol, equal_nan=True, msg=msg or None)
+
+
+def cpu_capabilities():
+    info = selu_ext.build_info()
+    return [c for c in info["cpu_capabilities_supported"].split(",") if c]
+
+
+@pytest.fixture(params=cpu_capabilities())
+def cpu_capability(request):
+    """Runs a test once per CPU kernel variant this CPU supports."""
+    from selu_ext import _C
+
+    before = _C.cpu_capability()
+    _C.set_cpu_capability(request.param)
+    yield request.param
+    _C.set_cpu_capability(before)
+
+
+def make_input(shape, dtype, device, layout="contiguous", seed=0, scale=3.0):
+    """A random tensor in [-scale, scale] (both SELU branches) with the requested
+    memory layout: contiguous, transposed, channels_last, sliced (non-dense, odd
+    storage offset) or expanded."""
+    g = torch.Generator().manual_seed(seed)
+    if layout == "channels_last":
+        t = (torch.rand(shape, generator=g, dtype=torch.float64) * 2 - 1) * scale
+        return t.to(device=device, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    if layout == "transposed":
+        t = (torch.rand(tuple(reversed(shape)), generator=g, dtype=torch.float64) * 2 - 1) * scale
+        return t.to(device=device, dtype=dtype).t() if len(shape) == 2 else \
+            t.to(device=device, dtype=dtype).permute(*reversed(range(len(shape))))
+    if layout == "sliced":
+        big = [s * 2 + 1 for s in shape]
+        t = (torch.rand(big, generator=g, dtype=torch.float64) * 2 - 1) * scale
+        t = t.to(device=device, dtype=dtype)
+        return t[tuple(slice(1, None, 2) for _ in shape)]
+    t = (torch.rand(shape, generator=g, dtype=torch.float64) * 2 - 1) * scale
+    return t.to(device=device, dtype=dtype)
+
+
+def require_device(device):
+    if device == "cuda" and not HAS_CUDA:
+        pytest.skip("no CUDA GPU visible")
+
+
+__all__ = [
+    "HAS_CUDA", "BUILT_WITH_CUDA", "DTYPES", "DEVICES", "TOL", "selu_reference",
+    "selu_grad_reference", "ulp32", "assert_close_dtype", "make_input", "ops",
+    "require_device",
+]

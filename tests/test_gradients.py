@@ -1,0 +1,124 @@
+"""Gradients: against F.selu and a float64 reference, gradcheck / gradgradcheck in
+float64 through both autograd bindings (the operators' C++ autograd, and the
+torch.autograd.Function SELUFunction), and what autograd keeps in memory."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.autograd import gradcheck, gradgradcheck
+
+import selu_ext
+from conftest import (DEVICES, DTYPES, TOL, assert_close_dtype, make_input, ops,
+                      require_device, selu_grad_reference)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(), (1,), (17,), (64, 33), (2, 3, 4, 5)], ids=str)
+def test_backward_matches_torch(device, dtype, shape):
+    require_device(device)
+    x = make_input(shape, dtype, device).requires_grad_()
+    g = make_input(shape, dtype, device, seed=7, scale=1.0)
+    (gx,) = torch.autograd.grad(selu_ext.selu(x), x, g)
+    x2 = x.detach().clone().requires_grad_()
+    (gt,) = torch.autograd.grad(F.selu(x2), x2, g)
+    assert_close_dtype(gx, selu_grad_reference(x, g), dtype, which="backward")
+    rtol, atol = TOL[dtype][2:]
+    torch.testing.assert_close(gx, gt, rtol=2 * rtol, atol=2 * atol)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_gradient_at_zero_and_edges(device):
+    # The x <= 0 branch at exactly zero: d selu/dx (0) = scale * alpha, as PyTorch.
+    require_device(device)
+    x = torch.tensor([0.0, -0.0, 1e-30, -1e-30, float("inf"), float("-inf"), float("nan")],
+                     device=device, requires_grad=True)
+    (g,) = torch.autograd.grad(selu_ext.selu(x).sum(), x)
+    x2 = x.detach().clone().requires_grad_()
+    (gt,) = torch.autograd.grad(F.selu(x2).sum(), x2)
+    torch.testing.assert_close(g, gt, equal_nan=True)
+    assert g[0].item() == pytest.approx(selu_ext.SCALE * selu_ext.ALPHA)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("binding", ["op", "function"])
+def test_gradcheck_and_gradgradcheck(device, binding):
+    require_device(device)
+    fn = selu_ext.selu if binding == "op" else (lambda t: selu_ext.SELUFunction.apply(t))
+    g = torch.Generator().manual_seed(0)
+    # Keep clear of the kink at 0, where finite differences are meaningless.
+    x = torch.randn(37, generator=g, dtype=torch.float64)
+    x = (x + 0.05 * x.sign()).to(device).requires_grad_()
+    assert gradcheck(fn, (x,))
+    assert gradgradcheck(fn, (x,))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_backward_op_is_differentiable(device):
+    require_device(device)
+    g = torch.Generator().manual_seed(1)
+    y = ops.selu(torch.randn(23, generator=g, dtype=torch.float64) + 0.1).to(device)
+    grad = torch.randn(23, generator=g, dtype=torch.float64).to(device)
+    assert gradcheck(ops.selu_backward, (grad.requires_grad_(), y.requires_grad_()))
+    assert gradgradcheck(ops.selu_backward, (grad, y))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_backward_accepts_any_gradient_strides(device):
+    require_device(device)
+    x = make_input((16, 9), torch.float32, device).requires_grad_()
+    y = selu_ext.selu(x)
+    # sum() hands backward an expanded, stride-0 gradient; .t() a transposed one.
+    (g1,) = torch.autograd.grad(y.sum(), x, retain_graph=True)
+    (g2,) = torch.autograd.grad(y, x, torch.ones(9, 16, device=device).t())
+    x2 = x.detach().clone().requires_grad_()
+    (gt,) = torch.autograd.grad(F.selu(x2).sum(), x2)
+    torch.testing.assert_close(g1, gt, rtol=2e-6, atol=2e-6)
+    torch.testing.assert_close(g2, gt, rtol=2e-6, atol=2e-6)
+
+
+def _saved_storages(model, x):
+    """Bytes of the distinct non-parameter storages autograd keeps for backward."""
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    kept = {}
+
+    def pack(t):
+        s = t.untyped_storage()
+        if s.data_ptr() not in params:
+            kept[s.data_ptr()] = s.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(x).sum()
+    return sum(kept.values())
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_autograd_keeps_no_extra_activation(device):
+    """Linear -> SELU -> Linear: the bytes autograd keeps beyond the same model with
+    an identity activation. selu_ext: zero (it saves its output, which the second
+    Linear saves anyway). torch.nn.SELU: one activation (it saves its input)."""
+    require_device(device)
+    torch.manual_seed(0)
+    lin1, lin2 = torch.nn.Linear(256, 512), torch.nn.Linear(512, 128)
+    x = torch.randn(64, 256, device=device, requires_grad=True)
+    activation_bytes = 64 * 512 * 4
+
+    def model(act):
+        return torch.nn.Sequential(lin1, act, lin2).to(device)
+
+    base = _saved_storages(model(torch.nn.Identity()), x)
+    ours = _saved_storages(model(selu_ext.nn.SELU()), x)
+    theirs = _saved_storages(model(torch.nn.SELU()), x)
+    assert ours - base == 0
+    assert theirs - base == activation_bytes
+
+
+def test_autograd_function_and_op_agree():
+    x = torch.randn(1000, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(1000, dtype=torch.float64)
+    a = torch.autograd.grad(selu_ext.selu(x), x, g, create_graph=True)[0]
+    b = torch.autograd.grad(selu_ext.SELUFunction.apply(x), x, g, create_graph=True)[0]
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    torch.testing.assert_close(torch.autograd.grad(a.sum(), x)[0],
+                               torch.autograd.grad(b.sum(), x)[0], rtol=0, atol=0)

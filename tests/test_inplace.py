@@ -1,0 +1,127 @@
+"""In-place SELU: the same values, version-counter bumps and autograd errors as
+torch.nn.functional.selu(x, inplace=True)."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import selu_ext
+from conftest import DEVICES, make_input, require_device, selu_reference
+
+
+def _both(fn):
+    """Runs fn(selu) with torch's and selu_ext's in-place selu; returns both results."""
+    return fn(lambda t: F.selu(t, inplace=True)), fn(lambda t: selu_ext.selu(t, inplace=True))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("layout", ["contiguous", "transposed", "sliced", "channels_last"])
+def test_inplace_values_and_identity(device, layout):
+    require_device(device)
+    shape = (2, 6, 5, 3) if layout == "channels_last" else (33, 17)
+    x = make_input(shape, torch.float32, device, layout=layout)
+    ref = selu_reference(x)
+    base = x._base
+    out = selu_ext.selu(x, inplace=True)
+    assert out is x
+    torch.testing.assert_close(x.double(), ref.to(x.device), rtol=3e-7, atol=1e-38)
+    if layout == "sliced":  # a strided view: the base tensor sees the result
+        torch.testing.assert_close(base[1::2, 1::2].double(), ref.to(x.device), rtol=3e-7,
+                                   atol=1e-38)
+
+
+@pytest.mark.parametrize("mode", ["grad", "no_grad", "inference_mode"])
+def test_version_counter_matches_torch(mode):
+    ctx = {"grad": torch.enable_grad, "no_grad": torch.no_grad,
+           "inference_mode": torch.inference_mode}[mode]
+
+    def bumps(selu_):
+        x = torch.randn(10)
+        v0 = x._version
+        with ctx():
+            selu_(x)
+        return x._version - v0
+
+    theirs, ours = _both(bumps)
+    assert ours == theirs >= 1
+
+
+def test_leaf_requiring_grad_errors_like_torch():
+    def err(selu_):
+        x = torch.randn(5, requires_grad=True)
+        with pytest.raises(RuntimeError) as e:
+            selu_(x)
+        return str(e.value)
+
+    theirs, ours = _both(err)
+    assert "leaf Variable that requires grad" in ours
+    assert ours.split(".")[0] == theirs.split(".")[0]
+
+
+def test_view_of_leaf_errors_like_torch():
+    def err(selu_):
+        x = torch.randn(5, 4, requires_grad=True)
+        with pytest.raises(RuntimeError) as e:
+            selu_(x[1])
+        return str(e.value)
+
+    theirs, ours = _both(err)
+    assert "view of a leaf Variable that requires grad" in ours and \
+        "view of a leaf Variable that requires grad" in theirs
+
+
+def test_modified_saved_tensor_is_detected():
+    def err(selu_):
+        x = torch.randn(8, requires_grad=True)
+        h = x * 2
+        s = h.sin()  # sin saves h
+        selu_(h)
+        with pytest.raises(RuntimeError) as e:
+            s.sum().backward()
+        return str(e.value)
+
+    theirs, ours = _both(err)
+    assert "modified by an inplace operation" in ours and "modified by an inplace operation" in theirs
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_inplace_gradients_match_torch(device):
+    require_device(device)
+
+    def grads(selu_):
+        torch.manual_seed(0)
+        x = torch.randn(64, 3, device=device, requires_grad=True)
+        h = x * 1.5
+        selu_(h[:, 1])  # in-place on a view of a non-leaf
+        (g,) = torch.autograd.grad((h * h).sum(), x)
+        return g
+
+    theirs, ours = _both(grads)
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_inplace_double_backward():
+    x = torch.randn(20, dtype=torch.float64, requires_grad=True)
+
+    def f(t):
+        h = t * 1.0
+        return selu_ext.selu(h, inplace=True)
+
+    assert torch.autograd.gradcheck(f, (x,))
+    assert torch.autograd.gradgradcheck(f, (x,))
+
+
+def test_overlapping_memory_is_refused():
+    x = torch.randn(1, 4).expand(3, 4)
+    with pytest.raises(RuntimeError, match="more than one element of the written-to tensor"):
+        selu_ext.selu(x, inplace=True)
+    with pytest.raises(RuntimeError, match="more than one element of the written-to tensor"):
+        F.selu(x, inplace=True)
+
+
+def test_module_inplace():
+    m = selu_ext.nn.SELU(inplace=True)
+    x = torch.randn(9)
+    ref = selu_reference(x).float()
+    assert m(x) is x
+    torch.testing.assert_close(x, ref)
