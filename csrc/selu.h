@@ -11,6 +11,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #if defined(__CUDACC__)
 #define SELU_HD __host__ __device__ __forceinline__
@@ -24,9 +25,6 @@ namespace selu_ext {
 constexpr double kAlpha = 1.6732632423543772848170429916717;
 constexpr double kScale = 1.0507009873554804934193349852946;
 constexpr double kScaleAlpha = kScale * kAlpha;  // 1.7580993408473766, PyTorch's AlphaDropout constant
-
-SELU_HD float expm1_(float x) { return ::expm1f(x); }
-SELU_HD double expm1_(double x) { return ::expm1(x); }
 
 // scale * alpha split in two, hi + lo, each rounded to the compute type, so
 // c * e is computed as fma(hi, e, lo * e): the constant carries twice the working
@@ -49,13 +47,61 @@ struct SeluConsts<double> {
 SELU_HD float mul_split(float x, float hi, float lo) { return ::fmaf(hi, x, lo * x); }
 SELU_HD double mul_split(double x, double hi, double lo) { return ::fma(hi, x, lo * x); }
 
+SELU_HD uint32_t float_bits(float f) {
+#if defined(__CUDA_ARCH__)
+  return __float_as_uint(f);
+#else
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  return u;
+#endif
+}
+
+SELU_HD float bits_float(uint32_t u) {
+#if defined(__CUDA_ARCH__)
+  return __uint_as_float(u);
+#else
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+#endif
+}
+
+// float expm1 on x <= 0 (or NaN), the domain SELU needs; the scalar form of the
+// CPU kernels' vector code (cpu/vec_kernels.h). x = k ln2 + r with |r| <= ln2/2
+// (Cody-Waite), expm1(r) by its Taylor series to r^8, then
+// expm1(x) = 2^k expm1(r) + (2^k - 1), rounded once (t - 1 is exact, t * p exact
+// scaling). Below -30, expm1(x) is -1 to the last bit. Within 1 ULP; CUDA's
+// expm1f plus the final product reached 2.01 ULP, this reaches 1.55.
+SELU_HD float expm1_nonpositive(float x) {
+  x = x < -30.0f ? -30.0f : x;  // NaN fails the test and stays NaN
+  const float shifter = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
+  const float j = ::fmaf(x, 1.44269504088896341f, shifter);
+  const float k = j - shifter;
+  float r = ::fmaf(-k, 0.693359375f, x);  // ln2 high part: k * it is exact
+  r = ::fmaf(-k, -2.12194440e-4f, r);     // ln2 low part
+  float q = 1.0f / 40320.0f;
+  q = ::fmaf(q, r, 1.0f / 5040.0f);
+  q = ::fmaf(q, r, 1.0f / 720.0f);
+  q = ::fmaf(q, r, 1.0f / 120.0f);
+  q = ::fmaf(q, r, 1.0f / 24.0f);
+  q = ::fmaf(q, r, 1.0f / 6.0f);
+  q = ::fmaf(q, r, 0.5f);
+  const float p = ::fmaf(r * r, q, r);
+  const float t = bits_float((float_bits(j) - 0x4B400000u + 127u) << 23);  // 2^k
+  return ::fmaf(t, p, t - 1.0f);
+}
+
+SELU_HD double expm1_nonpositive(double x) { return ::expm1(x); }
+
 // selu(x) = scale * x for x > 0, scale * alpha * expm1(x) for x <= 0 (NaN takes the
 // second branch and stays NaN; -0 stays -0).
 template <typename acc_t>
 SELU_HD acc_t selu_forward(acc_t x) {
   using C = SeluConsts<acc_t>;
-  return x > acc_t(0) ? acc_t(kScale) * x
-                      : mul_split(expm1_(x), C::scale_alpha_hi, C::scale_alpha_lo);
+  if (x > acc_t(0)) return acc_t(kScale) * x;
+  if (x == acc_t(0)) return x;
+  return mul_split(expm1_nonpositive(x), C::scale_alpha_hi, C::scale_alpha_lo);
 }
 
 // d selu / dx written in terms of the output y = selu(x): y + scale * alpha where
