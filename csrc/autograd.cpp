@@ -64,6 +64,16 @@ struct BelowAutograd {
   at::AutoDispatchBelowADInplaceOrView guard;
 };
 
+// A first-order backward calls its backward op through that op's own autograd
+// Function only when a graph is being built (create_graph=True, double backward);
+// otherwise it calls the kernel directly and skips building a node nobody uses.
+template <typename Fn, typename Op, typename... Args>
+at::Tensor call_backward(const Op& op, Args&&... args) {
+  if (at::GradMode::is_enabled()) return Fn::apply(std::forward<Args>(args)...);
+  BelowAutograd below;
+  return op.call(std::forward<Args>(args)...);
+}
+
 // ---------------------------------------------------------------------------
 // selu
 
@@ -103,7 +113,7 @@ class SeluBackward : public torch::autograd::Function<SeluBackward> {
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
-    return {SeluBackwardBackward::apply(grads[0], saved[0])};
+    return {call_backward<SeluBackwardBackward>(selu_backward_op(), grads[0], saved[0])};
   }
 };
 
@@ -121,7 +131,7 @@ class SeluInplaceBackward : public torch::autograd::Function<SeluInplaceBackward
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
-    return {SeluBackwardBackward::apply(grads[0], saved[0])};
+    return {call_backward<SeluBackwardBackward>(selu_backward_op(), grads[0], saved[0])};
   }
 };
 
@@ -170,7 +180,8 @@ class AlphaDropoutBackward : public torch::autograd::Function<AlphaDropoutBackwa
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const double p = ctx->saved_data["p"].toDouble();
     const auto rng = ctx->get_saved_variables()[0];
-    return {AlphaDropoutBackwardBackward::apply(grads[0], p, rng), at::Tensor(), at::Tensor()};
+    return {call_backward<AlphaDropoutBackwardBackward>(alpha_dropout_backward_op(), grads[0], p, rng),
+            at::Tensor(), at::Tensor()};
   }
 };
 
@@ -266,8 +277,9 @@ class SeluAlphaDropoutBackward : public torch::autograd::Function<SeluAlphaDropo
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const double p = ctx->saved_data["p"].toDouble();
     const auto saved = ctx->get_saved_variables();
-    return {SeluAlphaDropoutBackwardBackward::apply(grads[0], saved[0], p, saved[1]), at::Tensor(),
-            at::Tensor()};
+    return {call_backward<SeluAlphaDropoutBackwardBackward>(selu_alpha_dropout_backward_op(),
+                                                            grads[0], saved[0], p, saved[1]),
+            at::Tensor(), at::Tensor()};
   }
 };
 
