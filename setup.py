@@ -50,8 +50,8 @@ def _toolkit_root(nvcc):
     if os.path.exists(os.path.join(root, "include", "cuda_runtime.h")):
         return root
     try:  # ask nvcc itself: its dry run prints TOP=<toolkit>
-        out = subprocess.run([nvcc, "--dryrun", "--version"], capture_output=True, text=True,
-                             timeout=60)
+        out = subprocess.run([nvcc, "--dryrun", "-x", "cu", "-c", os.devnull, "-o", os.devnull],
+                             capture_output=True, text=True, timeout=60)
         for line in (out.stdout + out.stderr).splitlines():
             m = re.match(r"#\$ TOP=(.*)$", line.strip())
             if m:
@@ -75,22 +75,13 @@ def _find_cuda_home():
     return None, None
 
 
-CUDA_HOME, CUDA_HOME_FROM = _find_cuda_home()
-if CUDA_HOME:
-    # torch.utils.cpp_extension reads CUDA_HOME when it is imported.
-    os.environ["CUDA_HOME"] = CUDA_HOME
-
-import torch  # noqa: E402
-from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension  # noqa: E402
-
-
-def _decide_cuda():
+def _decide_cuda(torch, cuda_home):
     """(build CUDA kernels?, reason when not)."""
     if _env_off("USE_CUDA") or _env_flag("SKIP_CUDA_BUILD"):
         return False, "disabled by USE_CUDA=0 / SKIP_CUDA_BUILD=1"
     if torch.version.cuda is None:
         reason = f"torch {torch.__version__} is a CPU-only build"
-    elif CUDA_HOME is None or not os.path.exists(os.path.join(CUDA_HOME, "bin", "nvcc")):
+    elif cuda_home is None or not os.path.exists(os.path.join(cuda_home, "bin", "nvcc")):
         reason = "no CUDA compiler found (nvcc not on PATH, CUDA_HOME not set)"
     else:
         return True, ""
@@ -99,12 +90,9 @@ def _decide_cuda():
     return False, reason
 
 
-WITH_CUDA, NO_CUDA_REASON = _decide_cuda()
-
-
-def _nvcc_version():
+def _nvcc_version(cuda_home):
     try:
-        out = subprocess.run([os.path.join(CUDA_HOME, "bin", "nvcc"), "--version"],
+        out = subprocess.run([os.path.join(cuda_home, "bin", "nvcc"), "--version"],
                              capture_output=True, text=True, timeout=60).stdout
         m = re.search(r"release (\d+\.\d+)", out)
         return m.group(1) if m else "unknown"
@@ -112,7 +100,7 @@ def _nvcc_version():
         return "unknown"
 
 
-def _arch_list():
+def _arch_list(torch):
     if os.environ.get("TORCH_CUDA_ARCH_LIST"):
         return os.environ["TORCH_CUDA_ARCH_LIST"], "$TORCH_CUDA_ARCH_LIST"
     if torch.cuda.is_available():
@@ -123,10 +111,10 @@ def _arch_list():
     return DEFAULT_ARCHS, "default (no GPU visible)"
 
 
-def _cusparse_include():
+def _cusparse_include(cuda_home):
     """ATen's CUDA headers may include cusparse.h, which a minimal toolkit lacks but
     the nvidia-* pip packages that come with torch ship. Absolute path or None."""
-    if CUDA_HOME and os.path.exists(os.path.join(CUDA_HOME, "include", "cusparse.h")):
+    if cuda_home and os.path.exists(os.path.join(cuda_home, "include", "cusparse.h")):
         return None
     for base in sys.path:
         nv = os.path.join(base, "nvidia")
@@ -156,18 +144,18 @@ def _write_config(info):
     return gen
 
 
-def _extension():
+def _extension(torch, cpp_extension, with_cuda, no_cuda_reason, cuda_home):
     sanitize = os.environ.get("SELU_EXT_SANITIZE", "").strip()
     debug = _env_flag("SELU_EXT_DEBUG")
     opt = ["-O0", "-g"] if debug else ["-O3"]
-    archs, archs_from = _arch_list() if WITH_CUDA else ("", "")
+    archs, archs_from = _arch_list(torch) if with_cuda else ("", "")
     info = {
         "version": VERSION,
         "torch_version_built": torch.__version__,
-        "cuda": WITH_CUDA,
-        "no_cuda_reason": NO_CUDA_REASON,
-        "cuda_version": _nvcc_version() if WITH_CUDA else None,
-        "cuda_home": CUDA_HOME if WITH_CUDA else None,
+        "cuda": with_cuda,
+        "no_cuda_reason": no_cuda_reason,
+        "cuda_version": _nvcc_version(cuda_home) if with_cuda else None,
+        "cuda_home": cuda_home if with_cuda else None,
         "cuda_archs": archs,
         "cuda_archs_from": archs_from,
         "sanitize": sanitize or None,
@@ -184,7 +172,7 @@ def _extension():
         "csrc/cpu/kernels_avx2.cpp",
         "csrc/cpu/kernels_avx512.cpp",
     ]
-    sources += (["csrc/cuda/selu_cuda.cpp", "csrc/cuda/selu_kernels.cu"] if WITH_CUDA
+    sources += (["csrc/cuda/selu_cuda.cpp", "csrc/cuda/selu_kernels.cu"] if with_cuda
                 else ["csrc/cuda/fallback.cpp"])
 
     cxx = opt + ["-std=c++20", "-ffp-contract=fast", "-Wall", "-Wno-psabi",
@@ -198,40 +186,56 @@ def _extension():
     include_dirs = [os.path.join(ROOT, "csrc"), gen]
     kwargs = dict(name="selu_ext._C", sources=sources, include_dirs=include_dirs,
                   extra_link_args=link)
-    if not WITH_CUDA:
-        return CppExtension(extra_compile_args={"cxx": cxx}, **kwargs)
-    inc = _cusparse_include()
+    if not with_cuda:
+        return cpp_extension.CppExtension(extra_compile_args={"cxx": cxx}, **kwargs)
+    inc = _cusparse_include(cuda_home)
     if inc:
         include_dirs.append(inc)
     jobs = os.environ.get("MAX_JOBS") or str(os.cpu_count() or 1)
     nvcc = opt + ["-std=c++20", f"--threads={jobs}", "-lineinfo",
                   "--expt-relaxed-constexpr", "-Xcompiler=-fvisibility=hidden"]
-    return CUDAExtension(extra_compile_args={"cxx": cxx, "nvcc": nvcc}, **kwargs)
+    return cpp_extension.CUDAExtension(extra_compile_args={"cxx": cxx, "nvcc": nvcc}, **kwargs)
 
 
-if "MAX_JOBS" not in os.environ:
-    os.environ["MAX_JOBS"] = str(os.cpu_count() or 1)
+def main():
+    cuda_home, cuda_home_from = _find_cuda_home()
+    if cuda_home:
+        # torch.utils.cpp_extension reads CUDA_HOME when it is imported.
+        os.environ["CUDA_HOME"] = cuda_home
+    if "MAX_JOBS" not in os.environ:
+        os.environ["MAX_JOBS"] = str(os.cpu_count() or 1)
+    import torch
+    from torch.utils import cpp_extension
 
-print(f"selu_ext: CUDA kernels: {'yes' if WITH_CUDA else 'no (' + NO_CUDA_REASON + ')'}"
-      + (f"; CUDA_HOME={CUDA_HOME} (from {CUDA_HOME_FROM})" if WITH_CUDA else ""), flush=True)
+    with_cuda, no_cuda_reason = _decide_cuda(torch, cuda_home)
+    print(f"selu_ext: CUDA kernels: {'yes' if with_cuda else 'no (' + no_cuda_reason + ')'}"
+          + (f"; CUDA_HOME={cuda_home} (from {cuda_home_from})" if with_cuda else ""), flush=True)
+    ext = _extension(torch, cpp_extension, with_cuda, no_cuda_reason, cuda_home)
+    _setup(ext, cpp_extension.BuildExtension)
 
-setup(
-    name="selu_ext",
-    version=VERSION,
-    description="Fused SELU, AlphaDropout and self-normalizing-network tools for PyTorch "
-                "(C++/CUDA operators)",
-    long_description=open(os.path.join(ROOT, "README.md")).read()
-    if os.path.exists(os.path.join(ROOT, "README.md")) else "",
-    long_description_content_type="text/markdown",
-    packages=find_packages(include=["selu_ext", "selu_ext.*"]),
-    ext_modules=[_extension()],
-    cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
-    python_requires=">=3.10",
-    install_requires=["torch>=2.11,<2.15", "numpy"],
-    extras_require={
-        "test": ["pytest", "hypothesis", "numpy"],
-        "plot": ["matplotlib"],
-        "examples": ["scikit-learn", "matplotlib"],
-    },
-    zip_safe=False,
-)
+
+def _setup(ext, build_extension):
+    readme = os.path.join(ROOT, "README.md")
+    setup(
+        name="selu_ext",
+        version=VERSION,
+        description="Fused SELU, AlphaDropout and self-normalizing-network tools for PyTorch "
+                    "(C++/CUDA operators)",
+        long_description=open(readme).read() if os.path.exists(readme) else "",
+        long_description_content_type="text/markdown",
+        packages=find_packages(include=["selu_ext", "selu_ext.*"]),
+        ext_modules=[ext],
+        cmdclass={"build_ext": build_extension.with_options(use_ninja=True)},
+        python_requires=">=3.10",
+        install_requires=["torch>=2.11,<2.15", "numpy"],
+        extras_require={
+            "test": ["pytest", "hypothesis"],
+            "plot": ["matplotlib"],
+            "examples": ["scikit-learn", "matplotlib"],
+        },
+        zip_safe=False,
+    )
+
+
+if __name__ == "__main__":
+    main()
