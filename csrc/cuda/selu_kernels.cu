@@ -285,13 +285,20 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// The same, with 16-byte accesses: a thread takes V = 16 / sizeof(T) consecutive
-// groups of one 128-element block (V Philox calls), so for each word j its V
-// elements are contiguous and load as one vector. Needs 16-byte aligned buffers.
+// The same with vector accesses: a thread takes V consecutive groups of one
+// 128-element block (V Philox calls), so for each word j its V elements are
+// contiguous and load as one vector: 16 bytes for float and double, 8 for the
+// 16-bit types, whose kernels are instruction-bound: with V = 8 they needed 119
+// registers and ran slower on the H100 than the scalar kernel.
+template <typename T>
+constexpr int dropout_vec_width() {
+  return sizeof(T) == 2 ? 4 : static_cast<int>(16 / sizeof(T));
+}
+
 template <typename T, bool kTwoInputs, typename F>
 __global__ void __launch_bounds__(kThreads)
     dropout_vec_kernel(const T* in0, const T* in1, T* out, int64_t n, DeviceRng rng, F f) {
-  constexpr int V = 16 / sizeof(T);
+  constexpr int V = dropout_vec_width<T>();
   constexpr int kPerBlock = kDropoutLanes / V;  // threads per 128-element block
   using Vt = Vec<T, V>;
   const int64_t tid = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
@@ -386,7 +393,7 @@ void launch_dropout(const void* in0, const void* in1, void* out, int64_t n,
   const T* b = static_cast<const T*>(in1);
   T* o = static_cast<T*>(out);
   if (aligned16(a) && (!kTwoInputs || aligned16(b)) && aligned16(o)) {
-    constexpr int V = 16 / sizeof(T);
+    constexpr int V = dropout_vec_width<T>();
     const int64_t threads = (n + kDropoutBlock - 1) / kDropoutBlock * (kDropoutLanes / V);
     const int64_t blocks = (threads + kThreads - 1) / kThreads;
     dropout_vec_kernel<T, kTwoInputs><<<blocks, kThreads, 0, stream>>>(a, b, o, n, device_rng(d),
