@@ -4,15 +4,23 @@
 # benchmark, and write everything to OUTDIR. Needs torch, nvcc, ninja, pytest and
 # numpy preinstalled; no network.
 #
-#   benchmarks/gpu_run.sh OUTDIR [STEP ...]     STEP: build test sanitize bench example
-#                                               (default: all, in that order)
+#   benchmarks/gpu_run.sh OUTDIR [STEP ...]
 #
-# Writes OUTDIR/{env.txt,build.log,tests.log,sanitize.log,bench.txt,bench.json,
-# example.txt,summary.md}; summary.md ends with each step's result.
+# STEP (default: all, in this order):
+#   build     setup.py build_ext --inplace, TORCH_CUDA_ARCH_LIST=9.0 unless set
+#   test      the whole suite, SELU_EXT_REQUIRE_CUDA=1 (a missing GPU fails it)
+#   fallback  a second, CPU-only build (USE_CUDA=0) in a temporary copy, and the
+#             tests of its CUDA fallback
+#   sanitize  compute-sanitizer memcheck and racecheck over benchmarks/sanitize_cuda.py
+#   bench     python -m selu_ext.bench --device cuda
+#   example   benchmarks/snn_example.py
+#
+# Writes OUTDIR/{env.txt,build.log,tests.log,fallback.log,sanitize.log,bench.txt,
+# bench.json,example/,summary.md}; summary.md ends with each step's result.
 set -uo pipefail
-OUT=${1:?usage: benchmarks/gpu_run.sh OUTDIR [build test sanitize bench example]}
+OUT=${1:?usage: benchmarks/gpu_run.sh OUTDIR [build test fallback sanitize bench example]}
 shift
-STEPS=${*:-build test sanitize bench example}
+STEPS=${*:-build test fallback sanitize bench example}
 mkdir -p "$OUT"
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
@@ -46,6 +54,17 @@ for step in $STEPS; do
       rc=$?
       note "tests: rc=$rc, $(grep -E '^[0-9]+ (passed|failed)|^=+ .*(passed|failed)' "$OUT/tests.log" | tail -1) ($(( $(date +%s) - t0 ))s)"
       ;;
+    fallback)
+      fb=$(mktemp -d)
+      cp -r setup.py pyproject.toml README.md csrc selu_ext tests "$fb"/
+      rm -f "$fb"/selu_ext/_C*.so
+      (cd "$fb" && USE_CUDA=0 $PY setup.py build_ext --inplace > "$OUT/fallback.log" 2>&1 &&
+        SELU_EXT_REQUIRE_CUDA=1 PYTHONPATH="$fb" $PY -m pytest -q -p no:cacheprovider -rfEs \
+          tests/test_fallback.py >> "$OUT/fallback.log" 2>&1)
+      rc=$?
+      note "fallback (CPU-only build, CUDA tensors): rc=$rc, $(tail -1 "$OUT/fallback.log") ($(( $(date +%s) - t0 ))s)"
+      rm -rf "$fb"
+      ;;
     sanitize)
       : > "$OUT/sanitize.log"
       for tool in memcheck racecheck; do
@@ -59,7 +78,8 @@ for step in $STEPS; do
       note "bench: rc=$? ($(( $(date +%s) - t0 ))s)"
       ;;
     example)
-      $PY benchmarks/snn_example.py --out "$OUT" > "$OUT/example.txt" 2>&1
+      mkdir -p "$OUT/example"
+      $PY benchmarks/snn_example.py --device cuda --out "$OUT/example" > "$OUT/example/log.txt" 2>&1
       note "example: rc=$? ($(( $(date +%s) - t0 ))s)"
       ;;
     *) note "unknown step $step" ;;
