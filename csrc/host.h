@@ -126,6 +126,14 @@ inline double kept_bound_for(double p, at::ScalarType dtype, bool above = false)
   }
 }
 
+// Before any device guard: a CPU input with a CUDA rng_state reaches the CUDA
+// kernel (the dispatcher follows the highest-priority device among the arguments).
+inline void check_rng_device(const at::Tensor& rng, const at::Tensor& input, const char* op) {
+  TORCH_CHECK(rng.device().is_cpu() || rng.device() == input.device(), "selu_ext::", op,
+              ": 'rng_state' must be on the CPU or on the input's device (", input.device(),
+              "), but it is on ", rng.device());
+}
+
 inline void check_rng_state(const at::Tensor& rng, const char* op) {
   TORCH_CHECK(rng.defined() && rng.layout() == at::kStrided && rng.scalar_type() == at::kLong &&
                   rng.numel() == 2 && rng.is_contiguous(),
@@ -214,6 +222,7 @@ DropoutLaunch dropout_launch(const at::Tensor& like, double p, const at::Tensor&
 template <typename B>
 at::Tensor alpha_dropout(const at::Tensor& self, double p, const at::Tensor& rng_state) {
   check_tensor(self, "alpha_dropout", "self");
+  check_rng_device(rng_state, self, "alpha_dropout");
   typename B::Guard guard(self.device());
   const DropoutLaunch d = dropout_launch<B>(self, p, rng_state, "alpha_dropout");
   const at::Tensor x = self.contiguous();
@@ -227,6 +236,7 @@ template <typename B>
 void alpha_dropout_(at::Tensor& self, double p, const at::Tensor& rng_state) {
   check_tensor(self, "alpha_dropout_", "self");
   check_inplace(self, "alpha_dropout_");
+  check_rng_device(rng_state, self, "alpha_dropout_");
   typename B::Guard guard(self.device());
   const DropoutLaunch d = dropout_launch<B>(self, p, rng_state, "alpha_dropout_");
   if (self.numel() == 0) return;
@@ -242,6 +252,7 @@ template <typename B>
 at::Tensor alpha_dropout_backward(const at::Tensor& grad_output, double p,
                                   const at::Tensor& rng_state) {
   check_tensor(grad_output, "alpha_dropout_backward", "grad_output");
+  check_rng_device(rng_state, grad_output, "alpha_dropout_backward");
   typename B::Guard guard(grad_output.device());
   const DropoutLaunch d = dropout_launch<B>(grad_output, p, rng_state, "alpha_dropout_backward");
   const at::Tensor g = grad_output.contiguous();
@@ -254,6 +265,7 @@ at::Tensor alpha_dropout_backward(const at::Tensor& grad_output, double p,
 template <typename B>
 at::Tensor selu_alpha_dropout(const at::Tensor& self, double p, const at::Tensor& rng_state) {
   check_tensor(self, "selu_alpha_dropout", "self");
+  check_rng_device(rng_state, self, "selu_alpha_dropout");
   typename B::Guard guard(self.device());
   const DropoutLaunch d = dropout_launch<B>(self, p, rng_state, "selu_alpha_dropout");
   const at::Tensor x = self.contiguous();
@@ -270,6 +282,7 @@ at::Tensor selu_alpha_dropout_backward(const at::Tensor& grad_output, const at::
   check_tensor(grad_output, op, "grad_output");
   check_tensor(result, op, "result");
   check_same(grad_output, result, op, "grad_output", "result");
+  check_rng_device(rng_state, result, op);
   typename B::Guard guard(result.device());
   const DropoutLaunch d = dropout_launch<B>(result, p, rng_state, op);
   const at::Tensor g = grad_output.contiguous();

@@ -7,6 +7,7 @@
 #include <Python.h>
 
 #include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/ops/empty.h>
 #include <torch/library.h>
 
 #include <string>
@@ -26,6 +27,7 @@ namespace {
 // composite kernel picks the device's generator.
 at::Tensor dropout_rng_state(c10::Device device) {
   if (device.is_cpu()) return dropout_rng_state_for_cpu(device);
+  if (device.is_meta()) return at::empty({2}, at::TensorOptions().dtype(at::kLong).device(device));
   if (device.is_cuda()) return dropout_rng_state_for_cuda(device);
   TORCH_CHECK(false, "selu_ext::dropout_rng_state: unsupported device ", device,
               "; selu_ext supports CPU and CUDA tensors");

@@ -11,6 +11,8 @@
 #include "selu_ext_config.h"
 
 namespace selu_ext {
+// A named namespace: selu.h's scalar templates share some of these names.
+namespace fallback {
 namespace {
 
 void warn_fallback() {
@@ -100,24 +102,25 @@ at::Tensor dropout_keep_mask(const at::Tensor& rng, int64_t numel, double p) {
 }
 
 }  // namespace
+}  // namespace fallback
 
 // A CPU-drawn (seed, offset), placed on the device.
 at::Tensor dropout_rng_state_for_cpu(c10::Device device);
 at::Tensor dropout_rng_state_for_cuda(c10::Device device) {
-  warn_fallback();
+  fallback::warn_fallback();
   return dropout_rng_state_for_cpu(c10::Device(c10::kCPU)).to(device);
 }
 
 TORCH_LIBRARY_IMPL(selu_ext, CUDA, m) {
-  m.impl("selu", &selu);
-  m.impl("selu_", &selu_);
-  m.impl("selu_backward", &selu_backward);
-  m.impl("alpha_dropout", &alpha_dropout);
-  m.impl("alpha_dropout_", &alpha_dropout_);
-  m.impl("alpha_dropout_backward", &alpha_dropout_backward);
-  m.impl("selu_alpha_dropout", &selu_alpha_dropout);
-  m.impl("selu_alpha_dropout_backward", &selu_alpha_dropout_backward);
-  m.impl("dropout_keep_mask", &dropout_keep_mask);
+  m.impl("selu", &fallback::selu);
+  m.impl("selu_", &fallback::selu_);
+  m.impl("selu_backward", &fallback::selu_backward);
+  m.impl("alpha_dropout", &fallback::alpha_dropout);
+  m.impl("alpha_dropout_", &fallback::alpha_dropout_);
+  m.impl("alpha_dropout_backward", &fallback::alpha_dropout_backward);
+  m.impl("selu_alpha_dropout", &fallback::selu_alpha_dropout);
+  m.impl("selu_alpha_dropout_backward", &fallback::selu_alpha_dropout_backward);
+  m.impl("dropout_keep_mask", &fallback::dropout_keep_mask);
 }
 
 }  // namespace selu_ext
