@@ -127,7 +127,9 @@ struct DropoutCoeffs {
 };
 
 inline DropoutCoeffs alpha_dropout_coeffs(double p) {
-  if (p >= 1.0) return {0.0, 0.0, 0.0};
+  // p == 1: kept a*x + b and dropped `dropped + 0*x` are both exactly x * 0 (-0.0
+  // added to anything leaves it unchanged, signed zeros included), as in PyTorch.
+  if (p >= 1.0) return {0.0, -0.0, -0.0};
   const double a = 1.0 / std::sqrt((kScaleAlpha * kScaleAlpha * p + 1.0) * (1.0 - p));
   return {a, kScaleAlpha * a * p, -kScaleAlpha * a * (1.0 - p)};
 }

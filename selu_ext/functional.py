@@ -45,7 +45,7 @@ def alpha_dropout_coefficients(p: float) -> tuple[float, float, float]:
     become ``a * x + b``, dropped ones ``dropped`` (PyTorch's formulas; p == 1 gives
     zeros). The same computation as ``alpha_dropout_coeffs`` in csrc/selu.h."""
     if p >= 1.0:
-        return 0.0, 0.0, 0.0
+        return 0.0, -0.0, -0.0  # every unit becomes x * 0 (signed zeros included)
     a = 1.0 / math.sqrt((_SCALE_ALPHA * _SCALE_ALPHA * p + 1.0) * (1.0 - p))
     return a, _SCALE_ALPHA * a * p, -_SCALE_ALPHA * a * (1.0 - p)
 
@@ -59,7 +59,7 @@ def _check_tensor(input, fn: str) -> None:
 def _check_p(p) -> None:
     if isinstance(p, bool) or not isinstance(p, (int, float)):
         raise TypeError(f"dropout probability must be a number, but got {type(p).__name__}")
-    if p < 0.0 or p > 1.0:
+    if not 0.0 <= p <= 1.0:  # written so that NaN fails too
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
 
 
@@ -81,6 +81,9 @@ def _rng_state(input: Tensor, seed: Optional[int]) -> Tensor:
     input's device unless ``seed`` is given: then a CPU tensor (seed, 0), which gives
     the same mask on every device."""
     if seed is None:
+        if input.device.type == "meta":
+            # No generator to draw from; the ops' fake kernels only need the shape.
+            return torch.empty(2, dtype=torch.int64, device="meta")
         return ops.dropout_rng_state(input.device)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed must be an int, but got {type(seed).__name__}")
@@ -103,7 +106,11 @@ def selu(input: Tensor, inplace: bool = False) -> Tensor:
     """
     _check_tensor(input, "selu")
     if _functorch_active():
-        return SELUFunction.apply(input, inplace)
+        if inplace:
+            # vmap cannot batch an in-place autograd.Function (nor the in-place op):
+            # the same result through the out-of-place one and a copy.
+            return input.copy_(SELUFunction.apply(input))
+        return SELUFunction.apply(input)
     if inplace:
         _check_leaf_inplace(input)
         ops.selu_(input)
@@ -128,7 +135,9 @@ def alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False, inplace
         return input
     rng = _rng_state(input, seed)
     if _functorch_active():
-        return AlphaDropoutFunction.apply(input, float(p), rng, inplace)
+        if inplace:  # as in selu()
+            return input.copy_(AlphaDropoutFunction.apply(input, float(p), rng))
+        return AlphaDropoutFunction.apply(input, float(p), rng)
     if inplace:
         _check_leaf_inplace(input)
         ops.alpha_dropout_(input, float(p), rng)
@@ -142,13 +151,17 @@ def feature_alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False,
     :func:`torch.nn.functional.feature_alpha_dropout`.
 
     The ``(N, C)`` keep mask comes from the same Philox stream as
-    :func:`alpha_dropout` (element ``n * C + c``), then one fused multiply-add
-    applies it; autograd keeps only the two ``(N, C, 1, ...)`` coefficient tensors.
+    :func:`alpha_dropout` (element ``n * C + c``) and is applied as ``x * scale +
+    shift`` with ``(N, C, 1, ...)`` coefficients; autograd keeps only the ``scale``.
     """
     _check_tensor(input, "feature_alpha_dropout")
     _check_p(p)
     if not training or p == 0 or input.numel() == 0:
         return input
+    if input.layout != torch.strided:
+        raise NotImplementedError(f"selu_ext.feature_alpha_dropout: {input.layout} tensors are "
+                                  "not supported; selu_ext works on dense (strided) tensors. "
+                                  "Call .to_dense() first.")
     if input.dim() < 2:
         raise RuntimeError("selu_ext.feature_alpha_dropout: feature dropout requires at least 2 "
                            f"dimensions (N, C, *) in the input, but got {input.dim()}")
@@ -158,16 +171,27 @@ def feature_alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False,
                            "float64)")
     n, c = input.shape[0], input.shape[1]
     noise_shape = (n, c) + (1,) * (input.dim() - 2)
-    keep = ops.dropout_keep_mask(_rng_state(input, seed), n * c, float(p))
-    keep = keep.to(input.device).view(noise_shape)
+    rng = _rng_state(input, seed)
     a, b, dropped = alpha_dropout_coefficients(float(p))
+    if _functorch_active():
+        # dropout_keep_mask has no batched input, so vmap would neither see a random op
+        # (randomness="error") nor give each sample its own mask ("different"). The
+        # mask of alpha_dropout over zeros of shape (N, C) is the same mask, and its
+        # vmap rule applies vmap's randomness setting.
+        zeros = torch.zeros_like(input[(slice(None), slice(None)) + (0,) * (input.dim() - 2)])
+        keep = AlphaDropoutFunction.apply(zeros, float(p), rng) > dropped / 2
+    else:
+        keep = ops.dropout_keep_mask(rng, n * c, float(p)).to(input.device)
+    keep = keep.view(noise_shape)
     zero = torch.zeros((), dtype=input.dtype, device=input.device)
     scale = torch.where(keep, torch.full((), a, dtype=input.dtype, device=input.device), zero)
     shift = torch.where(keep, torch.full((), b, dtype=input.dtype, device=input.device),
                         torch.full((), dropped, dtype=input.dtype, device=input.device))
+    # x * scale, then + shift, as PyTorch does (two roundings): the in-place and
+    # out-of-place forms, and PyTorch's, give the same bits for the same mask.
     if inplace:
         return input.mul_(scale).add_(shift)
-    return torch.addcmul(shift, input, scale)
+    return input.mul(scale).add_(shift)
 
 
 def selu_alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False,
@@ -199,11 +223,16 @@ class _BelowAutograd:
     an autograd.Function, the Function is the graph node."""
 
     def __enter__(self):
-        self._guard = torch._C._AutoDispatchBelowAutograd()
-        self._guard.__enter__()
+        # Dynamo cannot trace this guard (a graph break in every Function under
+        # torch.compile); there the forward is traced with grad disabled, so the
+        # operators' autograd kernels record nothing anyway.
+        self._guard = None
+        if not torch.compiler.is_compiling():
+            self._guard = torch._C._AutoDispatchBelowAutograd()
+            self._guard.__enter__()
 
     def __exit__(self, *exc):
-        return self._guard.__exit__(*exc)
+        return None if self._guard is None else self._guard.__exit__(*exc)
 
 
 class SELUFunction(torch.autograd.Function):
@@ -216,6 +245,7 @@ class SELUFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(input, inplace=False):
+        _check_tensor(input, "SELUFunction.apply")
         with _BelowAutograd():
             if inplace:
                 ops.selu_(input)
@@ -224,7 +254,8 @@ class SELUFunction(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        input, inplace = inputs
+        # Dynamo passes only the given arguments (eager binds the defaults too).
+        input, inplace = inputs[0], len(inputs) > 1 and inputs[1]
         if inplace:
             ctx.mark_dirty(input)
         ctx.save_for_backward(output)
@@ -268,6 +299,7 @@ class AlphaDropoutFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(input, p, rng_state, inplace=False):
+        _check_tensor(input, "AlphaDropoutFunction.apply")
         with _BelowAutograd():
             if inplace:
                 ops.alpha_dropout_(input, p, rng_state)
@@ -276,8 +308,8 @@ class AlphaDropoutFunction(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        input, p, rng_state, inplace = inputs
-        if inplace:
+        input, p, rng_state = inputs[:3]
+        if len(inputs) > 3 and inputs[3]:  # inplace; as in SELUFunction
             ctx.mark_dirty(input)
         ctx.p = p
         ctx.save_for_backward(rng_state)
@@ -316,6 +348,7 @@ class SELUAlphaDropoutFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(input, p, rng_state):
+        _check_tensor(input, "SELUAlphaDropoutFunction.apply")
         with _BelowAutograd():
             return ops.selu_alpha_dropout(input, p, rng_state)
 

@@ -12,6 +12,8 @@ for the backward ops.
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
 from . import _C  # noqa: F401  (loads the operators)
@@ -68,12 +70,19 @@ def _check_same(a: torch.Tensor, b: torch.Tensor, op: str, an: str, bn: str) -> 
                  f"{tuple(a.shape)} but '{bn}' has shape {tuple(b.shape)}")
 
 
-def _check_dropout(p: float, rng_state: torch.Tensor, op: str) -> None:
+def _check_dropout(p: float, rng_state: torch.Tensor, op: str,
+                   like: Optional[torch.Tensor] = None) -> None:
     torch._check(0.0 <= p <= 1.0, lambda: f"selu_ext::{op}: dropout probability has to be "
                  f"between 0 and 1, but got {p}")
     torch._check(rng_state.dtype == torch.int64 and rng_state.numel() == 2,
                  lambda: f"selu_ext::{op}: 'rng_state' must be a contiguous int64 tensor of 2 "
                  "elements (seed, offset), as returned by torch.ops.selu_ext.dropout_rng_state")
+    # A meta rng_state routes a call with real tensors here (Meta outranks CPU and
+    # CUDA in dispatch): without this check it would return uninitialized memory.
+    if like is not None:
+        torch._check(rng_state.device.type == "cpu" or rng_state.device == like.device,
+                     lambda: f"selu_ext::{op}: 'rng_state' must be on the CPU or on the input's "
+                     f"device ({like.device}), but it is on {rng_state.device}")
 
 
 @torch.library.register_fake("selu_ext::selu")
@@ -103,27 +112,27 @@ def _dropout_rng_state_fake(device):
 @torch.library.register_fake("selu_ext::alpha_dropout")
 def _alpha_dropout_fake(self, p, rng_state):
     _check_float(self, "alpha_dropout", "self")
-    _check_dropout(p, rng_state, "alpha_dropout")
+    _check_dropout(p, rng_state, "alpha_dropout", self)
     return torch.empty_like(self)
 
 
 @torch.library.register_fake("selu_ext::alpha_dropout_")
 def _alpha_dropout_inplace_fake(self, p, rng_state):
     _check_float(self, "alpha_dropout_", "self")
-    _check_dropout(p, rng_state, "alpha_dropout_")
+    _check_dropout(p, rng_state, "alpha_dropout_", self)
 
 
 @torch.library.register_fake("selu_ext::alpha_dropout_backward")
 def _alpha_dropout_backward_fake(grad_output, p, rng_state):
     _check_float(grad_output, "alpha_dropout_backward", "grad_output")
-    _check_dropout(p, rng_state, "alpha_dropout_backward")
+    _check_dropout(p, rng_state, "alpha_dropout_backward", grad_output)
     return torch.empty_like(grad_output)
 
 
 @torch.library.register_fake("selu_ext::selu_alpha_dropout")
 def _selu_alpha_dropout_fake(self, p, rng_state):
     _check_float(self, "selu_alpha_dropout", "self")
-    _check_dropout(p, rng_state, "selu_alpha_dropout")
+    _check_dropout(p, rng_state, "selu_alpha_dropout", self)
     return torch.empty_like(self)
 
 
@@ -133,7 +142,7 @@ def _selu_alpha_dropout_backward_fake(grad_output, result, p, rng_state):
     _check_float(grad_output, op, "grad_output")
     _check_float(result, op, "result")
     _check_same(grad_output, result, op, "grad_output", "result")
-    _check_dropout(p, rng_state, op)
+    _check_dropout(p, rng_state, op, result)
     return torch.empty_like(result)
 
 
