@@ -5,6 +5,7 @@ existing model onto selu_ext."""
 from __future__ import annotations
 
 import copy
+from collections import OrderedDict
 from typing import Optional
 
 import torch
@@ -49,10 +50,9 @@ class _AlphaDropoutBase(nn.Module):
 
     def __init__(self, p: float = 0.5, inplace: bool = False) -> None:
         super().__init__()
-        if isinstance(p, bool) or not isinstance(p, (int, float)):
-            raise TypeError(f"dropout probability must be a number, but got {type(p).__name__}")
-        if p < 0 or p > 1:
-            raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+        # The functions' check: torch.nn's modules let NaN through to fail only in
+        # training mode; refusing it here names the mistake where it is made.
+        F._check_p(p)
         self.p = p
         self.inplace = inplace
 
@@ -85,10 +85,7 @@ class SELUAlphaDropout(nn.Module):
 
     def __init__(self, p: float = 0.5) -> None:
         super().__init__()
-        if isinstance(p, bool) or not isinstance(p, (int, float)):
-            raise TypeError(f"dropout probability must be a number, but got {type(p).__name__}")
-        if p < 0 or p > 1:
-            raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+        F._check_p(p)
         self.p = p
 
     def forward(self, input: Tensor) -> Tensor:
@@ -117,15 +114,24 @@ class SelfNormalizingMLP(nn.Sequential):
                  generator: Optional[torch.Generator] = None) -> None:
         if depth < 1:
             raise ValueError(f"SelfNormalizingMLP: depth must be at least 1, got {depth}")
-        if dropout < 0 or dropout > 1:
-            raise ValueError(f"dropout probability has to be between 0 and 1, but got {dropout}")
+        F._check_p(dropout)
+
+        # Where nn.Linear(device=None) would go (torch.set_default_device included).
+        target = device if device is not None else torch.empty(0).device
+
+        def linear(n_in: int, n_out: int) -> nn.Linear:
+            # skip_init: no default (kaiming-uniform) draw that lecun_normal_ would
+            # overwrite, so a `generator` leaves torch's default generator untouched.
+            return nn.utils.skip_init(nn.Linear, n_in, n_out, bias=bias, device=target,
+                                      dtype=dtype)
+
         layers: list[nn.Module] = []
         width = in_features
         for _ in range(depth):
-            layers.append(nn.Linear(width, hidden_features, bias=bias, device=device, dtype=dtype))
+            layers.append(linear(width, hidden_features))
             layers.append(SELUAlphaDropout(dropout) if dropout > 0 else SELU())
             width = hidden_features
-        layers.append(nn.Linear(width, out_features, bias=bias, device=device, dtype=dtype))
+        layers.append(linear(width, out_features))
         super().__init__(*layers)
         self.depth = depth
         self.dropout = dropout
@@ -134,6 +140,13 @@ class SelfNormalizingMLP(nn.Sequential):
                 lecun_normal_(m.weight, generator=generator)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
+
+    def __getitem__(self, idx):
+        if isinstance(idx, slice):
+            # nn.Sequential would call this class's constructor, whose arguments are
+            # layer sizes, not layers: a slice is a plain Sequential of those layers.
+            return nn.Sequential(OrderedDict(list(self._modules.items())[idx]))
+        return super().__getitem__(idx)
 
 
 def _replacement(m: nn.Module) -> Optional[nn.Module]:
@@ -150,7 +163,11 @@ def _replacement(m: nn.Module) -> Optional[nn.Module]:
 
 
 def _convert(module: nn.Module, fuse: bool) -> None:
-    for name, child in list(module.named_children()):
+    # _modules, not named_children(): that skips a module's second slot when one
+    # instance sits in two, which would leave a torch module behind.
+    for name, child in list(module._modules.items()):
+        if child is None:
+            continue
         new = _replacement(child)
         if new is not None:
             setattr(module, name, new)
@@ -166,7 +183,7 @@ def _convert(module: nn.Module, fuse: bool) -> None:
                 # The pair's second slot becomes Identity, so indices and state_dict
                 # keys of every other layer stay where they were.
                 module._modules[k0] = fused
-                module._modules[k1] = nn.Identity()
+                module._modules[k1] = nn.Identity().train(m1.training)
 
 
 def convert(model: nn.Module, inplace: bool = False, fuse: bool = True) -> nn.Module:
