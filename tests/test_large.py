@@ -1,0 +1,115 @@
+"""Tensors of more than 2**31 elements on CUDA (bfloat16, 4.3 GB each): selu
+forward and backward and the dropout ops index them with 64 bits. Checked on
+slices at the start, around element 2**31 (where a 32-bit index would wrap) and at
+the end, against the float64 reference and the pure-Python Philox mask of
+tests/test_philox.py (independent of every kernel).
+
+Needs a GPU with about 24 GB free; skipped otherwise.
+"""
+
+import pytest
+import torch
+
+import selu_ext
+from conftest import TOL, require_device, selu_reference
+from test_philox import MASK32, philox4x32_10, reference_keep
+
+OPS = torch.ops.selu_ext
+N = 2**31 + 4099  # odd, past the 32-bit boundary
+DTYPE = torch.bfloat16
+NEED_BYTES = 24 * 2**30
+WINDOWS = [(0, 1024), (2**31 - 640, 2**31 + 640), (N - 1024, N)]
+
+def _free_bytes():
+    free, _ = torch.cuda.mem_get_info()
+    return free
+
+
+@pytest.fixture(scope="module")
+def big():
+    require_device("cuda")
+    if _free_bytes() < NEED_BYTES:
+        pytest.skip(f"needs {NEED_BYTES / 2**30:.0f} GiB of free GPU memory, "
+                    f"{_free_bytes() / 2**30:.1f} GiB free")
+    g = torch.Generator(device="cuda").manual_seed(0)
+    x = torch.randn(N, generator=g, device="cuda", dtype=torch.float32).mul_(3).to(DTYPE)
+    yield x
+    del x
+    torch.cuda.empty_cache()
+
+
+def _keep_at(seed, offset, p, lo, hi):
+    """test_philox.reference_keep for the elements lo..hi-1 (it starts at 0)."""
+    threshold = 0 if p <= 0 else min(round(p * 2**32), 2**32 - 1)
+    seed &= (1 << 64) - 1
+    ctr_lo = (offset // 4) & ((1 << 64) - 1)
+    out = []
+    for i in range(lo, hi):
+        group = (i // 128) * 32 + i % 32
+        word = (i // 32) % 4
+        r = philox4x32_10([ctr_lo & MASK32, ctr_lo >> 32, group & MASK32, group >> 32],
+                          [seed & MASK32, seed >> 32])
+        out.append(r[word] >= threshold)
+    return torch.tensor(out)
+
+
+def test_window_reference_agrees_with_test_philox():
+    # The window formula above is test_philox's reference, element for element.
+    assert _keep_at(77, 8, 0.3, 0, 700).tolist() == reference_keep(77, 8, 0.3, 700)
+
+
+def _close(got, ref64, which="forward"):
+    rtol, atol = TOL[DTYPE][:2] if which == "forward" else TOL[DTYPE][2:]
+    torch.testing.assert_close(got.cpu().double(), ref64.to(DTYPE).double(), rtol=rtol, atol=atol)
+
+
+@pytest.mark.cuda
+@pytest.mark.slow
+def test_selu_forward_backward(big):
+    x = big
+    y = OPS.selu(x)
+    for lo, hi in WINDOWS:
+        _close(y[lo:hi], selu_reference(x[lo:hi].cpu()))
+    # Backward with a stride-0 gradient (as autograd hands out for .sum()).
+    g = torch.full((), 0.5, device="cuda", dtype=DTYPE).expand(N)
+    gx = OPS.selu_backward(g, y)
+    for lo, hi in WINDOWS:
+        yw = y[lo:hi].cpu().double()
+        want = 0.5 * torch.where(yw > 0, selu_ext.SCALE, yw + selu_ext.SCALE * selu_ext.ALPHA)
+        _close(gx[lo:hi], want, "backward")
+    del y, gx
+    # In place, on the same storage.
+    xc = x.clone()
+    OPS.selu_(xc)
+    for lo, hi in WINDOWS:
+        _close(xc[lo:hi], selu_reference(x[lo:hi].cpu()))
+
+
+@pytest.mark.cuda
+@pytest.mark.slow
+@pytest.mark.parametrize("rng_on", ["cpu", "cuda"])
+def test_dropout(big, rng_on):
+    x = big
+    seed, offset, p = 20240601, 12, 0.25
+    rng = torch.tensor([seed, offset], dtype=torch.int64, device=rng_on)
+    a, b, dropped = selu_ext.alpha_dropout_coefficients(p)
+    z = OPS.selu_alpha_dropout(x, p, rng)
+    out = OPS.alpha_dropout(x, p, rng)
+    for lo, hi in WINDOWS:
+        keep = _keep_at(seed, offset, p, lo, hi)
+        assert 0 < keep.sum() < keep.numel()
+        xw = x[lo:hi].cpu().double()
+        _close(out[lo:hi], torch.where(keep, a * xw + b, torch.full_like(xw, dropped)))
+        sw = selu_reference(x[lo:hi].cpu()).to(torch.float32).double()
+        want = torch.where(keep, a * sw + b, torch.full_like(sw, dropped))
+        torch.testing.assert_close(z[lo:hi].cpu().double(), want.to(DTYPE).double(),
+                                   rtol=2 * TOL[DTYPE][0], atol=4e-3)
+    del out
+    g = torch.ones((), device="cuda", dtype=DTYPE).expand(N)
+    gz = OPS.selu_alpha_dropout_backward(g, z, p, rng)
+    for lo, hi in WINDOWS:
+        keep = _keep_at(seed, offset, p, lo, hi)
+        xw = x[lo:hi].cpu().double()
+        d = torch.where(xw <= 0, selu_ext.SCALE * selu_ext.ALPHA * xw.exp(),
+                        torch.full_like(xw, selu_ext.SCALE))
+        _close(gz[lo:hi], torch.where(keep, a * d, torch.zeros_like(d)), "backward")
