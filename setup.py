@@ -175,9 +175,13 @@ def _extension(torch, cpp_extension, with_cuda, no_cuda_reason, cuda_home):
     sources += (["csrc/cuda/selu_cuda.cpp", "csrc/cuda/selu_kernels.cu"] if with_cuda
                 else ["csrc/cuda/fallback.cpp"])
 
-    cxx = opt + ["-std=c++20", "-ffp-contract=fast", "-Wall", "-Wno-psabi",
+    # -fopenmp: at::parallel_for is inline in torch's headers and runs serially
+    # unless the extension itself is compiled with OpenMP. The library it links,
+    # libgomp.so.1, is the one torch has already loaded (same soname): one thread
+    # pool, sized by torch.set_num_threads.
+    cxx = opt + ["-std=c++20", "-ffp-contract=fast", "-fopenmp", "-Wall", "-Wno-psabi",
                  "-Wno-unused-parameter", "-fvisibility=hidden"]
-    link = []
+    link = ["-fopenmp"]
     if sanitize:
         flags = [f"-fsanitize={sanitize}", "-fno-omit-frame-pointer",
                  "-fno-sanitize-recover=undefined"]

@@ -2,9 +2,9 @@
 //
 // Each kernels_<isa>.cpp includes this file after switching the compiler's target
 // (e.g. `#pragma GCC target("avx2,fma")`) and defines SELU_EXT_ISA, the namespace
-// the code lands in. The code uses GCC/Clang vector extensions on 64-byte vectors:
-// one zmm register under AVX-512, two ymm under AVX2, four xmm under SSE2, so the
-// same source is right for every target and the compiler picks the instructions.
+// the code lands in. The code uses GCC/Clang vector extensions on vectors of the
+// target's register width (zmm, ymm or xmm), so the same source is right for every
+// target and the compiler picks the instructions.
 //
 // Every element, tail included, goes through the same vector arithmetic (the tail
 // through a padded buffer), so a value's result never depends on where it sits in
@@ -30,15 +30,28 @@ namespace {
 
 #define SELU_VI static inline __attribute__((always_inline))
 
-typedef float f32x16 __attribute__((vector_size(64)));
-typedef int32_t i32x16 __attribute__((vector_size(64)));
-typedef uint32_t u32x16 __attribute__((vector_size(64)));
-typedef uint16_t u16x16 __attribute__((vector_size(32)));
-typedef double f64x8 __attribute__((vector_size(64)));
-typedef int64_t i64x8 __attribute__((vector_size(64)));
-typedef uint64_t u64x8 __attribute__((vector_size(64)));
-typedef int32_t i32x8 __attribute__((vector_size(32)));
-typedef uint32_t u32x8 __attribute__((vector_size(32)));
+// One register of the variant: 64 bytes (AVX-512), 32 (AVX2) or 16 (SSE2 and
+// other baselines). Vectors wider than the target's registers would be legal C++,
+// but GCC lowers some of their operations (compares, selects) element by element:
+// 64-byte vectors ran 12x slower under AVX2 than under AVX-512.
+#if defined(SELU_EXT_ISA_AVX512)
+constexpr int kVB = 64;
+#elif defined(SELU_EXT_ISA_AVX2)
+constexpr int kVB = 32;
+#else
+constexpr int kVB = 16;
+#endif
+constexpr int kL32 = kVB / 4;  // lanes of 32-bit elements
+constexpr int kL64 = kVB / 8;  // lanes of 64-bit elements
+
+typedef float f32v __attribute__((vector_size(kVB)));
+typedef int32_t i32v __attribute__((vector_size(kVB)));
+typedef uint32_t u32v __attribute__((vector_size(kVB)));
+typedef uint16_t u16v __attribute__((vector_size(kVB / 2)));  // kL32 lanes
+typedef double f64v __attribute__((vector_size(kVB)));
+typedef int64_t i64v __attribute__((vector_size(kVB)));
+typedef uint64_t u64v __attribute__((vector_size(kVB)));
+typedef int32_t i32h __attribute__((vector_size(kVB / 2)));  // kL64 lanes
 
 template <typename V, typename S>
 SELU_VI V splat(S s) {
@@ -60,31 +73,21 @@ SELU_VI void store(void* p, V v) {
 // Fused multiply-add, a * b + c rounded once, where the instruction set has it
 // (the generic expression would leave the choice of which product to fuse to the
 // compiler). Without FMA (baseline x86-64) it is two roundings.
-SELU_VI f32x16 fma_v(f32x16 a, f32x16 b, f32x16 c) {
+SELU_VI f32v fma_v(f32v a, f32v b, f32v c) {
 #if defined(SELU_EXT_ISA_AVX512)
-  return (f32x16)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)c);
+  return (f32v)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)c);
 #elif defined(SELU_EXT_ISA_AVX2)
-  struct H {
-    __m256 v[2];
-  };
-  H x = load<H>(&a), y = load<H>(&b), z = load<H>(&c);
-  for (int i = 0; i < 2; ++i) x.v[i] = _mm256_fmadd_ps(x.v[i], y.v[i], z.v[i]);
-  return load<f32x16>(&x);
+  return (f32v)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c);
 #else
   return a * b + c;
 #endif
 }
 
-SELU_VI f64x8 fma_v(f64x8 a, f64x8 b, f64x8 c) {
+SELU_VI f64v fma_v(f64v a, f64v b, f64v c) {
 #if defined(SELU_EXT_ISA_AVX512)
-  return (f64x8)_mm512_fmadd_pd((__m512d)a, (__m512d)b, (__m512d)c);
+  return (f64v)_mm512_fmadd_pd((__m512d)a, (__m512d)b, (__m512d)c);
 #elif defined(SELU_EXT_ISA_AVX2)
-  struct H {
-    __m256d v[2];
-  };
-  H x = load<H>(&a), y = load<H>(&b), z = load<H>(&c);
-  for (int i = 0; i < 2; ++i) x.v[i] = _mm256_fmadd_pd(x.v[i], y.v[i], z.v[i]);
-  return load<f64x8>(&x);
+  return (f64v)_mm256_fmadd_pd((__m256d)a, (__m256d)b, (__m256d)c);
 #else
   return a * b + c;
 #endif
@@ -105,37 +108,37 @@ SELU_VI V mul_split_v(V x, S hi, S lo) {
 // expm1(x) == -1 to the last bit (float: e^-30 < 2^-43; double: e^-60 < 2^-86).
 // NaN fails every comparison, so it passes the clamp and comes out NaN.
 
-SELU_VI f32x16 expm1_nonpositive(f32x16 x) {
-  const f32x16 lo = splat<f32x16>(-30.0f);
+SELU_VI f32v expm1_nonpositive(f32v x) {
+  const f32v lo = splat<f32v>(-30.0f);
   x = x < lo ? lo : x;
-  const f32x16 shifter = splat<f32x16>(12582912.0f);  // 1.5 * 2^23: adding it rounds to integer
-  const f32x16 j = x * 1.44269504088896341f + shifter;
-  const f32x16 k = j - shifter;
-  f32x16 r = x - k * 0.693359375f;  // ln2 high part: k * it is exact for |k| < 2^12
+  const f32v shifter = splat<f32v>(12582912.0f);  // 1.5 * 2^23: adding it rounds to integer
+  const f32v j = x * 1.44269504088896341f + shifter;
+  const f32v k = j - shifter;
+  f32v r = x - k * 0.693359375f;  // ln2 high part: k * it is exact for |k| < 2^12
   r = r - k * -2.12194440e-4f;      // ln2 low part
-  f32x16 q = splat<f32x16>(1.0f / 40320.0f);
+  f32v q = splat<f32v>(1.0f / 40320.0f);
   q = q * r + (1.0f / 5040.0f);
   q = q * r + (1.0f / 720.0f);
   q = q * r + (1.0f / 120.0f);
   q = q * r + (1.0f / 24.0f);
   q = q * r + (1.0f / 6.0f);
   q = q * r + 0.5f;
-  const f32x16 p = fma_v(r * r, q, r);  // expm1(r), truncation below 2e-10 relative
-  const u32x16 t_bits = ((u32x16)j - 0x4B400000u + 127u) << 23;  // 2^k
-  const f32x16 t = (f32x16)t_bits;
+  const f32v p = fma_v(r * r, q, r);  // expm1(r), truncation below 2e-10 relative
+  const u32v t_bits = ((u32v)j - 0x4B400000u + 127u) << 23;  // 2^k
+  const f32v t = (f32v)t_bits;
   return fma_v(t, p, t - 1.0f);
 }
 
-SELU_VI f64x8 expm1_nonpositive(f64x8 x) {
-  const f64x8 lo = splat<f64x8>(-60.0);
+SELU_VI f64v expm1_nonpositive(f64v x) {
+  const f64v lo = splat<f64v>(-60.0);
   x = x < lo ? lo : x;
-  const f64x8 shifter = splat<f64x8>(6755399441055744.0);  // 1.5 * 2^52
-  const f64x8 j = x * 1.4426950408889634074 + shifter;
-  const f64x8 k = j - shifter;
-  f64x8 r = x - k * 6.93147180369123816490e-01;  // ln2 high part (fdlibm)
+  const f64v shifter = splat<f64v>(6755399441055744.0);  // 1.5 * 2^52
+  const f64v j = x * 1.4426950408889634074 + shifter;
+  const f64v k = j - shifter;
+  f64v r = x - k * 6.93147180369123816490e-01;  // ln2 high part (fdlibm)
   r = r - k * 1.90821492927058770002e-10;        // ln2 low part
   // Taylor to r^14: truncation below 1e-18 relative on |r| <= ln2/2.
-  f64x8 q = splat<f64x8>(1.0 / 87178291200.0);  // 1/14!
+  f64v q = splat<f64v>(1.0 / 87178291200.0);  // 1/14!
   q = q * r + 1.0 / 6227020800.0;               // 1/13!
   q = q * r + 1.0 / 479001600.0;
   q = q * r + 1.0 / 39916800.0;
@@ -148,9 +151,9 @@ SELU_VI f64x8 expm1_nonpositive(f64x8 x) {
   q = q * r + 1.0 / 24.0;
   q = q * r + 1.0 / 6.0;
   q = q * r + 0.5;
-  const f64x8 p = fma_v(r * r, q, r);
-  const u64x8 t_bits = ((u64x8)j - 0x4338000000000000ull + 1023ull) << 52;
-  const f64x8 t = (f64x8)t_bits;
+  const f64v p = fma_v(r * r, q, r);
+  const u64v t_bits = ((u64v)j - 0x4338000000000000ull + 1023ull) << 52;
+  const f64v t = (f64v)t_bits;
   return fma_v(t, p, t - 1.0);
 }
 
@@ -176,54 +179,55 @@ SELU_VI V selu_backward_v(V grad, V y) {
 // float16 / bfloat16 <-> float, bit-exact with c10::Half and c10::BFloat16
 // (IEEE round-to-nearest-even; the float16 algorithm is FP16's, as in c10).
 
-SELU_VI f32x16 half_to_float(u16x16 h) {
-  const u32x16 w = __builtin_convertvector(h, u32x16) << 16;
-  const u32x16 sign = w & 0x80000000u;
-  const u32x16 two_w = w + w;
-  const f32x16 normalized = (f32x16)((two_w >> 4) + (0xE0u << 23)) * 0x1.0p-112f;
-  const f32x16 denormalized = (f32x16)((two_w >> 17) | (126u << 23)) - 0.5f;
-  const i32x16 is_denormal = (i32x16)(two_w < (1u << 27));
-  const u32x16 bits = is_denormal ? (u32x16)denormalized : (u32x16)normalized;
-  return (f32x16)(sign | bits);
+SELU_VI f32v half_to_float(u16v h) {
+  const u32v w = __builtin_convertvector(h, u32v) << 16;
+  const u32v sign = w & 0x80000000u;
+  const u32v two_w = w + w;
+  const f32v normalized = (f32v)((two_w >> 4) + (0xE0u << 23)) * 0x1.0p-112f;
+  const f32v denormalized = (f32v)((two_w >> 17) | (126u << 23)) - 0.5f;
+  const i32v is_denormal = (i32v)(two_w < (1u << 27));
+  const u32v bits = is_denormal ? (u32v)denormalized : (u32v)normalized;
+  return (f32v)(sign | bits);
 }
 
-SELU_VI u16x16 float_to_half(f32x16 f) {
-  const u32x16 w = (u32x16)f;
-  const f32x16 abs_f = (f32x16)(w & 0x7FFFFFFFu);
-  f32x16 base = (abs_f * 0x1.0p+112f) * 0x1.0p-110f;
-  const u32x16 shl1_w = w + w;
-  const u32x16 sign = w & 0x80000000u;
-  u32x16 bias = shl1_w & 0xFF000000u;
-  bias = bias < 0x71000000u ? splat<u32x16>(0x71000000u) : bias;
-  base = (f32x16)((bias >> 1) + 0x07800000u) + base;
-  const u32x16 bits = (u32x16)base;
-  const u32x16 nonsign = ((bits >> 13) & 0x00007C00u) + (bits & 0x00000FFFu);
-  const u32x16 out = (sign >> 16) | (shl1_w > 0xFF000000u ? splat<u32x16>(0x7E00u) : nonsign);
-  return __builtin_convertvector(out, u16x16);
+SELU_VI u16v float_to_half(f32v f) {
+  const u32v w = (u32v)f;
+  const f32v abs_f = (f32v)(w & 0x7FFFFFFFu);
+  f32v base = (abs_f * 0x1.0p+112f) * 0x1.0p-110f;
+  const u32v shl1_w = w + w;
+  const u32v sign = w & 0x80000000u;
+  u32v bias = shl1_w & 0xFF000000u;
+  bias = bias < 0x71000000u ? splat<u32v>(0x71000000u) : bias;
+  base = (f32v)((bias >> 1) + 0x07800000u) + base;
+  const u32v bits = (u32v)base;
+  const u32v nonsign = ((bits >> 13) & 0x00007C00u) + (bits & 0x00000FFFu);
+  const u32v out = (sign >> 16) | (shl1_w > 0xFF000000u ? splat<u32v>(0x7E00u) : nonsign);
+  return __builtin_convertvector(out, u16v);
 }
 
-SELU_VI f32x16 bfloat16_to_float(u16x16 h) {
-  return (f32x16)(__builtin_convertvector(h, u32x16) << 16);
+SELU_VI f32v bfloat16_to_float(u16v h) {
+  return (f32v)(__builtin_convertvector(h, u32v) << 16);
 }
 
-SELU_VI u16x16 float_to_bfloat16(f32x16 f) {
-  const u32x16 u = (u32x16)f;
-  const u32x16 rounded = (u + (((u >> 16) & 1u) + 0x7FFFu)) >> 16;
-  const u32x16 out = f != f ? splat<u32x16>(0x7FC0u) : rounded;
-  return __builtin_convertvector(out, u16x16);
+SELU_VI u16v float_to_bfloat16(f32v f) {
+  const u32v u = (u32v)f;
+  const u32v rounded = (u + (((u >> 16) & 1u) + 0x7FFFu)) >> 16;
+  const u32v out = f != f ? splat<u32v>(0x7FC0u) : rounded;
+  return __builtin_convertvector(out, u16v);
 }
 
-// A "pack": 16 elements of a storage type, computed in its opmath vector type.
+// A "pack": one register of elements of a storage type (one register of opmath
+// values: 16-bit types load half a register), computed in its opmath vector type.
 template <DType D>
 struct Pack;
 
 template <>
 struct Pack<DType::kFloat> {
-  using V = f32x16;
+  using V = f32v;
   using S = float;
-  using I = i32x16;
-  static constexpr int kLanes = 16;
-  static constexpr int kBytes = 64;
+  using I = i32v;
+  static constexpr int kLanes = kL32;
+  static constexpr int kBytes = kVB;
   SELU_VI V ld(const void* p) { return load<V>(p); }
   SELU_VI void st(void* p, V v) { store(p, v); }
   SELU_VI V round(V v) { return v; }  // storing then loading changes nothing
@@ -231,36 +235,59 @@ struct Pack<DType::kFloat> {
 
 template <>
 struct Pack<DType::kDouble> {
-  using V = f64x8;
+  using V = f64v;
   using S = double;
-  using I = i64x8;
-  static constexpr int kLanes = 8;
-  static constexpr int kBytes = 64;
+  using I = i64v;
+  static constexpr int kLanes = kL64;
+  static constexpr int kBytes = kVB;
   SELU_VI V ld(const void* p) { return load<V>(p); }
   SELU_VI void st(void* p, V v) { store(p, v); }
   SELU_VI V round(V v) { return v; }
 };
 
+// float16 <-> float by the F16C / AVX-512 conversion instructions where the
+// variant has them (IEEE round-to-nearest-even, the same values as the bit
+// algorithm above; only NaN payloads may differ), else by the bit algorithm.
+SELU_VI f32v half_to_float_v(u16v h) {
+#if defined(SELU_EXT_ISA_AVX512)
+  return (f32v)_mm512_cvtph_ps((__m256i)h);
+#elif defined(SELU_EXT_ISA_AVX2)
+  return (f32v)_mm256_cvtph_ps((__m128i)h);
+#else
+  return half_to_float(h);
+#endif
+}
+
+SELU_VI u16v float_to_half_v(f32v f) {
+#if defined(SELU_EXT_ISA_AVX512)
+  return (u16v)_mm512_cvtps_ph((__m512)f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+#elif defined(SELU_EXT_ISA_AVX2)
+  return (u16v)_mm256_cvtps_ph((__m256)f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+#else
+  return float_to_half(f);
+#endif
+}
+
 template <>
 struct Pack<DType::kHalf> {
-  using V = f32x16;
+  using V = f32v;
   using S = float;
-  using I = i32x16;
-  static constexpr int kLanes = 16;
-  static constexpr int kBytes = 32;
-  SELU_VI V ld(const void* p) { return half_to_float(load<u16x16>(p)); }
-  SELU_VI void st(void* p, V v) { store(p, float_to_half(v)); }
-  SELU_VI V round(V v) { return half_to_float(float_to_half(v)); }
+  using I = i32v;
+  static constexpr int kLanes = kL32;
+  static constexpr int kBytes = kVB / 2;
+  SELU_VI V ld(const void* p) { return half_to_float_v(load<u16v>(p)); }
+  SELU_VI void st(void* p, V v) { store(p, float_to_half_v(v)); }
+  SELU_VI V round(V v) { return half_to_float_v(float_to_half_v(v)); }
 };
 
 template <>
 struct Pack<DType::kBFloat16> {
-  using V = f32x16;
+  using V = f32v;
   using S = float;
-  using I = i32x16;
-  static constexpr int kLanes = 16;
-  static constexpr int kBytes = 32;
-  SELU_VI V ld(const void* p) { return bfloat16_to_float(load<u16x16>(p)); }
+  using I = i32v;
+  static constexpr int kLanes = kL32;
+  static constexpr int kBytes = kVB / 2;
+  SELU_VI V ld(const void* p) { return bfloat16_to_float(load<u16v>(p)); }
   SELU_VI void st(void* p, V v) { store(p, float_to_bfloat16(v)); }
   SELU_VI V round(V v) { return bfloat16_to_float(float_to_bfloat16(v)); }
 };
@@ -331,57 +358,50 @@ void selu_backward_t(const void* grad, const void* y, void* grad_x, int64_t n) {
 // Philox on 8 lanes of 64 bits (each holding a 32-bit word), four vectors at a time:
 // the 32 counter groups of one 128-element block.
 
-SELU_VI u64x8 mul_wide(u64x8 a, uint32_t m) {
+SELU_VI u64v mul_wide(u64v a, uint32_t m) {
   // 32 x 32 -> 64-bit products; the lanes' upper halves are zero, which the generic
   // 64-bit multiply cannot know, so use the instruction that assumes it.
 #if defined(SELU_EXT_ISA_AVX512)
-  return (u64x8)_mm512_mul_epu32((__m512i)a, _mm512_set1_epi64(m));
+  return (u64v)_mm512_mul_epu32((__m512i)a, _mm512_set1_epi64(m));
 #elif defined(SELU_EXT_ISA_AVX2)
-  struct H {
-    __m256i v[2];
-  };
-  H h = load<H>(&a);
-  const __m256i mm = _mm256_set1_epi64x(m);
-  for (auto& x : h.v) x = _mm256_mul_epu32(x, mm);
-  return load<u64x8>(&h);
+  return (u64v)_mm256_mul_epu32((__m256i)a, _mm256_set1_epi64x(m));
 #elif defined(SELU_EXT_ISA_SSE2)
-  struct H {
-    __m128i v[4];
-  };
-  H h = load<H>(&a);
-  const __m128i mm = _mm_set1_epi64x(m);
-  for (auto& x : h.v) x = _mm_mul_epu32(x, mm);
-  return load<u64x8>(&h);
+  return (u64v)_mm_mul_epu32((__m128i)a, _mm_set1_epi64x(m));
 #else
   return a * static_cast<uint64_t>(m);
 #endif
 }
 
+// Philox state of the 32 counter groups of one 128-element block: kNV vectors of
+// kL64 lanes; lane l of vector v is group offset kL64 * v + l.
+constexpr int kNV = kDropoutLanes / kL64;
+
 struct Block4 {
-  u64x8 w[4][4];  // w[word j][vector v], lane l <-> group offset 8 * v + l
+  u64v w[4][kNV];  // w[word j][vector v]
 };
 
 SELU_VI Block4 philox_block(uint64_t seed, uint64_t offset, uint64_t first_group) {
   constexpr uint32_t kM0 = 0xD2511F53u, kM1 = 0xCD9E8D57u;
   constexpr uint32_t kW0 = 0x9E3779B9u, kW1 = 0xBB67AE85u;
   const uint64_t ctr_lo = offset / 4;
-  const u64x8 lane = {0, 1, 2, 3, 4, 5, 6, 7};
-  const u64x8 mask32 = splat<u64x8>(0xFFFFFFFFull);
-  u64x8 c0[4], c1[4], c2[4], c3[4];
-  for (int v = 0; v < 4; ++v) {
-    const u64x8 g = lane + (first_group + 8 * v);
-    c0[v] = splat<u64x8>(ctr_lo & 0xFFFFFFFFull);
-    c1[v] = splat<u64x8>(ctr_lo >> 32);
+  u64v lane;
+  for (int l = 0; l < kL64; ++l) lane[l] = static_cast<uint64_t>(l);
+  const u64v mask32 = splat<u64v>(0xFFFFFFFFull);
+  u64v c0[kNV], c1[kNV], c2[kNV], c3[kNV];
+  for (int v = 0; v < kNV; ++v) {
+    const u64v g = lane + (first_group + static_cast<uint64_t>(kL64) * v);
+    c0[v] = splat<u64v>(ctr_lo & 0xFFFFFFFFull);
+    c1[v] = splat<u64v>(ctr_lo >> 32);
     c2[v] = g & mask32;
     c3[v] = g >> 32;
   }
   uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
   for (int round = 0; round < 10; ++round) {
-    for (int v = 0; v < 4; ++v) {
-      const u64x8 p0 = mul_wide(c0[v], kM0);
-      const u64x8 p1 = mul_wide(c2[v], kM1);
-      const u64x8 n0 = (p1 >> 32) ^ c1[v] ^ static_cast<uint64_t>(k0);
-      const u64x8 n2 = (p0 >> 32) ^ c3[v] ^ static_cast<uint64_t>(k1);
+    for (int v = 0; v < kNV; ++v) {
+      const u64v p0 = mul_wide(c0[v], kM0);
+      const u64v p1 = mul_wide(c2[v], kM1);
+      const u64v n0 = (p1 >> 32) ^ c1[v] ^ static_cast<uint64_t>(k0);
+      const u64v n2 = (p0 >> 32) ^ c3[v] ^ static_cast<uint64_t>(k1);
       c0[v] = n0;
       c1[v] = p1 & mask32;
       c2[v] = n2;
@@ -391,7 +411,7 @@ SELU_VI Block4 philox_block(uint64_t seed, uint64_t offset, uint64_t first_group
     k1 += kW1;
   }
   Block4 out;
-  for (int v = 0; v < 4; ++v) {
+  for (int v = 0; v < kNV; ++v) {
     out.w[0][v] = c0[v];
     out.w[1][v] = c1[v];
     out.w[2][v] = c2[v];
@@ -405,11 +425,11 @@ SELU_VI void keep_block(int32_t* keep, const DropoutArgs& args, uint32_t thresho
                         int64_t block_start) {
   const uint64_t first_group = static_cast<uint64_t>(block_start / kDropoutBlock) * kDropoutLanes;
   const Block4 r = philox_block(args.rng.seed, args.rng.offset, first_group);
-  const u64x8 thr = splat<u64x8>(static_cast<uint64_t>(threshold));
+  const u64v thr = splat<u64v>(static_cast<uint64_t>(threshold));
   for (int j = 0; j < 4; ++j) {
-    for (int v = 0; v < 4; ++v) {
-      const i64x8 k = (i64x8)(r.w[j][v] >= thr);
-      store(keep + 32 * j + 8 * v, __builtin_convertvector(k, i32x8));
+    for (int v = 0; v < kNV; ++v) {
+      const i64v k = (i64v)(r.w[j][v] >= thr);
+      store(keep + 32 * j + kL64 * v, __builtin_convertvector(k, i32h));
     }
   }
 }
@@ -417,10 +437,10 @@ SELU_VI void keep_block(int32_t* keep, const DropoutArgs& args, uint32_t thresho
 // Keep flags of one pack, widened to the pack's lane width.
 template <typename I>
 SELU_VI I load_keep(const int32_t* keep) {
-  if constexpr (sizeof(I) / sizeof(I{}[0]) == 16) {
-    return load<i32x16>(keep);
+  if constexpr (sizeof(I) / sizeof(I{}[0]) == kL32) {
+    return load<i32v>(keep);
   } else {
-    return __builtin_convertvector(load<i32x8>(keep), i64x8);
+    return __builtin_convertvector(load<i32h>(keep), i64v);
   }
 }
 
