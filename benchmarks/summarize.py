@@ -1,0 +1,252 @@
+#!/usr/bin/env python3
+"""Summarize stored benchmark runs as markdown, for the README.
+
+    python benchmarks/summarize.py                 # into README.md between the markers
+    python benchmarks/summarize.py --stdout        # print it
+    python benchmarks/summarize.py --out FILE.md   # write it to a file
+
+Reads every ``benchmarks/results/<machine>/bench.json`` written by
+``python -m selu_ext.bench --json`` (e.g. results/cpu, results/h100) and writes, for
+each run: what ran (date, device, versions, command), key rows (float32 at 1M and
+16M elements, and 256M on CUDA; per-call time of small tensors; accuracy; memory),
+and the targets with PASS/MISS and the measured value. Every number comes from the
+stored JSON; nothing is typed by hand. Needs only the standard library.
+
+README.md gets the summary between ``<!-- bench-summary:start -->`` and
+``<!-- bench-summary:end -->``; without the file or the markers the markdown goes
+to stdout instead (or to --out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import importlib.util
+import json
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+START, END = "<!-- bench-summary:start -->", "<!-- bench-summary:end -->"
+M = 2**20
+
+
+def _size(n):
+    if n and n & (n - 1) == 0:
+        return f"2^{n.bit_length() - 1}"
+    return str(n)
+
+
+def _ms(v):
+    if v is None:
+        return "-"
+    return f"{v:.4f}" if v < 1 else f"{v:.2f}"
+
+
+def _x(v):
+    return "-" if v is None else f"{v:.2f}x"
+
+
+def _f(v, fmt):
+    return "-" if v is None else format(v, fmt)
+
+
+def _targets_module():
+    """selu_ext/bench/targets.py loaded as a file: it is pure Python, so runs can be
+    evaluated without importing torch or building selu_ext."""
+    path = os.path.join(ROOT, "selu_ext", "bench", "targets.py")
+    spec = importlib.util.spec_from_file_location("_selu_ext_bench_targets", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def load_runs(results_dir):
+    runs = []
+    for path in sorted(glob.glob(os.path.join(results_dir, "*", "bench.json"))):
+        with open(path) as f:
+            doc = json.load(f)
+        doc["_path"] = os.path.relpath(path, ROOT)
+        doc["_machine"] = os.path.basename(os.path.dirname(path))
+        runs.append(doc)
+    return runs
+
+
+def _index(rows):
+    idx = {}
+    for r in rows:
+        idx[(r["op"], r["mode"], r["dtype"], r["size"], r.get("threads"), r["role"])] = r
+    return idx
+
+
+def key_rows_table(doc):
+    meta, rows = doc["meta"], doc["rows"]
+    dev = meta["device"]
+    idx = _index(rows)
+    sizes = [M, 16 * M] + ([256 * M] if dev == "cuda" else [])
+    threads = sorted({r.get("threads") for r in rows if r["mode"] in ("forward", "backward", "fwdbwd")},
+                     key=lambda t: t or 0)
+    has_avx2 = any(r["role"] == "eager_avx2" for r in rows)
+    head = ["op", "mode", "size"] + (["threads"] if dev == "cpu" else []) + \
+           ["eager ms"] + (["eager[avx2] ms"] if has_avx2 else []) + \
+           ["compile ms", "selu_ext ms", "vs eager"] + (["vs avx2"] if has_avx2 else []) + \
+           ["vs compile", "selu_ext GB/s", "% of copy"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    n = 0
+    for op in ("selu", "fused", "dropout"):
+        for mode in ("forward", "backward", "fwdbwd"):
+            for size in sizes:
+                for t in threads:
+                    ext = idx.get((op, mode, "float32", size, t, "ext"))
+                    if ext is None:
+                        continue
+                    eager = idx.get((op, mode, "float32", size, t, "eager"))
+                    avx2 = idx.get((op, mode, "float32", size, t, "eager_avx2"))
+                    comp = idx.get((op, mode, "float32", size, t, "compile"))
+
+                    def med(r):
+                        if r is None:
+                            return "-"
+                        if r["status"] == "ok":
+                            return _ms(r.get("median_ms"))
+                        return {"WRONG": "WRONG"}.get(r["status"], "skipped" if "skipped" in r["status"]
+                                                      else "ERROR" if r["status"].startswith("ERROR")
+                                                      else "n/a")
+                    cells = [op, mode, _size(size)] + ([str(t)] if dev == "cpu" else []) + [med(eager)]
+                    if has_avx2:
+                        cells.append(med(avx2))
+                    cells += [med(comp), med(ext), _x(ext.get("speedup_vs_eager"))]
+                    if has_avx2:
+                        cells.append(_x(ext.get("speedup_vs_eager_avx2")))
+                    cells += [_x(ext.get("speedup_vs_compile")), _f(ext.get("gbps"), ".1f"),
+                              _f(ext.get("pct_copy_bw"), ".1f")]
+                    lines.append("| " + " | ".join(cells) + " |")
+                    n += 1
+    return lines if n else []
+
+
+def percall_table(doc):
+    rows = [r for r in doc["rows"] if r["mode"] == "percall" and r["dtype"] == "float32"]
+    if not rows:
+        return []
+    idx = _index(rows)
+    out = ["| size | threads | F.selu us | nn.SELU us | selu_ext us | selu_ext.nn.SELU us | selu_ext - F.selu |",
+           "|---|---|---|---|---|---|---|"]
+    for size in sorted({r["size"] for r in rows}):
+        for t in sorted({r.get("threads") for r in rows}, key=lambda t: t or 0):
+            e = idx.get(("selu", "percall", "float32", size, t, "eager"))
+            mo = idx.get(("selu", "percall", "float32", size, t, "module"))
+            x = idx.get(("selu", "percall", "float32", size, t, "ext"))
+            xn = [r for r in rows if r["impl"] == "selu_ext.nn.SELU" and r["size"] == size and r.get("threads") == t]
+            us = lambda r: "-" if not r or r.get("median_ms") is None else f"{r['median_ms'] * 1e3:.1f}"  # noqa: E731
+            d = "-"
+            if e and x and e.get("median_ms") and x.get("median_ms"):
+                d = f"{(x['median_ms'] - e['median_ms']) * 1e3:+.1f} us"
+            out.append(f"| {_size(size)} | {t} | {us(e)} | {us(mo)} | {us(x)} | {us(xn[0] if xn else None)} | {d} |")
+    return out
+
+
+def accuracy_memory(doc):
+    out = []
+    acc = [r for r in doc["rows"] if r["mode"] == "accuracy" and r["status"] == "ok"]
+    if acc:
+        out.append("float32 forward, max error against float64 (" + acc[0]["note"].split("; ", 1)[-1] + "): " +
+                   ", ".join(f"{r['impl']} {r['max_ulp']:.2f} ULP" for r in acc) + ".")
+    mem = [r for r in doc["rows"] if r["mode"] == "memory" and r["status"] == "ok"]
+    if mem:
+        out.append("")
+        out.append("Bytes kept for backward beyond what the Linears keep (" +
+                   mem[0]["note"].split(":")[0] + "): " +
+                   ", ".join(f"{r['impl']} {r['saved_bytes']} B" for r in mem) + ".")
+    return out
+
+
+def targets_table(doc):
+    tg = doc.get("targets")
+    if not tg:
+        tg = _targets_module().evaluate(doc["rows"])
+    tmod = _targets_module()
+    out = ["| result | target | measured | worst row |", "|---|---|---|---|"]
+    for t in tg:
+        thr = "" if t.get("kind") == "info" else f" ({tmod.format_threshold(t)})"
+        out.append(f"| {t['result']} | {t['text']}{thr} | "
+                   f"{tmod.format_value(t)} | {t.get('where') or t.get('detail') or '-'} |")
+    n = {k: sum(t["result"] == k for t in tg) for k in ("PASS", "MISS", "n/a")}
+    out.append("")
+    out.append(f"{n['PASS']} PASS, {n['MISS']} MISS, {n['n/a']} n/a.")
+    return out
+
+
+def summarize(runs):
+    out = ["Generated by `python benchmarks/summarize.py` from the stored runs below; do not edit by hand."]
+    if not runs:
+        out += ["", "No stored runs under benchmarks/results/."]
+    for doc in runs:
+        meta = doc["meta"]
+        bi = meta.get("build_info", {})
+        out += ["", f"### {doc['_machine']}: {meta['device_name']} ({meta['device']})", ""]
+        copy = ", ".join(f"{v:.1f} GB/s ({k} thread(s))" if meta["device"] == "cpu" else f"{v:.0f} GB/s"
+                         for k, v in meta.get("copy_gbps", {}).items())
+        out.append(f"Run {meta['date']}: `{meta['command']}`; torch {meta['torch_version']}, "
+                   f"selu_ext {meta['version']}, CPU capability torch {meta['torch_cpu_capability']} / "
+                   f"selu_ext {meta['selu_ext_cpu_capability']}"
+                   + (f", CUDA archs {bi.get('cuda_archs')}" if meta["device"] == "cuda" else "")
+                   + f"; copy bandwidth {copy}. Source: `{doc['_path']}`."
+                   + (" The run stopped at its time budget; rows after it are missing."
+                      if meta.get("budget_hit") else "")
+                   + (f" Warning from the run: {meta['canary_warning']}." if meta.get("canary_warning") else ""))
+        kr = key_rows_table(doc)
+        if kr:
+            cache = ("inputs rotating through 2x the last-level cache" if meta.get("rotate", True)
+                     else "inputs reused every call (warm cache)")
+            out += ["", f"float32, median time per call ({cache}):", ""] + kr
+        pc = percall_table(doc)
+        if pc:
+            out += ["", "Small tensors, forward+backward with autograd, wall clock per call:", ""] + pc
+        am = accuracy_memory(doc)
+        if am:
+            out += [""] + am
+        out += ["", "Targets:", ""] + targets_table(doc)
+    return "\n".join(out) + "\n"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--results", default=os.path.join(ROOT, "benchmarks", "results"),
+                    help="folder of <machine>/bench.json runs (default benchmarks/results)")
+    ap.add_argument("--readme", default=os.path.join(ROOT, "README.md"),
+                    help="file with the summary markers (default README.md)")
+    ap.add_argument("--only", action="append", metavar="MACHINE",
+                    help="summarize only this run folder (results/MACHINE); repeatable")
+    ap.add_argument("--out", help="write the markdown to this file instead of the README")
+    ap.add_argument("--stdout", action="store_true", help="print the markdown instead")
+    args = ap.parse_args(argv)
+    runs = load_runs(args.results)
+    if args.only:
+        runs = [r for r in runs if r["_machine"] in args.only]
+    md = summarize(runs)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(md)
+        print(f"summary written to {args.out}", file=sys.stderr)
+        return 0
+    if not args.stdout and os.path.exists(args.readme):
+        with open(args.readme) as f:
+            text = f.read()
+        if START in text and END in text and text.index(START) < text.index(END):
+            head, rest = text.split(START, 1)
+            _, tail = rest.split(END, 1)
+            with open(args.readme, "w") as f:
+                f.write(head + START + "\n" + md + END + tail)
+            print(f"summary written into {os.path.relpath(args.readme)}", file=sys.stderr)
+            return 0
+        print(f"{os.path.relpath(args.readme)} has no {START} ... {END} markers; printing instead",
+              file=sys.stderr)
+    elif not args.stdout:
+        print(f"{os.path.relpath(args.readme)} not found; printing instead", file=sys.stderr)
+    sys.stdout.write(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

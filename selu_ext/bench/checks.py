@@ -1,0 +1,221 @@
+"""Correctness before timing: compare a candidate's forward output and input
+gradient with the float64 reference (tolerances in candidates.TOL).
+
+For dropout the reference needs the keep mask. selu_ext runs with a fixed seed, so
+the mask is known. PyTorch's dropout draws it from torch's generator: there the mask
+is read back from the output (every dropped unit holds the same value), the kept
+units are compared element by element, and the drop rate, mean and variance are
+checked as statistics (on standard-normal input both SELU and AlphaDropout keep mean
+0 and variance 1). Units whose kept value rounds onto the dropped value (bfloat16
+makes a few) are ambiguous: either value passes there.
+
+One Reference serves every implementation and mode at a sweep point: the float64
+tensors are computed once (at 16M elements each pass over them costs more than the
+kernels being checked).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+import selu_ext
+
+from .candidates import TOL, Op, selu64, selu_grad64, ulp32
+
+
+@dataclass
+class Check:
+    ok: bool
+    kind: str  # "exact" | "exact-mask+stats" | "inferred-mask+stats"
+    detail: str = ""
+    max_err: Optional[float] = None  # max |actual - ref| / tolerance; <= 1 passes
+
+
+def _floor(dtype) -> float:
+    """4 of the dtype's smallest subnormal: a result in the subnormal range (the
+    gradient of a tiny incoming gradient, in float16) carries an absolute rounding
+    error that no relative bound covers."""
+    fi = torch.finfo(dtype)
+    return 4 * fi.smallest_normal * fi.eps
+
+
+class Reference:
+    """The float64 reference at one sweep point: input ``x`` (any float dtype),
+    incoming gradient ``g``, dropout ``p`` and selu_ext's known keep mask."""
+
+    def __init__(self, op: Op, x: Tensor, g: Optional[Tensor], p: float,
+                 known_keep: Optional[Tensor]):
+        self.op, self.dtype, self.p, self.n = op, x.dtype, p, x.numel()
+        self.shape = tuple(x.shape)
+        self.rtol, self.atol = TOL[x.dtype]
+        self.floor = _floor(x.dtype)
+        self.x64 = x.detach().reshape(-1).to(torch.float64)  # x itself if float64: never in place
+        self._g = g
+        self._known = None if known_keep is None else known_keep.reshape(-1)
+        self._cache: dict = {}
+        if op.has_dropout:
+            self.a, self.b, self.dropped = selu_ext.alpha_dropout_coefficients(p)
+            # The bound around the dropped value: a scalar, since the value is one.
+            self.drop_bound = self.atol + self.rtol * abs(self.dropped) + self.floor
+
+    def _get(self, name, make):
+        if name not in self._cache:
+            self._cache[name] = make()
+        return self._cache[name]
+
+    # forward: what AlphaDropout keeps (a*s + b) or, without dropout, selu(x)
+    def kept_y(self) -> Tensor:
+        def make():
+            s = selu64(self.x64) if self.op.has_selu else self.x64.clone()
+            return s.mul_(self.a).add_(self.b) if self.op.has_dropout else s
+        return self._get("kept_y", make)
+
+    def g64(self) -> Tensor:
+        return self._get("g64", lambda: self._g.detach().reshape(-1).to(torch.float64))
+
+    def kept_g(self) -> Tensor:
+        def make():
+            d = selu_grad64(self.x64) if self.op.has_selu else torch.ones_like(self.x64)
+            d.mul_(self.g64())
+            return d.mul_(self.a) if self.op.has_dropout else d
+        return self._get("kept_g", make)
+
+    def ambiguous(self) -> Tensor:
+        """Units whose kept value is within the tolerance of the dropped value."""
+        return self._get("ambiguous",
+                         lambda: (self.kept_y() - self.dropped).abs_() <= 2 * self.drop_bound)
+
+    def y_ref(self, keep: Optional[Tensor]) -> Tensor:
+        if keep is None:
+            return self.kept_y()
+        return torch.where(keep, self.kept_y(), torch.full((), self.dropped, dtype=torch.float64,
+                                                           device=keep.device))
+
+    def g_ref(self, keep: Optional[Tensor]) -> Tensor:
+        if keep is None:
+            return self.kept_g()
+        return torch.where(keep, self.kept_g(), torch.zeros((), dtype=torch.float64,
+                                                            device=keep.device))
+
+    def y_bound(self, ref: Tensor, cache_key=None) -> Tensor:
+        make = lambda: ref.abs().mul_(self.rtol).add_(self.atol + self.floor)  # noqa: E731
+        return self._get(cache_key, make) if cache_key else make()
+
+    def g_bound(self, ref: Tensor, cache_key=None) -> Tensor:
+        make = lambda: (ref.abs().mul_(self.rtol).add_(self.floor)  # noqa: E731
+                        .add_(self.g64().abs(), alpha=self.atol))
+        return self._get(cache_key, make) if cache_key else make()
+
+
+def _ratio(actual: Tensor, ref: Tensor, bound: Tensor) -> Tensor:
+    """|actual - ref| / bound, NaN as inf."""
+    # torch.sub, not sub_: for float64 .to() returns the tensor itself
+    r = torch.sub(actual.detach().reshape(-1).to(torch.float64), ref).abs_().div_(bound)
+    return r.nan_to_num_(nan=math.inf)
+
+
+def _verdict(name, ratio: Tensor, actual, ref, x64, problems) -> float:
+    worst_i = int(torch.argmax(ratio))
+    worst = float(ratio[worst_i])
+    if worst > 1:
+        n_bad = int((ratio > 1).sum())
+        problems.append(
+            f"{name}: {n_bad}/{ratio.numel()} elements out of tolerance; worst at {worst_i}: "
+            f"x={float(x64[worst_i]):.6g} got {float(actual.detach().reshape(-1)[worst_i]):.8g} "
+            f"expected {float(ref[worst_i]):.8g} ({worst:.3g}x the tolerance)")
+    return worst
+
+
+def _stats(y: Tensor, keep: Tensor, p: float, dtype) -> Optional[str]:
+    """None if the drop rate, mean and variance are what AlphaDropout gives on
+    standard-normal input, else what is off. Bounds: 6 standard errors plus a
+    margin for rounding and for ambiguous units."""
+    n = keep.numel()
+    if n < 1024:
+        return None
+    rate = 1.0 - float(keep.sum()) / n
+    y64 = y.detach().to(torch.float64)
+    var, mean = torch.var_mean(y64)
+    mean, var = float(mean), float(var)
+    margin = 0.01 if dtype == torch.bfloat16 else 0.002
+    problems = []
+    if abs(rate - p) > 6 * math.sqrt(max(p * (1 - p), 1e-12) / n) + margin:
+        problems.append(f"drop rate {rate:.4f} (p={p})")
+    if abs(mean) > 6 / math.sqrt(n) + 2 * margin:
+        problems.append(f"mean {mean:.4f} (expected 0)")
+    if abs(var - 1) > 6 * math.sqrt(4 / n) + 3 * margin:
+        problems.append(f"variance {var:.4f} (expected 1)")
+    return "; ".join(problems) or None
+
+
+def check(ref: Reference, y: Optional[Tensor], gx: Optional[Tensor], random: bool) -> Check:
+    """Check a forward output ``y`` (if given) and an input gradient ``gx`` (if
+    given) against the reference. ``random``: the dropout mask is unknown (read it
+    back from ``y``)."""
+    op = ref.op
+    for name, t in (("output", y), ("gradient", gx)):
+        if t is not None and (tuple(t.shape) != ref.shape or t.dtype != ref.dtype):
+            return Check(False, "exact", f"{name} has shape {tuple(t.shape)} dtype {t.dtype}; "
+                         f"expected {ref.shape} {ref.dtype}")
+    keep = None
+    kind = "exact"
+    problems: list[str] = []
+    if op.has_dropout:
+        if random:
+            if y is None:
+                return Check(False, "inferred-mask+stats", "no output to read the mask from")
+            y64 = y.detach().reshape(-1).to(torch.float64)
+            keep = (y64 - ref.dropped).abs_() > ref.drop_bound
+            del y64
+            kind = "inferred-mask+stats"
+        else:
+            keep = ref._known
+            kind = "exact-mask+stats"
+        if y is not None:
+            s = _stats(y, keep, ref.p, ref.dtype)
+            if s:
+                problems.append("statistics: " + s)
+    worst = 0.0
+    if y is not None:
+        yr = ref.y_ref(keep) if random else ref._get("y_known", lambda: ref.y_ref(keep))
+        key = None if random else "y_bound"
+        ratio = _ratio(y, yr, ref.y_bound(yr, key))
+        if random:  # an ambiguous unit passes with either value
+            alt = ref.y_ref(~keep)
+            ratio = torch.where(ref.ambiguous(), torch.minimum(ratio, _ratio(y, alt, ref.y_bound(alt))),
+                                ratio)
+        worst = max(worst, _verdict("forward", ratio, y, yr, ref.x64, problems))
+        del ratio, yr
+    if gx is not None:
+        gr = ref.g_ref(keep) if random else ref._get("g_known", lambda: ref.g_ref(keep))
+        key = None if random else "g_bound"
+        ratio = _ratio(gx, gr, ref.g_bound(gr, key))
+        if random:
+            alt = ref.g_ref(~keep)
+            ratio = torch.where(ref.ambiguous(), torch.minimum(ratio, _ratio(gx, alt, ref.g_bound(alt))),
+                                ratio)
+        worst = max(worst, _verdict("input gradient", ratio, gx, gr, ref.x64, problems))
+    return Check(not problems, kind, "; ".join(problems), worst)
+
+
+def accuracy_sweep(device) -> Tensor:
+    """float32 inputs for the ULP check: linspace(-100, 100, 1e6), plus +-logspace
+    from 1e-30 to 100 so that tiny arguments (where expm1(x) ~ x) are covered."""
+    lin = torch.linspace(-100, 100, 1_000_000, dtype=torch.float64)
+    log = torch.logspace(-30, 2, 100_000, dtype=torch.float64)
+    return torch.cat([lin, log, -log, torch.zeros(1, dtype=torch.float64)]).to(
+        device=device, dtype=torch.float32)
+
+
+def max_ulp_error(y: Tensor, x: Tensor) -> tuple[float, float]:
+    """(max error in float32 ULPs of the float64 reference, the x where it is)."""
+    ref = selu64(x.to(torch.float64))
+    err = (y.to(torch.float64) - ref).abs() / ulp32(ref)
+    err = torch.nan_to_num(err, nan=math.inf)
+    i = int(torch.argmax(err))
+    return float(err[i]), float(x[i])

@@ -1,0 +1,76 @@
+"""Memory: bytes autograd keeps for backward (saved_tensors_hooks, unique storages)
+and peak memory of one call (CUDA's caching allocator; n/a on CPU)."""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+
+import selu_ext
+
+
+def _storage_key(t: torch.Tensor):
+    s = t.untyped_storage()
+    return (str(t.device), s.data_ptr(), s.nbytes())
+
+
+def saved_bytes(fn: Callable[[], object]) -> int:
+    """Bytes of the unique storages that autograd saves while ``fn`` runs (a tensor
+    saved twice, or two views of one buffer, count once)."""
+    seen = {}
+
+    def pack(t):
+        seen[_storage_key(t)] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn()
+    del out
+    return sum(seen.values())
+
+
+def peak_memory(call: Callable[[], object], device: str) -> Optional[int]:
+    """Peak allocated bytes above what was allocated before one call (CUDA only)."""
+    if device != "cuda":
+        return None
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    out = call()
+    torch.cuda.synchronize()
+    peak = torch.cuda.max_memory_allocated() - base
+    del out
+    return int(peak)
+
+
+# The activations compared inside Linear -> act -> Linear (training mode).
+def memory_activations(p: float) -> dict:
+    """name -> (op, role, module factory)."""
+    return {
+        "nn.SELU": ("selu", "eager", lambda: nn.SELU()),
+        "selu_ext.nn.SELU": ("selu", "ext", lambda: selu_ext.nn.SELU()),
+        "nn.SELU+nn.AlphaDropout": ("fused", "eager",
+                                    lambda: nn.Sequential(nn.SELU(), nn.AlphaDropout(p))),
+        "selu_ext.nn.SELUAlphaDropout": ("fused", "ext", lambda: selu_ext.nn.SELUAlphaDropout(p)),
+        "nn.AlphaDropout": ("dropout", "eager", lambda: nn.AlphaDropout(p)),
+        "selu_ext.nn.AlphaDropout": ("dropout", "ext", lambda: selu_ext.nn.AlphaDropout(p)),
+    }
+
+
+def kept_beyond_linear(act: nn.Module, *, batch: int, width: int, device: str,
+                       dtype=torch.float32) -> tuple[int, int]:
+    """(bytes kept for backward by Linear -> act -> Linear minus those kept by
+    Linear -> Identity -> Linear, total bytes of the former). What the activation
+    keeps that the next Linear does not keep anyway."""
+    def net(mid):
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Linear(width, width), mid, nn.Linear(width, width)).to(
+            device=device, dtype=dtype).train()
+
+    x = torch.randn(batch, width, device=device, dtype=dtype)
+    base_net, act_net = net(nn.Identity()), net(act)
+    base = saved_bytes(lambda: base_net(x))
+    total = saved_bytes(lambda: act_net(x))
+    return total - base, total

@@ -1,0 +1,222 @@
+"""Output: the terminal table (one line per row, printed as it is measured), the
+run header, the targets section, and the stored forms: JSON (meta + rows +
+targets), CSV (one line per row, run metadata repeated in every line) and a plot
+drawn from the rows."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+from typing import Optional, TextIO
+
+from . import targets as _targets
+
+SPEEDUP_ROLES = ("eager", "module", "eager_avx2", "compile")
+ROLE_COLORS = {"eager": "tab:blue", "module": "tab:cyan", "eager_avx2": "tab:purple",
+               "compile": "tab:red", "ext": "tab:green", "ext_variant": "tab:olive",
+               "custom": "tab:gray"}
+
+ROW_FIELDS = [
+    "op", "mode", "dtype", "size", "device", "threads", "impl", "role", "status", "check",
+    "median_ms", "p20_ms", "p80_ms", "gbps", "pct_copy_bw",
+    *[f"speedup_vs_{r}" for r in SPEEDUP_ROLES],
+    "peak_mem", "saved_bytes", "max_err", "max_ulp", "n_buffers", "samples", "calls_per_sample",
+    "note", "version", "torch_version",
+]
+META_FIELDS = ["device_name", "torch_cpu_capability", "selu_ext_cpu_capability", "date",
+               "command", "build_info"]
+
+
+def size_str(n: Optional[int]) -> str:
+    if not n:
+        return "-"
+    if n & (n - 1) == 0:
+        return f"2^{n.bit_length() - 1}"
+    return str(n)
+
+
+def _num(v, fmt: str, width: int) -> str:
+    if v is None:
+        return "-".rjust(width)
+    return format(v, fmt).rjust(width)
+
+
+def _bytes(v) -> str:
+    if v is None:
+        return "-"
+    for unit, div in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if abs(v) >= div:
+            return f"{v / div:.1f}{unit}"
+    return f"{v}B"
+
+
+HEADER = (f"{'op':<8}{'mode':<9}{'dtype':<9}{'size':>6} {'thr':>3}  {'impl':<33}{'status':<8}"
+          f"{'median_ms':>11} {'p20..p80':>19} {'GB/s':>7} {'%copy':>6} "
+          f"{'xeager':>7} {'xmodule':>7} {'xavx2':>7} {'xcompile':>8} {'saved':>8} {'peak':>8}")
+
+
+def short_status(status: str) -> str:
+    """ok, WRONG, ERROR, skipped (not run by request), n/a (could not run)."""
+    if status in ("ok", "WRONG"):
+        return status
+    if status.startswith("ERROR"):
+        return "ERROR"
+    if "skipped" in status:
+        return "skipped"
+    return "n/a"
+
+
+def format_row(r: dict) -> str:
+    status = short_status(r["status"])
+    if r["mode"] == "accuracy":
+        timing = f"{'max':>11} {(_num(r.get('max_ulp'), '.3f', 8) + ' ULP'):>19}"
+    elif r.get("median_ms") is not None:
+        timing = (f"{r['median_ms']:>11.4f} "
+                  f"{(format(r['p20_ms'], '.4f') + '..' + format(r['p80_ms'], '.4f')):>19}")
+    else:
+        timing = f"{'-':>11} {'-':>19}"
+    line = (f"{r['op']:<8}{r['mode']:<9}{r['dtype']:<9}{size_str(r['size']):>6} "
+            f"{(r.get('threads') or '-')!s:>3}  {r['impl'][:32]:<33}{status:<8}{timing} "
+            f"{_num(r.get('gbps'), '.1f', 7)} {_num(r.get('pct_copy_bw'), '.1f', 6)} "
+            f"{_num(r.get('speedup_vs_eager'), '.2f', 7)} {_num(r.get('speedup_vs_module'), '.2f', 7)} "
+            f"{_num(r.get('speedup_vs_eager_avx2'), '.2f', 7)} {_num(r.get('speedup_vs_compile'), '.2f', 8)} "
+            f"{_bytes(r.get('saved_bytes')):>8} {_bytes(r.get('peak_mem')):>8}")
+    if short_status(r["status"]) not in ("ok", "skipped"):
+        line += f"\n    {r['status']}"
+        if r.get("note"):
+            line += f" | {r['note']}"
+    elif r.get("note"):
+        line += f"  [{r['note']}]"
+    return line
+
+
+def print_header(meta: dict, out: TextIO) -> None:
+    bi = meta.get("build_info", {})
+    print(f"selu_ext benchmark  {meta['date']}", file=out)
+    print(f"command: {meta['command']}", file=out)
+    print(f"device: {meta['device']} ({meta['device_name']})", file=out)
+    print(f"torch {meta['torch_version']} (CUDA {meta.get('torch_cuda') or '-'}, triton "
+          f"{meta.get('triton_version') or '-'}), python {meta['python']}, selu_ext {meta['version']}",
+          file=out)
+    print(f"CPU capability: torch {meta['torch_cpu_capability']}, selu_ext "
+          f"{meta['selu_ext_cpu_capability']} (compiled: {bi.get('cpu_capabilities_compiled')}; "
+          f"supported: {bi.get('cpu_capabilities_supported')})", file=out)
+    print(f"threads: {', '.join(map(str, meta['threads']))} (machine: {meta['cpu_count']} CPUs)", file=out)
+    print(f"build_info: {json.dumps(bi, sort_keys=True)}", file=out)
+    if meta["device"] == "cuda" and not bi.get("cuda"):
+        print(f"WARNING: selu_ext was built without CUDA kernels ({bi.get('no_cuda_reason')}): its "
+              "CUDA rows time the CPU fallback", file=out)
+    cache = f"{meta['cache_bytes'] / 2**20:.0f} MiB {'L2' if meta['device'] == 'cuda' else 'last-level cache'}"
+    if meta.get("rotate", True):
+        rot = f"inputs rotate through >= 2x the {cache} (cold cache)"
+    else:
+        rot = f"inputs reused every call (--no-rotate: warm cache; {cache})"
+    clock = ("CUDA events" if meta["device"] == "cuda" else "perf_counter over blocks of >= 1 ms")
+    print(f"dropout p={meta['p']}; {rot}; times are medians per call ({clock}) with p20..p80; "
+          f"GB/s counts each input read once and each output written once", file=out)
+    out.flush()
+
+
+def print_targets(tgts: list[dict], out: TextIO) -> None:
+    print("\nTargets (evaluated from the rows above; worst row shown)", file=out)
+    for t in tgts:
+        where = f" at {t['where']}" if t.get("where") else ""
+        extra = f" ({t['detail']})" if t.get("detail") else ""
+        print(f"  {t['result']:<5} {t['text']}: {_targets.format_value(t)}{where} "
+              f"[{_targets.format_threshold(t)}]{extra}", file=out)
+    n_pass = sum(t["result"] == "PASS" for t in tgts)
+    n_miss = sum(t["result"] == "MISS" for t in tgts)
+    n_na = sum(t["result"] == "n/a" for t in tgts)
+    print(f"  {n_pass} PASS, {n_miss} MISS, {n_na} n/a", file=out)
+    out.flush()
+
+
+def fill_speedups(rows: list[dict]) -> None:
+    """speedup_vs_<role> = median of that role's row / this row's median, within
+    the same (op, mode, dtype, size, device, threads)."""
+    groups: dict = {}
+    for r in rows:
+        if r.get("median_ms") and r["status"] == "ok":
+            key = (r["op"], r["mode"], r["dtype"], r["size"], r["device"], r.get("threads"))
+            groups.setdefault(key, {}).setdefault(r["role"], r)
+    for r in rows:
+        key = (r["op"], r["mode"], r["dtype"], r["size"], r["device"], r.get("threads"))
+        peers = groups.get(key, {})
+        for role in SPEEDUP_ROLES:
+            p = peers.get(role)
+            ok = r.get("median_ms") and r["status"] == "ok" and p is not None and p is not r
+            r[f"speedup_vs_{role}"] = p["median_ms"] / r["median_ms"] if ok else None
+
+
+def write_json(path: str, meta: dict, rows: list[dict], tgts: list[dict], extra: dict) -> None:
+    doc = {"schema": 1, "meta": meta, **extra, "rows": rows, "targets": tgts}
+    tmp = path + ".tmp"
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(tmp, "w") as f:
+        json.dump(doc, f, indent=1, default=str)
+    os.replace(tmp, path)
+
+
+def write_csv(path: str, meta: dict, rows: list[dict]) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    m = {k: meta.get(k) for k in META_FIELDS}
+    m["build_info"] = json.dumps(meta.get("build_info", {}), sort_keys=True)
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=ROW_FIELDS + META_FIELDS, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({**{k: r.get(k) for k in ROW_FIELDS}, **m})
+
+
+def plot(path: str, rows: list[dict], meta: dict, out: TextIO) -> bool:
+    """GB/s against size, one panel per (op, mode) and dtype, one line per
+    implementation (the most threads on CPU). False if matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("--plot needs matplotlib, an optional extra: pip install matplotlib", file=sys.stderr)
+        return False
+    sweep = [r for r in rows if r["mode"] in ("forward", "backward", "fwdbwd") and r.get("gbps")]
+    if not sweep:
+        print("--plot: no timed sweep rows to plot", file=out)
+        return True
+    threads = max((r.get("threads") or 0) for r in sweep)
+    sweep = [r for r in sweep if (r.get("threads") or 0) == threads]
+    panels = sorted({(r["op"], r["mode"]) for r in sweep},
+                    key=lambda k: (("selu", "fused", "dropout").index(k[0]) if k[0] in ("selu", "fused", "dropout") else 9,
+                                   ("forward", "backward", "fwdbwd").index(k[1])))
+    dtypes = [d for d in ("float32", "bfloat16", "float16", "float64") if any(r["dtype"] == d for r in sweep)]
+    fig, axes = plt.subplots(len(panels), len(dtypes), figsize=(4.2 * len(dtypes), 3.2 * len(panels)),
+                             squeeze=False, sharex=True)
+    for i, (op, mode) in enumerate(panels):
+        for j, dt in enumerate(dtypes):
+            ax = axes[i][j]
+            sel = [r for r in sweep if r["op"] == op and r["mode"] == mode and r["dtype"] == dt]
+            for impl in dict.fromkeys(r["impl"] for r in sel):
+                pts = sorted((r["size"], r["gbps"]) for r in sel if r["impl"] == impl)
+                role = next(r["role"] for r in sel if r["impl"] == impl)
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3, label=impl,
+                        color=ROLE_COLORS.get(role), ls="--" if role == "module" else "-")
+            copy = meta.get("copy_gbps", {}).get(str(threads)) or meta.get("copy_gbps", {}).get(threads)
+            if copy:
+                ax.axhline(copy, color="gray", ls="--", lw=0.8, label="copy bandwidth")
+            ax.set_xscale("log", base=2)
+            ax.set_title(f"{op} {mode} {dt}", fontsize=9)
+            ax.grid(alpha=0.3)
+            if j == 0:
+                ax.set_ylabel("GB/s")
+            if i == len(panels) - 1:
+                ax.set_xlabel("elements")
+            ax.legend(fontsize=6)
+    fig.suptitle(f"selu_ext {meta.get('version')} on {meta.get('device_name')} ({meta.get('device')}, "
+                 f"{threads} thread(s)), torch {meta.get('torch_version')}, {meta.get('date')}", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.985))
+    fig.savefig(path, dpi=72)
+    plt.close(fig)
+    print(f"plot written to {path}", file=out)
+    return True

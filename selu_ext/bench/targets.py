@@ -1,0 +1,205 @@
+"""The performance targets, evaluated from stored rows only.
+
+Each target names the rows it reads (op, mode, role, dtypes, sizes, threads) and a
+threshold; its measured value is the worst of those rows, so a PASS holds for every
+row it covers. With no rows to read (a filtered or quick run), the result is n/a.
+Pure Python on plain dicts: benchmarks/summarize.py and ``--from-json`` use it on a
+stored run.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable, Optional
+
+M = 2**20
+
+
+def _sz(n: int) -> str:
+    if n and n & (n - 1) == 0:
+        return f"2^{n.bit_length() - 1}"
+    return str(n)
+
+
+def _where(r: dict) -> str:
+    s = f"{r['dtype']} {_sz(r['size'])}"
+    if r["device"] == "cpu":
+        s += f" {r['threads']}thr"
+    return s
+
+
+def _ok(r: dict) -> bool:
+    return r.get("status") == "ok"
+
+
+def _select(rows, **kw) -> list[dict]:
+    out = []
+    for r in rows:
+        if all((v(r.get(k)) if callable(v) else r.get(k) == v) for k, v in kw.items()):
+            out.append(r)
+    return out
+
+
+def _target(name: str, device: str, text: str, rows: list[dict], value: Callable[[dict], Optional[float]],
+            threshold: float, unit: str, higher_is_better: bool = True, info: bool = False) -> dict:
+    """The worst row's value against the threshold."""
+    vals = [(value(r), r) for r in rows if _ok(r)]
+    vals = [(v, r) for v, r in vals if v is not None]
+    res = {"target": name, "device": device, "text": text, "threshold": threshold, "unit": unit,
+           "kind": "info" if info else "target", "n_rows": len(vals)}
+    if not vals:
+        bad = [r for r in rows if not _ok(r)]
+        res.update(result="n/a", value=None, where="",
+                   detail=("rows not ok: " + ", ".join(f"{r['impl']} {_where(r)}: {r['status']}"
+                                                     for r in bad[:3])) if bad else "no rows")
+        return res
+    worst = min(vals, key=lambda vr: vr[0]) if higher_is_better else max(vals, key=lambda vr: vr[0])
+    v, r = worst
+    passed = v >= threshold if higher_is_better else v <= threshold
+    res.update(value=v, where=_where(r),
+               result=("info" if info else ("PASS" if passed else "MISS")),
+               detail=f"worst of {len(vals)} rows" if len(vals) > 1 else "")
+    return res
+
+
+def _speedup(role: str):
+    return lambda r: r.get(f"speedup_vs_{role}")
+
+
+def evaluate(rows: Iterable[dict]) -> list[dict]:
+    rows = list(rows)
+    out: list[dict] = []
+    devices = sorted({r["device"] for r in rows})
+    for dev in devices:
+        d = _select(rows, device=dev)
+        ext = lambda **kw: _select(d, role="ext", **kw)  # noqa: E731
+        if dev == "cuda":
+            for mode in ("forward", "backward"):
+                for dtype in ("float32", "bfloat16", "float16", "float64"):
+                    out.append(_target(
+                        f"cuda.selu.{mode}.copy_bw.{dtype}", dev,
+                        f"selu_ext {mode} >= 92% of copy bandwidth at >= 16M elements ({dtype})",
+                        ext(op="selu", mode=mode, dtype=dtype, size=lambda s: s >= 16 * M),
+                        lambda r: r.get("pct_copy_bw"), 92.0, "%"))
+            for mode in ("forward", "backward", "fwdbwd"):
+                out.append(_target(
+                    f"cuda.selu.{mode}.vs_eager", dev,
+                    f"selu_ext {mode} >= 1.0x eager F.selu at every size >= 1M (all dtypes)",
+                    ext(op="selu", mode=mode, size=lambda s: s >= M), _speedup("eager"), 1.0, "x"))
+            for mode in ("forward", "backward", "fwdbwd"):
+                out.append(_target(
+                    f"cuda.selu.{mode}.vs_compile", dev,
+                    f"selu_ext {mode} >= 1.0x torch.compile(F.selu) at every size >= 1M (all dtypes)",
+                    ext(op="selu", mode=mode, size=lambda s: s >= M), _speedup("compile"), 1.0, "x"))
+            out.append(_percall_target(d, dev))
+            for mode, thr in (("forward", 5.0), ("fwdbwd", 3.5)):
+                out.append(_target(
+                    f"cuda.fused.{mode}.vs_eager", dev,
+                    f"selu_alpha_dropout {mode} >= {thr}x eager F.selu+F.alpha_dropout (sizes >= 1M)",
+                    ext(op="fused", mode=mode, size=lambda s: s >= M), _speedup("eager"), thr, "x"))
+                out.append(_target(
+                    f"cuda.fused.{mode}.vs_compile", dev,
+                    f"selu_alpha_dropout {mode} >= 1.0x torch.compile(F.selu+F.alpha_dropout) (sizes >= 1M)",
+                    ext(op="fused", mode=mode, size=lambda s: s >= M), _speedup("compile"), 1.0, "x"))
+            out.append(_target(
+                "cuda.dropout.forward.vs_eager", dev,
+                "selu_ext.alpha_dropout forward >= 4x eager F.alpha_dropout (sizes >= 1M)",
+                ext(op="dropout", mode="forward", size=lambda s: s >= M), _speedup("eager"), 4.0, "x"))
+        if dev == "cpu":
+            threads = sorted({r["threads"] for r in d if r.get("threads")})
+            for size in (M, 16 * M):
+                for t in threads:
+                    sel = ext(op="selu", mode="forward", dtype="float32", size=size, threads=t)
+                    out.append(_target(
+                        f"cpu.selu.forward.vs_eager.{_sz(size)}.{t}thr", dev,
+                        f"selu_ext forward >= 10x eager F.selu (float32, {_sz(size)}, {t} thread(s))",
+                        sel, _speedup("eager"), 10.0, "x"))
+                    out.append(_target(
+                        f"cpu.selu.forward.vs_avx2.{_sz(size)}.{t}thr", dev,
+                        f"selu_ext forward vs F.selu under ATEN_CPU_CAPABILITY=avx2 (float32, {_sz(size)}, {t} thread(s))",
+                        sel, _speedup("eager_avx2"), 1.0, "x", info=True))
+            for size in (M, 16 * M):
+                for t in threads:
+                    out.append(_target(
+                        f"cpu.selu.backward.vs_eager.{_sz(size)}.{t}thr", dev,
+                        f"selu_ext backward >= 1.5x eager F.selu (float32, {_sz(size)}, {t} thread(s))",
+                        ext(op="selu", mode="backward", dtype="float32", size=size, threads=t),
+                        _speedup("eager"), 1.5, "x"))
+            for t in threads:
+                out.append(_target(
+                    f"cpu.fused.fwdbwd.vs_eager.2^20.{t}thr", dev,
+                    f"selu_alpha_dropout forward+backward >= 5x eager F.selu+F.alpha_dropout (float32, 2^20, {t} thread(s))",
+                    ext(op="fused", mode="fwdbwd", dtype="float32", size=M, threads=t),
+                    _speedup("eager"), 5.0, "x"))
+        # Accuracy and memory, on every device.
+        out.append(_target(
+            f"{dev}.selu.accuracy", dev, "selu_ext float32 forward within 2 ULP of the float64 reference",
+            ext(op="selu", mode="accuracy"), lambda r: r.get("max_ulp"), 2.0, "ULP",
+            higher_is_better=False))
+        for r in _select(d, op="selu", mode="accuracy"):
+            if r["role"] != "ext" and _ok(r):
+                out.append(_target(f"{dev}.selu.accuracy.{r['impl']}", dev,
+                                   f"{r['impl']} float32 forward max error", [r],
+                                   lambda r: r.get("max_ulp"), 2.0, "ULP", higher_is_better=False,
+                                   info=True))
+        out.append(_memory_target(d, dev))
+    return out
+
+
+def _percall_target(d: list[dict], dev: str) -> dict:
+    """Small tensors with autograd: selu_ext per call <= eager + 3 us."""
+    pairs = []
+    for r in _select(d, op="selu", mode="percall", role="ext"):
+        e = [q for q in _select(d, op="selu", mode="percall", role="eager", dtype=r["dtype"],
+                                size=r["size"], threads=r["threads"]) if _ok(q)]
+        if _ok(r) and e and 4096 <= r["size"] <= 65536:
+            pairs.append(dict(r, _delta_us=(r["median_ms"] - e[0]["median_ms"]) * 1e3))
+    return _target(f"{dev}.selu.percall", dev,
+                   "small tensors (4K-64K) forward+backward with autograd: selu_ext per call <= eager F.selu + 3 us",
+                   pairs, lambda r: r["_delta_us"], 3.0, "us", higher_is_better=False)
+
+
+def _memory_target(d: list[dict], dev: str) -> dict:
+    """Bytes the fused op keeps beyond what the next Linear keeps <= 1/3 of
+    PyTorch's SELU followed by AlphaDropout."""
+    ext = [r for r in _select(d, op="fused", mode="memory", role="ext") if _ok(r)]
+    ref = [r for r in _select(d, op="fused", mode="memory", role="eager") if _ok(r)]
+    pairs = []
+    for r in ext:
+        q = [q for q in ref if q["dtype"] == r["dtype"] and q["size"] == r["size"]]
+        if q and q[0]["saved_bytes"]:
+            pairs.append(dict(r, _ratio=r["saved_bytes"] / q[0]["saved_bytes"]))
+    return _target(f"{dev}.fused.memory", dev,
+                   "fused op: bytes kept for backward beyond the next Linear <= 1/3 of nn.SELU+nn.AlphaDropout",
+                   pairs, lambda r: r["_ratio"], 1 / 3, "ratio", higher_is_better=False)
+
+
+def format_value(t: dict) -> str:
+    v = t.get("value")
+    if v is None:
+        return "-"
+    unit = t["unit"]
+    if unit == "x":
+        return f"{v:.2f}x"
+    if unit == "%":
+        return f"{v:.1f}%"
+    if unit == "us":
+        return f"{v:+.2f} us"
+    if unit == "ULP":
+        return f"{v:.2f} ULP"
+    if unit == "ratio":
+        return f"{v:.4f}"
+    return f"{v:.3g} {unit}"
+
+
+def format_threshold(t: dict) -> str:
+    unit, thr = t["unit"], t["threshold"]
+    if t.get("kind") == "info":
+        return "(info)"
+    op = ">=" if unit in ("x", "%") else "<="
+    if unit == "x":
+        return f"{op} {thr:g}x"
+    if unit == "%":
+        return f"{op} {thr:g}%"
+    if unit == "ratio":
+        return f"{op} {thr:.4f}"
+    return f"{op} {thr:g} {unit}"

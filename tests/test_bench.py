@@ -1,0 +1,192 @@
+"""The benchmark harness (python -m selu_ext.bench) on the CPU, at tiny sizes:
+rows are produced and stored as JSON and CSV, a wrong implementation is reported
+WRONG and not timed, the targets are evaluated from rows, and the stored run can be
+re-read (--from-json) and summarized (benchmarks/summarize.py)."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import importlib.util
+import io
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import selu_ext
+from selu_ext import bench
+from selu_ext.bench import candidates, cli, targets
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+TINY = ["--device", "cpu", "--dtypes", "fp32,fp64", "--sizes", "4096", "--threads", "1",
+        "--no-compile", "--no-avx2-peer", "--min-time", "0.002", "--max-time", "0.01",
+        "--min-samples", "3"]
+
+
+def _wrong_impls():
+    """Three wrong implementations, one per way of checking: an exact value off by
+    1%, a dropout with another seed (the known mask differs), and a random dropout
+    with the wrong p (its read-back mask and statistics differ)."""
+    return {
+        "selu": [bench.Impl("selu_off_by_1pct", "custom", lambda x: selu_ext.selu(x) * 1.01)],
+        "fused": [
+            bench.Impl("fused_other_seed", "custom",
+                       lambda x: selu_ext.selu_alpha_dropout(x, 0.1, True, seed=candidates.SEED + 1)),
+            bench.Impl("fused_wrong_p", "custom",
+                       lambda x: F.alpha_dropout(F.selu(x), 0.3, training=True), random=True),
+        ],
+    }
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    d = tmp_path_factory.mktemp("bench")
+    paths = {k: str(d / f"bench.{k}") for k in ("json", "csv")}
+    out = io.StringIO()
+    rc = bench.main(TINY + ["--ops", "selu,fused", "--modes", "forward,backward,fwdbwd,memory",
+                            "--json", paths["json"], "--csv", paths["csv"]],
+                    out=out, extra_impls=_wrong_impls())
+    return rc, out.getvalue(), paths
+
+
+def test_rows_produced_and_checked(run):
+    rc, text, paths = run
+    assert rc == 0
+    with open(paths["json"]) as f:
+        doc = json.load(f)
+    rows = doc["rows"]
+    assert doc["meta"]["device"] == "cpu" and doc["meta"]["torch_version"] == torch.__version__
+    assert doc["meta"]["build_info"]["version"] == selu_ext.__version__
+    sweep = [r for r in rows if r["mode"] in ("forward", "backward", "fwdbwd")]
+    # selu: F.selu (3 modes) + nn.SELU (forward) + compile (3) + custom (3) + selu_ext (3);
+    # fused: eager, compile, 2 custom, selu_ext, 3 modes each.
+    assert len(sweep) == 2 * (13 + 15)
+    for r in sweep:
+        assert r["size"] == 4096 and r["dtype"] in ("float32", "float64") and r["threads"] == 1
+        if r["role"] in ("eager", "module", "ext"):
+            assert r["status"] == "ok", r
+            assert r["median_ms"] > 0 and r["p20_ms"] <= r["median_ms"] <= r["p80_ms"]
+            assert r["gbps"] > 0 and r["pct_copy_bw"] > 0
+        if r["role"] == "compile":
+            assert r["status"].startswith("compile skipped")
+            assert r["median_ms"] is None
+    ext = [r for r in sweep if r["role"] == "ext"]
+    assert all(r["speedup_vs_eager"] > 0 for r in ext)
+    checks = {r["impl"]: r["check"] for r in sweep}
+    assert checks["F.selu+F.alpha_dropout"] == "inferred-mask+stats"
+    assert checks["selu_ext.selu_alpha_dropout"] == "exact-mask+stats"
+    mem = {r["impl"]: r["saved_bytes"] for r in rows if r["mode"] == "memory"}
+    assert mem["selu_ext.nn.SELUAlphaDropout"] == 16  # the rng state; the output is the next Linear's input
+    assert mem["nn.SELU+nn.AlphaDropout"] > 3 * mem["selu_ext.nn.SELUAlphaDropout"]
+    assert "Targets" in text and "WRONG" in text
+
+
+def test_wrong_candidates_reported_and_not_timed(run):
+    _, _, paths = run
+    with open(paths["json"]) as f:
+        rows = json.load(f)["rows"]
+    wrong = [r for r in rows if r["role"] == "custom"]
+    assert {r["impl"] for r in wrong} == {"selu_off_by_1pct", "fused_other_seed", "fused_wrong_p"}
+    assert len(wrong) == 2 * 9
+    for r in wrong:
+        assert r["status"] == "WRONG", r
+        assert r["median_ms"] is None and r["gbps"] is None and r["samples"] is None
+        assert r["note"]
+    by = {(r["impl"], r["mode"]): r for r in wrong if r["dtype"] == "float32"}
+    assert "statistics" in by[("fused_wrong_p", "forward")]["note"]
+    assert "forward" in by[("selu_off_by_1pct", "forward")]["note"]
+    assert "input gradient" in by[("selu_off_by_1pct", "backward")]["note"]
+
+
+def test_csv_parses(run):
+    _, _, paths = run
+    with open(paths["csv"], newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) > 20
+    for col in ("op", "mode", "dtype", "size", "device", "impl", "status", "median_ms", "p20_ms",
+                "p80_ms", "gbps", "pct_copy_bw", "speedup_vs_eager", "speedup_vs_compile",
+                "peak_mem", "saved_bytes", "torch_version", "version", "build_info", "command",
+                "date", "threads", "selu_ext_cpu_capability"):
+        assert col in rows[0], col
+    ok = [r for r in rows if r["impl"] == "selu_ext" and r["mode"] == "forward"]
+    assert float(ok[0]["median_ms"]) > 0
+    assert json.loads(ok[0]["build_info"])["version"] == selu_ext.__version__
+
+
+def test_from_json_and_summarize(run, tmp_path):
+    _, _, paths = run
+    out = io.StringIO()
+    csv2 = tmp_path / "again.csv"
+    assert bench.main(["--from-json", paths["json"], "--csv", str(csv2)], out=out) == 0
+    assert "Targets" in out.getvalue() and csv2.exists()
+
+    results = tmp_path / "results" / "cpu"
+    results.mkdir(parents=True)
+    with open(paths["json"]) as f:
+        (results / "bench.json").write_text(f.read())
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n<!-- bench-summary:start -->\nold\n<!-- bench-summary:end -->\ntail\n")
+    subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "summarize.py"),
+                    "--results", str(tmp_path / "results"), "--readme", str(readme)], check=True)
+    text = readme.read_text()
+    assert "old" not in text and text.endswith("tail\n")
+    assert "| selu | forward |" not in text  # no 1M rows in this tiny run
+    assert "Targets:" in text and "selu_ext.nn.SELUAlphaDropout 16 B" in text
+
+
+def test_help_documents_every_flag(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    for action in cli.build_parser()._actions:
+        for opt in action.option_strings:
+            assert opt in text
+        if action.option_strings and action.dest != "help":
+            assert action.help, action.option_strings
+
+
+def test_help_as_module():
+    r = subprocess.run([sys.executable, "-m", "selu_ext.bench", "--help"], capture_output=True,
+                       text=True, env=dict(os.environ, PYTHONPATH=ROOT), timeout=120)
+    assert r.returncode == 0 and "--sizes" in r.stdout and "--threads" in r.stdout
+
+
+def test_parse_sizes():
+    assert cli.parse_sizes("4096,64K,1M,2^20,1<<3") == [4096, 65536, 2**20, 8]
+    assert cli.parse_sizes("2^12..2^16") == [2**12, 2**13, 2**14, 2**15, 2**16]
+    assert cli.parse_sizes("2^12..2^24:4") == [2**12, 2**16, 2**20, 2**24]
+    with pytest.raises(Exception):
+        cli.parse_sizes("12x")
+
+
+def test_targets_from_rows():
+    def row(**kw):
+        base = dict(op="selu", mode="forward", dtype="float32", size=2**20, device="cpu", threads=1,
+                    impl="selu_ext", role="ext", status="ok", median_ms=1.0)
+        return {**base, **kw}
+
+    rows = [row(speedup_vs_eager=12.0), row(size=2**24, speedup_vs_eager=9.0),
+            row(mode="accuracy", max_ulp=1.5)]
+    res = {t["target"]: t for t in targets.evaluate(rows)}
+    assert res["cpu.selu.forward.vs_eager.2^20.1thr"]["result"] == "PASS"
+    assert res["cpu.selu.forward.vs_eager.2^24.1thr"]["result"] == "MISS"
+    assert res["cpu.selu.forward.vs_eager.2^24.1thr"]["value"] == 9.0
+    assert res["cpu.selu.accuracy"]["result"] == "PASS"
+    assert res["cpu.selu.backward.vs_eager.2^20.1thr"]["result"] == "n/a"
+
+
+def test_plot(run, tmp_path):
+    if importlib.util.find_spec("matplotlib") is None:
+        pytest.skip("matplotlib not installed (an optional extra)")
+    _, _, paths = run
+    png = tmp_path / "bench.png"
+    with contextlib.redirect_stderr(io.StringIO()):
+        assert bench.main(["--from-json", paths["json"], "--plot", str(png)], out=io.StringIO()) == 0
+    assert png.stat().st_size > 1000
