@@ -211,10 +211,13 @@ class Run:
             correct += (logits.detach().argmax(1) == yb).sum()
         _sync(device)
         seconds = time.perf_counter() - t0
-        if device.type == "cuda":
+        if device.type == "cuda" and self.history:
             # Above the epoch's start: what this variant's steps allocate on top
             # (activations, temporaries), without the data and the weights, gradients
-            # and optimizer state of both variants, which stay allocated.
+            # and optimizer state of both variants, which stay allocated. Not in a
+            # run's first epoch: that one also allocates Adam's state and, for the
+            # variant that happens to run first, cuBLAS's workspace (32 MiB on an
+            # H100, seen in the first GPU run).
             peak = torch.cuda.max_memory_allocated(device) - base
             self.peak = peak if self.peak is None else max(self.peak, peak)
         n = len(order)
@@ -408,7 +411,7 @@ def write_markdown(path, results, command):
         "Peak memory is `torch.cuda.max_memory_allocated` during a training epoch minus "
         "`torch.cuda.memory_allocated` at its start (what the variant's steps allocate on "
         "top: activations and temporaries; the data and both variants' weights, gradients "
-        "and optimizer state stay allocated throughout), the largest over all epochs. It is n/a "
+        "and optimizer state stay allocated throughout), the largest over every epoch but each run's first (which also allocates Adam's state and, for whichever variant runs first, cuBLAS's workspace). It is n/a "
         "on CPU (the process's peak RSS, "
         f"{_mib(results['process_max_rss_bytes'])}, is dominated by the torch "
         "library and is not per variant). \"Kept for backward\" is the bytes of the distinct "

@@ -16,6 +16,8 @@
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/library.h>
 
+#include <initializer_list>
+
 #include "host.h"
 #include "selu.h"
 
@@ -59,7 +61,9 @@ SELU_EXT_OP(keep_mask_op, "selu_ext::dropout_keep_mask", KeepMaskSig)
 #undef SELU_EXT_OP
 
 // Runs the op's kernel under this autograd kernel (skipping ADInplaceOrView too:
-// torch::autograd::Function bumps the version of dirty inputs itself).
+// torch::autograd::Function bumps the version of dirty inputs itself). Every
+// forward calls its kernel before touching ctx: torch 2.11 crashed (segfault) when
+// a kernel's error unwound through a forward that had already saved tensors.
 struct BelowAutograd {
   at::AutoDispatchBelowADInplaceOrView guard;
 };
@@ -80,9 +84,13 @@ at::Tensor call_backward(const Op& op, Args&&... args) {
 class SeluBackwardBackward : public torch::autograd::Function<SeluBackwardBackward> {
  public:
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& grad, const at::Tensor& result) {
+    at::Tensor out;
+    {
+      BelowAutograd below;
+      out = selu_backward_op().call(grad, result);
+    }
     ctx->save_for_backward({grad, result});
-    BelowAutograd below;
-    return selu_backward_op().call(grad, result);
+    return out;
   }
 
   // grad_x = grad * s(y), s(y) = scale (y > 0) or y + scale*alpha (y <= 0), so
@@ -135,11 +143,45 @@ class SeluInplaceBackward : public torch::autograd::Function<SeluInplaceBackward
   }
 };
 
-at::Tensor selu_autograd(const at::Tensor& self) { return SeluBackward::apply(self); }
+// Nothing to record (grad mode off, or no input requires grad): run the kernel
+// directly, without building a graph node (a measurable cost per call for small
+// tensors). The in-place ops still pass through ADInplaceOrView, which bumps their
+// version counter.
+// A dual tensor (forward-mode AD) also takes the Function path, whose error says
+// that forward mode is not supported, instead of silently losing its tangent.
+bool records(std::initializer_list<const at::Tensor*> inputs) {
+  for (const at::Tensor* t : inputs) {
+    if (t->_fw_grad(/*level=*/0).defined()) return true;
+  }
+  if (!at::GradMode::is_enabled()) return false;
+  for (const at::Tensor* t : inputs) {
+    if (t->requires_grad()) return true;
+  }
+  return false;
+}
 
-void selu_inplace_autograd(at::Tensor& self) { SeluInplaceBackward::apply(self); }
+at::Tensor selu_autograd(const at::Tensor& self) {
+  if (!records({&self})) {
+    BelowAutograd below;
+    return selu_op().call(self);
+  }
+  return SeluBackward::apply(self);
+}
+
+void selu_inplace_autograd(at::Tensor& self) {
+  if (!records({&self})) {
+    at::AutoDispatchBelowAutograd below;
+    selu_inplace_op().call(self);
+    return;
+  }
+  SeluInplaceBackward::apply(self);
+}
 
 at::Tensor selu_backward_autograd(const at::Tensor& grad, const at::Tensor& result) {
+  if (!records({&grad, &result})) {
+    BelowAutograd below;
+    return selu_backward_op().call(grad, result);
+  }
   return SeluBackwardBackward::apply(grad, result);
 }
 
@@ -150,10 +192,14 @@ class AlphaDropoutBackwardBackward : public torch::autograd::Function<AlphaDropo
  public:
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& grad, double p,
                             const at::Tensor& rng_state) {
+    at::Tensor out;
+    {
+      BelowAutograd below;
+      out = alpha_dropout_backward_op().call(grad, p, rng_state);
+    }
     ctx->saved_data["p"] = p;
     ctx->save_for_backward({rng_state});
-    BelowAutograd below;
-    return alpha_dropout_backward_op().call(grad, p, rng_state);
+    return out;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list gg) {
@@ -171,10 +217,14 @@ class AlphaDropoutBackward : public torch::autograd::Function<AlphaDropoutBackwa
  public:
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& self, double p,
                             const at::Tensor& rng_state) {
+    at::Tensor out;
+    {
+      BelowAutograd below;
+      out = alpha_dropout_op().call(self, p, rng_state);
+    }
     ctx->saved_data["p"] = p;
     ctx->save_for_backward({rng_state});
-    BelowAutograd below;
-    return alpha_dropout_op().call(self, p, rng_state);
+    return out;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
@@ -189,12 +239,12 @@ class AlphaDropoutInplaceBackward : public torch::autograd::Function<AlphaDropou
  public:
   static at::Tensor forward(AutogradContext* ctx, at::Tensor self, double p,
                             const at::Tensor& rng_state) {
-    ctx->saved_data["p"] = p;
-    ctx->save_for_backward({rng_state});
     {
       BelowAutograd below;
       alpha_dropout_inplace_op().call(self, p, rng_state);
     }
+    ctx->saved_data["p"] = p;
+    ctx->save_for_backward({rng_state});
     ctx->mark_dirty({self});
     return self;
   }
@@ -205,15 +255,28 @@ class AlphaDropoutInplaceBackward : public torch::autograd::Function<AlphaDropou
 };
 
 at::Tensor alpha_dropout_autograd(const at::Tensor& self, double p, const at::Tensor& rng) {
+  if (!records({&self})) {
+    BelowAutograd below;
+    return alpha_dropout_op().call(self, p, rng);
+  }
   return AlphaDropoutBackward::apply(self, p, rng);
 }
 
 void alpha_dropout_inplace_autograd(at::Tensor& self, double p, const at::Tensor& rng) {
+  if (!records({&self})) {
+    at::AutoDispatchBelowAutograd below;
+    alpha_dropout_inplace_op().call(self, p, rng);
+    return;
+  }
   AlphaDropoutInplaceBackward::apply(self, p, rng);
 }
 
 at::Tensor alpha_dropout_backward_autograd(const at::Tensor& grad, double p,
                                            const at::Tensor& rng) {
+  if (!records({&grad})) {
+    BelowAutograd below;
+    return alpha_dropout_backward_op().call(grad, p, rng);
+  }
   return AlphaDropoutBackwardBackward::apply(grad, p, rng);
 }
 
@@ -237,10 +300,14 @@ class SeluAlphaDropoutBackwardBackward : public torch::autograd::Function<SeluAl
  public:
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& grad, const at::Tensor& result,
                             double p, const at::Tensor& rng_state) {
+    at::Tensor out;
+    {
+      BelowAutograd below;
+      out = selu_alpha_dropout_backward_op().call(grad, result, p, rng_state);
+    }
     ctx->saved_data["p"] = p;
     ctx->save_for_backward({grad, result, rng_state});
-    BelowAutograd below;
-    return selu_alpha_dropout_backward_op().call(grad, result, p, rng_state);
+    return out;
   }
 
   // grad_x = grad * D(z) with D(z) = a*scale (z > bound), z - b + a*scale*alpha
@@ -284,11 +351,19 @@ class SeluAlphaDropoutBackward : public torch::autograd::Function<SeluAlphaDropo
 };
 
 at::Tensor selu_alpha_dropout_autograd(const at::Tensor& self, double p, const at::Tensor& rng) {
+  if (!records({&self})) {
+    BelowAutograd below;
+    return selu_alpha_dropout_op().call(self, p, rng);
+  }
   return SeluAlphaDropoutBackward::apply(self, p, rng);
 }
 
 at::Tensor selu_alpha_dropout_backward_autograd(const at::Tensor& grad, const at::Tensor& result,
                                                 double p, const at::Tensor& rng) {
+  if (!records({&grad, &result})) {
+    BelowAutograd below;
+    return selu_alpha_dropout_backward_op().call(grad, result, p, rng);
+  }
   return SeluAlphaDropoutBackwardBackward::apply(grad, result, p, rng);
 }
 

@@ -97,8 +97,9 @@ at::Tensor selu_alpha_dropout_backward(const at::Tensor& grad, const at::Tensor&
 }
 
 at::Tensor dropout_keep_mask(const at::Tensor& rng, int64_t numel, double p) {
-  return on_cpu<const at::Tensor&, int64_t, double>("selu_ext::dropout_keep_mask", rng, cpu(rng),
-                                                    numel, p);
+  // The schema's numel is a SymInt: a typed call must say so.
+  return on_cpu<const at::Tensor&, c10::SymInt, double>("selu_ext::dropout_keep_mask", rng,
+                                                        cpu(rng), c10::SymInt(numel), p);
 }
 
 }  // namespace
