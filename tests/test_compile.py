@@ -48,17 +48,21 @@ class Everything(torch.nn.Module):
         e = self.feature(c.view(-1, 4, 4)).view(-1, 16)
         f = self.feature_inplace(d.view(-1, 4, 4) * 1.0).view(-1, 16)
         g = self.fused(e + f)
+        # The functions follow the module's mode, as F.dropout(x, p, self.training)
+        # in a torch model: in eval mode no call draws from the generator.
+        t = self.training
         g = selu_ext.selu(g) + selu_ext.selu(g * 1.0, inplace=True)
-        g = (selu_ext.alpha_dropout(g, P, True, seed=5)
-             + selu_ext.alpha_dropout(g * 1.0, P, True, True, seed=6)
-             + selu_ext.alpha_dropout(g, P, True))
-        g = selu_ext.feature_alpha_dropout(g.view(-1, 4, 4), P, True, seed=7).view(-1, 16)
-        g = (selu_ext.selu_alpha_dropout(g, P, True, seed=8)
-             + selu_ext.selu_alpha_dropout(g, P, True))
+        g = (selu_ext.alpha_dropout(g, P, t, seed=5)
+             + selu_ext.alpha_dropout(g * 1.0, P, t, True, seed=6)
+             + selu_ext.alpha_dropout(g, P, t))
+        g = selu_ext.feature_alpha_dropout(g.view(-1, 4, 4), P, t, seed=7).view(-1, 16)
+        g = (selu_ext.selu_alpha_dropout(g, P, t, seed=8)
+             + selu_ext.selu_alpha_dropout(g, P, t))
         g = selu_ext.SELUFunction.apply(g)
-        rng = torch.ops.selu_ext.dropout_rng_state(g.device)
-        g = selu_ext.AlphaDropoutFunction.apply(g, P, rng)
-        g = selu_ext.SELUAlphaDropoutFunction.apply(g, P, torch.tensor([9, 0]))
+        if t:
+            rng = torch.ops.selu_ext.dropout_rng_state(g.device)
+            g = selu_ext.AlphaDropoutFunction.apply(g, P, rng)
+            g = selu_ext.SELUAlphaDropoutFunction.apply(g, P, torch.tensor([9, 0]))
         return self.mlp(g)
 
 
