@@ -44,6 +44,7 @@ import torch
 from torch import nn
 
 import selu_ext
+from selu_ext.bench.memory import saved_bytes
 from selu_ext.init import KERAS_TRUNCATION_STD, lecun_normal_
 
 DROPOUT = 0.25
@@ -150,20 +151,9 @@ def accuracy(model, data, batch=512):
 def saved_bytes_per_batch(model, x, y):
     """Bytes of the distinct non-parameter storages autograd keeps for one training
     batch's backward (the activation memory the model costs per batch)."""
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    kept = {}
-
-    def pack(t):
-        s = t.untyped_storage()
-        if s.data_ptr() not in params:
-            kept[s.data_ptr()] = s.nbytes()
-        return t
-
     model.train()
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        loss = nn.functional.cross_entropy(model(x), y)
-    del loss
-    return sum(kept.values())
+    return saved_bytes(lambda: nn.functional.cross_entropy(model(x), y),
+                       exclude=model.parameters())
 
 
 class Run:

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch.autograd import gradcheck, gradgradcheck
 
 import selu_ext
+from selu_ext.bench.memory import saved_bytes
 from conftest import (DEVICES, DTYPES, TOL, make_input, ops, require_device,
                       selu_grad_reference, selu_reference)
 
@@ -569,20 +570,8 @@ def test_same_seed_same_mask_on_cpu_and_cuda(fn, shape):
 
 
 def _saved_bytes(model, x):
-    """Bytes of the distinct non-parameter storages autograd keeps for backward
-    (the pattern of tests/test_gradients.py::_saved_storages)."""
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    kept = {}
-
-    def pack(t):
-        s = t.untyped_storage()
-        if s.data_ptr() not in params:
-            kept[s.data_ptr()] = s.nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        model(x).sum()
-    return sum(kept.values())
+    """Bytes of the distinct non-parameter storages autograd keeps for backward."""
+    return saved_bytes(lambda: model(x).sum(), exclude=model.parameters())
 
 
 @pytest.mark.parametrize("device", DEVICES)

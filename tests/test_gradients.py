@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch.autograd import gradcheck, gradgradcheck
 
 import selu_ext
+from selu_ext.bench.memory import saved_bytes
 from conftest import (DEVICES, DTYPES, TOL, assert_close_dtype, make_input, ops,
                       require_device, selu_grad_reference)
 
@@ -79,18 +80,7 @@ def test_backward_accepts_any_gradient_strides(device):
 
 def _saved_storages(model, x):
     """Bytes of the distinct non-parameter storages autograd keeps for backward."""
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    kept = {}
-
-    def pack(t):
-        s = t.untyped_storage()
-        if s.data_ptr() not in params:
-            kept[s.data_ptr()] = s.nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        model(x).sum()
-    return sum(kept.values())
+    return saved_bytes(lambda: model(x).sum(), exclude=model.parameters())
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -3,7 +3,7 @@ and peak memory of one call (CUDA's caching allocator; n/a on CPU)."""
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional
 
 import torch
 from torch import nn
@@ -16,13 +16,17 @@ def _storage_key(t: torch.Tensor):
     return (str(t.device), s.data_ptr(), s.nbytes())
 
 
-def saved_bytes(fn: Callable[[], object]) -> int:
+def saved_bytes(fn: Callable[[], object], exclude: Iterable[torch.Tensor] = ()) -> int:
     """Bytes of the unique storages that autograd saves while ``fn`` runs (a tensor
-    saved twice, or two views of one buffer, count once)."""
+    saved twice, or two views of one buffer, count once), leaving out the storages
+    of ``exclude`` (e.g. a model's parameters, which are kept anyway)."""
+    skip = {_storage_key(t) for t in exclude}
     seen = {}
 
     def pack(t):
-        seen[_storage_key(t)] = t.untyped_storage().nbytes()
+        key = _storage_key(t)
+        if key not in skip:
+            seen[key] = t.untyped_storage().nbytes()
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
