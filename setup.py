@@ -179,8 +179,13 @@ def _extension(torch, cpp_extension, with_cuda, no_cuda_reason, cuda_home):
     # unless the extension itself is compiled with OpenMP. The library it links,
     # libgomp.so.1, is the one torch has already loaded (same soname): one thread
     # pool, sized by torch.set_num_threads.
-    cxx = opt + ["-std=c++20", "-ffp-contract=fast", "-fopenmp", "-Wall", "-Wno-psabi",
-                 "-Wno-unused-parameter", "-fvisibility=hidden"]
+    # The std::string ABI of the torch that will load us, stated rather than left to
+    # the compiler's default: a toolchain whose default differs (the GPU machine
+    # builds with /opt/gcc) otherwise hands libc10 std::strings it reads as garbage,
+    # and every TORCH_CHECK with a formatted message segfaults.
+    abi = [f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}"]
+    cxx = opt + abi + ["-std=c++20", "-ffp-contract=fast", "-fopenmp", "-Wall", "-Wno-psabi",
+                       "-Wno-unused-parameter", "-fvisibility=hidden"]
     link = ["-fopenmp"]
     if sanitize:
         flags = [f"-fsanitize={sanitize}", "-fno-omit-frame-pointer",
@@ -196,7 +201,7 @@ def _extension(torch, cpp_extension, with_cuda, no_cuda_reason, cuda_home):
     if inc:
         include_dirs.append(inc)
     jobs = os.environ.get("MAX_JOBS") or str(os.cpu_count() or 1)
-    nvcc = opt + ["-std=c++20", f"--threads={jobs}", "-lineinfo",
+    nvcc = opt + abi + ["-std=c++20", f"--threads={jobs}", "-lineinfo",
                   "--expt-relaxed-constexpr", "-Xcompiler=-fvisibility=hidden"]
     return cpp_extension.CUDAExtension(extra_compile_args={"cxx": cxx, "nvcc": nvcc}, **kwargs)
 

@@ -37,6 +37,12 @@ note() { echo "- $*" | tee -a "$SUMMARY"; }
   $PY -c 'import torch, platform; print("torch", torch.__version__, "cuda", torch.version.cuda, "python", platform.python_version()); print(torch.cuda.get_device_name(0), torch.cuda.get_device_properties(0))'
   nvcc --version | tail -2
   gcc --version | head -1
+  # The compiler the build will use (setuptools honours CC/CXX) and the one torch
+  # was built with: on the first H100 runs CXX was /opt/gcc/bin/g++, not the
+  # system gcc, and formatted error messages crashed (see results/h100/README.md).
+  echo "CC=${CC:-} CXX=${CXX:-}"
+  ${CXX:-c++} --version | head -1
+  $PY -c 'import torch; print(torch.__config__.show())'
 } > "$OUT/env.txt" 2>&1
 
 for step in $STEPS; do
@@ -46,6 +52,7 @@ for step in $STEPS; do
       $PY setup.py build_ext --inplace > "$OUT/build.log" 2>&1
       rc=$?
       $PY -c 'import json, selu_ext; print(json.dumps(selu_ext.build_info(), indent=1))' >> "$OUT/build.log" 2>&1
+      ldd selu_ext/_C*.so >> "$OUT/build.log" 2>&1
       note "build: rc=$rc ($(( $(date +%s) - t0 ))s)"
       [ $rc -eq 0 ] || exit 1
       ;;

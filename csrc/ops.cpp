@@ -113,7 +113,25 @@ PyObject* py_build_info(PyObject*, PyObject*) {
   json += selu_ext::cpu::supported_capabilities();
   json += "\", \"cpu_capability\": \"";
   json += selu_ext::cpu::active().name;
-  json += "\"}";
+  json += "\", \"compiler\": \"";
+#if defined(__clang__)
+  json += "clang ";
+#elif defined(__GNUC__)
+  json += "gcc ";
+#endif
+#if defined(__VERSION__)
+  json += __VERSION__;
+#endif
+  // The std::string ABI this library was compiled with; selu_ext/ops.py refuses to
+  // load it into a torch built with the other one (strings passed to libc10 would
+  // be misread).
+#if defined(_GLIBCXX_USE_CXX11_ABI)
+  json += "\", \"cxx11_abi\": ";
+  json += _GLIBCXX_USE_CXX11_ABI ? "true" : "false";
+  json += "}";
+#else
+  json += "\", \"cxx11_abi\": null}";
+#endif
   return PyUnicode_FromString(json.c_str());
 }
 

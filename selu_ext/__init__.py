@@ -58,7 +58,8 @@ def build_info() -> dict:
     ``cuda_version``, ``cuda_archs`` and where they came from; the CPU kernel
     variants ``cpu_capabilities_compiled`` / ``cpu_capabilities_supported`` (by this
     CPU) / ``cpu_capability`` (in use; ``SELU_EXT_CPU_CAPABILITY`` overrides);
-    ``sanitize`` and ``debug`` build switches.
+    ``sanitize`` and ``debug`` build switches; ``compiler`` and ``cxx11_abi`` (the
+    std::string ABI it was compiled with, which must be torch's).
     """
     import torch
 

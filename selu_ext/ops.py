@@ -16,7 +16,25 @@ from typing import Optional
 
 import torch
 
+import json as _json
+
 from . import _C  # noqa: F401  (loads the operators)
+
+
+def _check_abi() -> None:
+    # An extension compiled with the other std::string ABI than torch's loads
+    # fine, then crashes the first time it hands libc10 a string (an error message):
+    # refuse it at import, with the fix.
+    ours = _json.loads(_C.build_info()).get("cxx11_abi")
+    theirs = getattr(torch._C, "_GLIBCXX_USE_CXX11_ABI", None)
+    if ours is not None and theirs is not None and bool(ours) != bool(theirs):
+        raise ImportError(
+            f"selu_ext was compiled with _GLIBCXX_USE_CXX11_ABI={int(ours)} but torch "
+            f"{torch.__version__} uses {int(theirs)}; rebuild selu_ext against this torch "
+            "(pip install --no-build-isolation -e .), whose setup.py states torch's ABI")
+
+
+_check_abi()
 
 __all__ = [
     "selu",

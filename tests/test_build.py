@@ -54,6 +54,15 @@ def test_toolkit_found_through_a_wrapper_script(tmp_path):
     assert setup._toolkit_root(str(wrapper)) == os.path.realpath(str(root))
 
 
+def test_std_string_abi_matches_torch():
+    # A mismatch would make every formatted error message crash; ops.py refuses to
+    # import such a build, and this states it for the build under test.
+    info = selu_ext.build_info()
+    if info["cxx11_abi"] is None:
+        pytest.skip("not built against libstdc++")
+    assert info["cxx11_abi"] == bool(torch._C._GLIBCXX_USE_CXX11_ABI)
+
+
 def test_build_info_reports_cuda_consistently():
     info = selu_ext.build_info()
     if info["cuda"]:

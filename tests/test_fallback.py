@@ -40,6 +40,8 @@ KEYS = {
     "cpu_capability": str,
     "sanitize": (str, type(None)),
     "debug": bool,
+    "compiler": str,
+    "cxx11_abi": (bool, type(None)),
 }
 VARIANTS = ["baseline", "avx2", "avx512"]  # narrowest first, as csrc/cpu/dispatch.cpp
 
