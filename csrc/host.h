@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <string>
 
+#include "check.h"
 #include "kernel_args.h"
 #include "selu.h"
 
@@ -31,16 +32,20 @@ namespace selu_ext {
 inline const char* dtype_name(at::ScalarType t) { return c10::toString(t); }
 
 inline void check_tensor(const at::Tensor& t, const char* op, const char* arg) {
-  TORCH_CHECK(t.defined(), "selu_ext::", op, ": '", arg, "' is an undefined tensor");
-  TORCH_CHECK(t.layout() == at::kStrided, "selu_ext::", op, ": '", arg, "' has layout ",
-              t.layout(), "; only dense (strided) tensors are supported. Call .to_dense() first.");
-  TORCH_CHECK(!t.is_quantized(), "selu_ext::", op, ": '", arg,
-              "' is quantized; only float16, bfloat16, float32 and float64 tensors are "
-              "supported. Call .dequantize() first.");
+  SELU_EXT_CHECK(t.defined(), "selu_ext::%s: '%s' is an undefined tensor", op, arg);
+  SELU_EXT_CHECK(t.layout() == at::kStrided,
+                 "selu_ext::%s: '%s' has layout %s; only dense (strided) tensors are "
+                 "supported. Call .to_dense() first.",
+                 op, arg, layout_name(t.layout()));
+  SELU_EXT_CHECK(!t.is_quantized(),
+                 "selu_ext::%s: '%s' is quantized; only float16, bfloat16, float32 and float64 "
+                 "tensors are supported. Call .dequantize() first.",
+                 op, arg);
   const auto s = t.scalar_type();
-  TORCH_CHECK(s == at::kFloat || s == at::kDouble || s == at::kHalf || s == at::kBFloat16,
-              "selu_ext::", op, ": '", arg, "' has dtype ", dtype_name(s),
-              "; expected a floating-point tensor (float16, bfloat16, float32 or float64)");
+  SELU_EXT_CHECK(s == at::kFloat || s == at::kDouble || s == at::kHalf || s == at::kBFloat16,
+                 "selu_ext::%s: '%s' has dtype %s; expected a floating-point tensor (float16, "
+                 "bfloat16, float32 or float64)",
+                 op, arg, dtype_name(s));
 }
 
 inline DType kernel_dtype(at::ScalarType s) {
@@ -58,25 +63,26 @@ inline DType kernel_dtype(at::ScalarType s) {
 
 inline void check_same(const at::Tensor& a, const at::Tensor& b, const char* op,
                        const char* an, const char* bn) {
-  TORCH_CHECK(a.device() == b.device(), "selu_ext::", op, ": '", an, "' is on ", a.device(),
-              " but '", bn, "' is on ", b.device());
-  TORCH_CHECK(a.scalar_type() == b.scalar_type(), "selu_ext::", op, ": '", an, "' has dtype ",
-              dtype_name(a.scalar_type()), " but '", bn, "' has dtype ",
-              dtype_name(b.scalar_type()));
-  TORCH_CHECK(a.sizes() == b.sizes(), "selu_ext::", op, ": '", an, "' has shape ", a.sizes(),
-              " but '", bn, "' has shape ", b.sizes());
+  SELU_EXT_CHECK(a.device() == b.device(), "selu_ext::%s: '%s' is on %s but '%s' is on %s", op,
+                 an, a.device().str().c_str(), bn, b.device().str().c_str());
+  SELU_EXT_CHECK(a.scalar_type() == b.scalar_type(),
+                 "selu_ext::%s: '%s' has dtype %s but '%s' has dtype %s", op, an,
+                 dtype_name(a.scalar_type()), bn, dtype_name(b.scalar_type()));
+  SELU_EXT_CHECK(a.sizes() == b.sizes(), "selu_ext::%s: '%s' has shape %s but '%s' has shape %s",
+                 op, an, ShapeText(a.sizes()).c_str(), bn, ShapeText(b.sizes()).c_str());
 }
 
 inline void check_p(double p, const char* op) {
-  TORCH_CHECK(p >= 0.0 && p <= 1.0, "selu_ext::", op,
-              ": dropout probability has to be between 0 and 1, but got ", p);
+  SELU_EXT_CHECK(p >= 0.0 && p <= 1.0,
+                 "selu_ext::%s: dropout probability has to be between 0 and 1, but got %g", op, p);
 }
 
 inline void check_inplace(const at::Tensor& self, const char* op) {
-  TORCH_CHECK(at::has_internal_overlap(self) != at::MemOverlap::Yes, "selu_ext::", op,
-              ": unsupported operation: more than one element of the written-to tensor "
-              "refers to a single memory location. Please clone() the tensor before "
-              "performing the operation.");
+  SELU_EXT_CHECK(at::has_internal_overlap(self) != at::MemOverlap::Yes,
+                 "selu_ext::%s: unsupported operation: more than one element of the written-to "
+                 "tensor refers to a single memory location. Please clone() the tensor before "
+                 "performing the operation.",
+                 op);
 }
 
 // True when both are dense with the same element order in memory (strides of
@@ -129,17 +135,18 @@ inline double kept_bound_for(double p, at::ScalarType dtype, bool above = false)
 // Before any device guard: a CPU input with a CUDA rng_state reaches the CUDA
 // kernel (the dispatcher follows the highest-priority device among the arguments).
 inline void check_rng_device(const at::Tensor& rng, const at::Tensor& input, const char* op) {
-  TORCH_CHECK(rng.device().is_cpu() || rng.device() == input.device(), "selu_ext::", op,
-              ": 'rng_state' must be on the CPU or on the input's device (", input.device(),
-              "), but it is on ", rng.device());
+  SELU_EXT_CHECK(rng.device().is_cpu() || rng.device() == input.device(),
+                 "selu_ext::%s: 'rng_state' must be on the CPU or on the input's device (%s), "
+                 "but it is on %s",
+                 op, input.device().str().c_str(), rng.device().str().c_str());
 }
 
 inline void check_rng_state(const at::Tensor& rng, const char* op) {
-  TORCH_CHECK(rng.defined() && rng.layout() == at::kStrided && rng.scalar_type() == at::kLong &&
-                  rng.numel() == 2 && rng.is_contiguous(),
-              "selu_ext::", op,
-              ": 'rng_state' must be a contiguous int64 tensor of 2 elements (seed, offset), "
-              "as returned by torch.ops.selu_ext.dropout_rng_state");
+  SELU_EXT_CHECK(rng.defined() && rng.layout() == at::kStrided &&
+                     rng.scalar_type() == at::kLong && rng.numel() == 2 && rng.is_contiguous(),
+                 "selu_ext::%s: 'rng_state' must be a contiguous int64 tensor of 2 elements "
+                 "(seed, offset), as returned by torch.ops.selu_ext.dropout_rng_state",
+                 op);
 }
 
 // ---------------------------------------------------------------------------
@@ -297,7 +304,8 @@ template <typename B>
 at::Tensor dropout_keep_mask(const at::Tensor& rng_state, int64_t numel, double p) {
   check_rng_state(rng_state, "dropout_keep_mask");
   check_p(p, "dropout_keep_mask");
-  TORCH_CHECK(numel >= 0, "selu_ext::dropout_keep_mask: numel must be non-negative, got ", numel);
+  SELU_EXT_CHECK(numel >= 0, "selu_ext::dropout_keep_mask: numel must be non-negative, got %lld",
+                 static_cast<long long>(numel));
   typename B::Guard guard(rng_state.device());
   at::Tensor out = at::empty({numel}, rng_state.options().dtype(at::kBool));
   if (numel == 0) return out;

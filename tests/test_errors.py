@@ -10,6 +10,7 @@ in the fake kernels (selu_ext/ops.py); the functions check Python-level argument
 """
 
 import math
+import re
 import subprocess
 import sys
 
@@ -151,8 +152,10 @@ def test_p_out_of_range_ops(p):
         "dropout_keep_mask": lambda: OPS.dropout_keep_mask(_rng(), 5, p),
         "AlphaDropoutFunction": lambda: selu_ext.AlphaDropoutFunction.apply(x, p, _rng()),
     }
+    # The message states the value given, formatted as Python prints a float.
+    expected = f"dropout probability has to be between 0 and 1, but got {p}"
     for name, call in calls.items():
-        with pytest.raises(RuntimeError, match="dropout probability has to be between 0 and 1"):
+        with pytest.raises(RuntimeError, match=re.escape(expected)):
             call()
 
 
@@ -327,15 +330,16 @@ def test_sparse_and_quantized_second_argument(kind):
 def test_backward_mismatch(device):
     require_device(device)
     y = torch.randn(4, 5, device=device)
+    # Each message names both values (shapes as torch prints them).
     bad = {
-        "shape": (torch.randn(4, 6, device=device), "shape"),
-        "broadcastable shape": (torch.randn(1, 5, device=device), "shape"),
-        "dtype": (y.double(), "dtype"),
-        "device": (torch.empty(4, 5, device="meta"), "is on"),
+        "shape": (torch.randn(4, 6, device=device), ("[4, 6]", "[4, 5]")),
+        "broadcastable shape": (torch.randn(1, 5, device=device), ("[1, 5]", "[4, 5]")),
+        "dtype": (y.double(), ("dtype Double", "dtype Float")),
+        "device": (torch.empty(4, 5, device="meta"), ("is on meta", f"is on {y.device}")),
     }
     if device == "cuda":
-        bad["cpu vs cuda"] = (y.cpu(), "is on")
-    for what, (other, word) in bad.items():
+        bad["cpu vs cuda"] = (y.cpu(), ("is on cpu", f"is on {y.device}"))
+    for what, (other, words) in bad.items():
         for call, op in ((lambda: OPS.selu_backward(other, y), "selu_backward"),
                          (lambda: OPS.selu_backward(y, other), "selu_backward"),
                          (lambda: OPS.selu_alpha_dropout_backward(other, y, 0.5, RNG),
@@ -345,7 +349,7 @@ def test_backward_mismatch(device):
             with pytest.raises(RuntimeError) as info:
                 call()
             msg = str(info.value)
-            assert f"selu_ext::{op}" in msg and word in msg, (what, msg)
+            assert f"selu_ext::{op}" in msg and all(w in msg for w in words), (what, msg)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -424,7 +428,7 @@ def test_unusual_rng_state_gives_correct_result(what, rng):
 
 def test_keep_mask_numel():
     with pytest.raises(RuntimeError,
-                       match="selu_ext::dropout_keep_mask: numel must be non-negative"):
+                       match="selu_ext::dropout_keep_mask: numel must be non-negative, got -1(?!\\d)"):
         OPS.dropout_keep_mask(RNG, -1, 0.5)
     assert OPS.dropout_keep_mask(RNG, 0, 0.5).shape == (0,)
 

@@ -138,9 +138,9 @@ struct CpuBackend {
 
   static RngSource rng_source(const at::Tensor& rng_state, const at::Tensor& input,
                               const char* op) {
-    TORCH_CHECK(rng_state.device().is_cpu(), "selu_ext::", op,
-                ": 'rng_state' must be on the CPU for a CPU input, but it is on ",
-                rng_state.device());
+    SELU_EXT_CHECK(rng_state.device().is_cpu(),
+                   "selu_ext::%s: 'rng_state' must be on the CPU for a CPU input, but it is on %s",
+                   op, rng_state.device().str().c_str());
     (void)input;
     const int64_t* v = rng_state.const_data_ptr<int64_t>();
     RngSource r;
@@ -153,7 +153,8 @@ struct CpuBackend {
 // (seed, offset) for one CPU dropout call: a fresh 64-bit seed drawn from torch's
 // default CPU generator (so torch.manual_seed reproduces a run), offset 0.
 at::Tensor dropout_rng_state_cpu(c10::Device device) {
-  TORCH_CHECK(device.is_cpu(), "selu_ext::dropout_rng_state: CPU kernel called for ", device);
+  SELU_EXT_CHECK(device.is_cpu(), "selu_ext::dropout_rng_state: CPU kernel called for %s",
+                 device.str().c_str());
   auto gen = at::get_generator_or_default<at::CPUGeneratorImpl>(std::nullopt,
                                                                 at::detail::getDefaultCPUGenerator());
   uint64_t seed;

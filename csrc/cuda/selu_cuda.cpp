@@ -68,9 +68,10 @@ struct CudaBackend {
       r.offset = static_cast<uint64_t>(v[1]);
       return r;
     }
-    TORCH_CHECK(rng_state.device() == input.device(), "selu_ext::", op,
-                ": 'rng_state' must be on the CPU or on the input's device (", input.device(),
-                "), but it is on ", rng_state.device());
+    SELU_EXT_CHECK(rng_state.device() == input.device(),
+                   "selu_ext::%s: 'rng_state' must be on the CPU or on the input's device (%s), "
+                   "but it is on %s",
+                   op, input.device().str().c_str(), rng_state.device().str().c_str());
     r.device_ptr = rng_state.const_data_ptr<int64_t>();
     return r;
   }
