@@ -13,14 +13,18 @@
 #             tests of its CUDA fallback
 #   sanitize  compute-sanitizer memcheck and racecheck over benchmarks/sanitize_cuda.py
 #   bench     python -m selu_ext.bench --device cuda
+#   graphs    the same with --cuda-graphs (GPU time only, host cost taken out),
+#             float32 and bfloat16, up to 2^24 elements: separates the kernels from
+#             the per-call host cost that bounds the launched timings there
 #   example   benchmarks/snn_example.py
 #
 # Writes OUTDIR/{env.txt,build.log,tests.log,fallback.log,sanitize.log,bench.txt,
-# bench.json,example/,summary.md}; summary.md ends with each step's result.
+# bench.json,bench_graphs.txt,bench_graphs.json,example/,summary.md}; summary.md
+# ends with each step's result.
 set -uo pipefail
-OUT=${1:?usage: benchmarks/gpu_run.sh OUTDIR [build test fallback sanitize bench example]}
+OUT=${1:?usage: benchmarks/gpu_run.sh OUTDIR [build test fallback sanitize bench graphs example]}
 shift
-STEPS=${*:-build test fallback sanitize bench example}
+STEPS=${*:-build test fallback sanitize bench graphs example}
 mkdir -p "$OUT"
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
@@ -90,6 +94,12 @@ for step in $STEPS; do
     bench)
       $PY -m selu_ext.bench --device cuda --json "$OUT/bench.json" > "$OUT/bench.txt" 2>&1
       note "bench: rc=$? ($(( $(date +%s) - t0 ))s)"
+      ;;
+    graphs)
+      $PY -m selu_ext.bench --device cuda --cuda-graphs --ops selu,fused,dropout \
+        --modes forward,backward,fwdbwd --dtypes fp32,bf16 --sizes 2^12,2^16,2^20,2^22,2^24 \
+        --json "$OUT/bench_graphs.json" > "$OUT/bench_graphs.txt" 2>&1
+      note "bench --cuda-graphs: rc=$? ($(( $(date +%s) - t0 ))s)"
       ;;
     example)
       mkdir -p "$OUT/example"

@@ -190,3 +190,49 @@ def test_plot(run, tmp_path):
     with contextlib.redirect_stderr(io.StringIO()):
         assert bench.main(["--from-json", paths["json"], "--plot", str(png)], out=io.StringIO()) == 0
     assert png.stat().st_size > 1000
+
+
+def test_cuda_graphs_needs_cuda():
+    with pytest.raises(SystemExit, match="--cuda-graphs times CUDA graphs; it needs --device cuda"):
+        bench.main(TINY + ["--cuda-graphs"], out=io.StringIO())
+
+
+def test_time_cuda_graph_rotates_whole_periods():
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU visible")
+    from selu_ext.bench import timing
+
+    bufs = [torch.zeros(1024, device="cuda") for _ in range(3)]
+    state = {"i": 0, "calls": 0}
+
+    def call():
+        i = state["i"]
+        state["i"] = (i + 1) % 3
+        state["calls"] += 1
+        bufs[i].add_(1)
+
+    tm = timing.time_cuda_graph(call, period=3, min_time=0.01, max_time=0.05, min_samples=5)
+    assert tm.calls_per_sample % 3 == 0 and len(tm.times) >= 5
+    assert all(0 < t < 1e-3 for t in tm.times)
+    torch.cuda.synchronize()
+    # Every replay ran whole rotations: the three buffers were added to equally.
+    counts = [int(b[0].item()) for b in bufs]
+    assert counts[0] == counts[1] == counts[2] > state["calls"]
+
+
+def test_bench_cuda_graphs_rows():
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU visible")
+    out = io.StringIO()
+    rc = bench.main(["--device", "cuda", "--cuda-graphs", "--ops", "selu,fused,dropout",
+                     "--modes", "forward,backward,fwdbwd", "--dtypes", "fp32,bf16",
+                     "--sizes", "2^16", "--min-time", "0.005", "--max-time", "0.05",
+                     "--min-samples", "3", "--budget", "0"], out=out)
+    text = out.getvalue()
+    assert rc == 0, text
+    assert "replays of a CUDA graph" in text
+    rows = [line for line in text.splitlines() if " 2^16 " in line]
+    assert rows, text
+    # Every candidate, compiled ones included, was captured and timed.
+    bad = [line for line in rows if " ok " not in line]
+    assert not bad, "\n".join(bad)

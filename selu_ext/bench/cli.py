@@ -160,6 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
     a("--no-rotate", dest="rotate", action="store_false",
       help="reuse the same input buffers every call (warm cache) instead of rotating through "
            ">= 2x the last-level cache (L2 on CUDA)")
+    a("--cuda-graphs", action="store_true",
+      help="CUDA: time replays of a captured CUDA graph of each row's calls instead of the "
+           "calls as launched: GPU time only, without the per-call host cost (Python, "
+           "dispatcher, autograd, launch), which is what a user of eager mode pays and what "
+           "dominates small and mid-size tensors. The header says which timing a run used; "
+           "targets are evaluated on either")
     a("--budget", type=float, default=None,
       help=f"stop measuring after this many seconds, keeping what was measured (default: "
            f"{CUDA_BUDGET_S:.0f} on CUDA, none on CPU; 0 = none)")
@@ -214,6 +220,9 @@ def config_from_args(ns: argparse.Namespace, argv) -> "object":
         budget = CUDA_BUDGET_S if device == "cuda" and not ns.emit_rows else None
     if budget == 0:
         budget = None
+    if ns.cuda_graphs and device != "cuda":
+        raise SystemExit("selu_ext.bench: --cuda-graphs times CUDA graphs; it needs --device cuda "
+                         "(and a GPU)")
     if not 0.0 <= ns.p < 1.0:
         raise SystemExit("selu_ext.bench: --p must be in [0, 1)")
     return Config(
@@ -234,6 +243,7 @@ def config_from_args(ns: argparse.Namespace, argv) -> "object":
         max_time=ns.max_time if ns.max_time is not None else (0.3 if quick else 2.0),
         min_samples=ns.min_samples or (5 if quick else 7),
         rotate=ns.rotate,
+        cuda_graphs=ns.cuda_graphs,
         budget=budget,
         quick=quick,
         seed=ns.seed,

@@ -113,7 +113,13 @@ def print_header(meta: dict, out: TextIO) -> None:
         rot = f"inputs rotate through >= 2x the {cache} (cold cache)"
     else:
         rot = f"inputs reused every call (--no-rotate: warm cache; {cache})"
-    clock = ("CUDA events" if meta["device"] == "cuda" else "perf_counter over blocks of >= 1 ms")
+    if meta.get("timing") == "cuda-graph":
+        clock = ("CUDA events around replays of a CUDA graph of the calls: GPU time only, no "
+                 "per-call host cost; percall rows are still wall clock")
+    elif meta["device"] == "cuda":
+        clock = "CUDA events around the calls as launched"
+    else:
+        clock = "perf_counter over blocks of >= 1 ms"
     print(f"dropout p={meta['p']}; {rot}; times are medians per call ({clock}) with p20..p80; "
           f"GB/s counts each input read once and each output written once", file=out)
     out.flush()

@@ -17,6 +17,7 @@ cache (2x the L2 on CUDA), so no call finds its input in cache from the previous
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import math
@@ -66,6 +67,7 @@ class Config:
     json: Optional[str] = None
     csv: Optional[str] = None
     plot: Optional[str] = None
+    cuda_graphs: bool = False  # CUDA: time replays of captured graphs (GPU time only)
     emit_rows: bool = False  # internal: print rows as JSON lines (the avx2 peer subprocess)
     command: str = ""
 
@@ -132,6 +134,7 @@ def collect_meta(cfg: Config) -> dict:
         "sizes": list(cfg.sizes), "percall_sizes": list(cfg.percall_sizes),
         "quick": cfg.quick,
         "rotate": cfg.rotate,
+        "timing": "cuda-graph" if cfg.cuda_graphs else "launched",
         "cache_bytes": timing.cache_bytes(cfg.device),
         "copy_gbps": {},
     }
@@ -149,6 +152,7 @@ class Runner:
         self.budget_hit = False
         self.avx2_rows: dict = {}
         self.saved_cache: dict = {}
+        self.graph_stream = None  # --cuda-graphs: the stream rows are measured on
 
     # -- helpers -------------------------------------------------------------
     def emit(self, row: dict) -> None:
@@ -203,8 +207,31 @@ class Runner:
     def sync(self):
         timing.sync(self.cfg.device)
 
-    def timed(self, call, threads):
+    @contextlib.contextmanager
+    def timing_stream(self):
+        """With --cuda-graphs, a row's whole measurement (autograd graphs built for the
+        backward mode included) runs on one non-default stream, the one its calls are
+        captured on: autograd runs each backward op on its forward op's stream, and
+        capture cannot use the default stream."""
+        if not (self.cfg.device == "cuda" and self.cfg.cuda_graphs):
+            yield
+            return
+        if self.graph_stream is None:
+            self.graph_stream = torch.cuda.Stream()
+        outer = torch.cuda.current_stream()
+        self.graph_stream.wait_stream(outer)
+        try:
+            with torch.cuda.stream(self.graph_stream):
+                yield
+        finally:
+            outer.wait_stream(self.graph_stream)
+
+    def timed(self, call, threads, period=1):
         cfg = self.cfg
+        if cfg.device == "cuda" and cfg.cuda_graphs:
+            return timing.time_cuda_graph(call, period=period, min_time=cfg.min_time,
+                                          max_time=cfg.max_time,
+                                          min_samples=max(cfg.min_samples, 10))
         if cfg.device == "cuda":
             return timing.time_cuda(call, min_time=cfg.min_time, max_time=cfg.max_time,
                                     min_samples=max(cfg.min_samples, 10))
@@ -449,7 +476,7 @@ class Runner:
 
         fn = impl.fn
         try:
-            with impl.context():
+            with impl.context(), self.timing_stream():
                 t0 = time.perf_counter()
                 if mode == "forward":
                     y = fn(xs[0])
@@ -486,10 +513,12 @@ class Runner:
                     row["note"] = (row["note"] + "; " if row["note"] else "") + chk.detail
                     return
                 self.fill_saved(row, impl, xs[0])
-                tm = self.timed(call, threads)
+                tm = self.timed(call, threads, period=n)
                 self.fill_timing(row, tm, op.passes[mode] * xs[0].numel() * xs[0].element_size(), threads)
                 state["i"] = 0
                 row["peak_mem"] = memory.peak_memory(call, cfg.device)
+        except timing.GraphCaptureError as e:
+            row["status"] = "ERROR: " + str(e).splitlines()[0][:200]
         except Exception as e:
             if impl.compiled:
                 reason = "compile unavailable: " + _first_line(e)

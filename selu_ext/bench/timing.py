@@ -3,7 +3,8 @@ summarized as the median with the 20th and 80th percentiles.
 
 CUDA: CUDA events around blocks of back-to-back calls, all events read after one
 final synchronize (the CPU runs ahead, so launch latency hides wherever the GPU is
-the bottleneck, as in a real model). CPU: time.perf_counter around blocks of
+the bottleneck, as in a real model); with --cuda-graphs, events around replays of
+a captured graph of calls instead (GPU time only, no host cost). CPU: time.perf_counter around blocks of
 back-to-back calls of >= 1 ms, with the thread count set (see time_cpu for why not
 blocked_autorange). Per-call time of small tensors: wall clock over many calls
 (the CPU-bound regime, where per-call overhead is what a user pays).
@@ -81,6 +82,85 @@ def time_cuda(call: Callable[[], object], *, min_time: float, max_time: float,
         e.record()
     torch.cuda.synchronize()
     return Timing([s.elapsed_time(e) / 1e3 / per_sample for s, e in events], per_sample)
+
+
+class GraphCaptureError(RuntimeError):
+    """A candidate's calls could not be captured into a CUDA graph (the row says so;
+    it is not a failure of the candidate itself)."""
+
+
+def time_cuda_graph(call: Callable[[], object], *, period: int, min_time: float,
+                    max_time: float, min_samples: int = 10, max_samples: int = 200,
+                    warmup: int = 3, max_calls: int = 512) -> Timing:
+    """Median per-call GPU time of ``call`` with the host taken out: a batch of calls
+    is captured once into a CUDA graph, and CUDA events time replays of it. What is
+    left is the kernels themselves and the gaps between them inside the GPU, so
+    comparing it with time_cuda separates a kernel's speed from per-call host cost.
+
+    ``period`` is the number of input buffers ``call`` rotates through: a graph holds
+    a whole number of rotations, so every replay touches the same buffers in the
+    same order as the launched calls do.
+
+    Capture cannot run on the default stream, and autograd runs each backward op on
+    the stream its forward op ran on: the warm-up and the capture run on the
+    caller's current stream when that is not the default one (a caller timing
+    backward passes of autograd graphs it built beforehand builds them on such a
+    stream, as the runner does), else on a new side stream. Warm-up runs before
+    capture because lazy initialisation, compilation and autotuning must not happen
+    during it.
+    """
+    period = max(1, int(period))
+    caller = torch.cuda.current_stream()
+    stream = caller if caller != torch.cuda.default_stream() else torch.cuda.Stream()
+    stream.wait_stream(caller)
+    with torch.cuda.stream(stream):
+        for _ in range(max(warmup, period)):
+            call()
+    torch.cuda.synchronize()
+
+    def capture(n_calls: int) -> "torch.cuda.CUDAGraph":
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph, stream=stream):
+                for _ in range(n_calls):
+                    call()
+        except Exception as e:
+            raise GraphCaptureError(f"CUDA graph capture failed: {type(e).__name__}: {e}") from e
+        return graph
+
+    def replay_time(graph, n_calls: int, reps: int) -> float:
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        graph.replay()
+        start.record()
+        for _ in range(reps):
+            graph.replay()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1e3 / (reps * n_calls)
+
+    # One rotation first, to estimate a call; then a graph of enough rotations that a
+    # replay takes >= ~0.2 ms (event resolution is ~0.5 us).
+    graph = capture(period)
+    est = max(replay_time(graph, period, 3), 1e-8)
+    rotations = max(1, min(max_calls // period, int(math.ceil(2e-4 / (est * period)))))
+    n_calls = rotations * period
+    if n_calls != period:
+        del graph
+        graph = capture(n_calls)
+    per_replay = est * n_calls
+    samples = int(min(max_samples, max(min_samples, min_time / per_replay)))
+    samples = max(min(samples, int(max_time / per_replay)), 3)
+    events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+              for _ in range(samples)]
+    graph.replay()
+    for s, e in events:
+        s.record()
+        graph.replay()
+        e.record()
+    torch.cuda.synchronize()
+    times = [s.elapsed_time(e) / 1e3 / n_calls for s, e in events]
+    del graph
+    return Timing(times, n_calls)
 
 
 def time_cpu(call: Callable[[], object], *, threads: int, min_time: float, max_time: float,
