@@ -31,7 +31,7 @@ DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
 TOL = {
     # dtype: (forward rtol, forward atol, backward rtol, backward atol)
     torch.float64: (1e-14, 1e-300, 1e-13, 1e-13),
-    torch.float32: (2.5e-7, 1e-38, 1e-6, 1e-6),
+    torch.float32: (2.5e-7, 1e-38, 1e-6, 1e-6),  # assert_close_dtype: MAX_ULP32 instead
     torch.float16: (1e-3, 1e-7, 2e-3, 2e-3),
     torch.bfloat16: (8e-3, 1e-38, 1.6e-2, 1.6e-2),
 }
@@ -76,7 +76,28 @@ def ulp32(x: torch.Tensor) -> torch.Tensor:
     return (nxt - a).to(torch.float64)
 
 
+# float32 forward is held to the README's promise directly: within 2 ULP of the
+# float64 reference (an rtol cannot say that: a relative ULP varies 2x per binade).
+MAX_ULP32 = 2.0
+
+
 def assert_close_dtype(actual, expected64, dtype, which="forward", msg=""):
+    if dtype == torch.float32 and which == "forward":
+        a = actual.detach().to(torch.float64).cpu()
+        e = expected64.detach().to(torch.float64).cpu()
+        assert a.shape == e.shape, (a.shape, e.shape, msg)
+        same_special = torch.equal(a.isnan(), e.isnan()) and torch.equal(
+            torch.where(e.isinf(), a, 0.0), torch.where(e.isinf(), e, 0.0))
+        assert same_special, f"NaN/inf positions or values differ. {msg}"
+        finite = e.isfinite()
+        err = ((a - e).abs() / ulp32(e))[finite]
+        worst = err.max().item() if err.numel() else 0.0
+        if worst > MAX_ULP32:
+            i = int(err.argmax())
+            raise AssertionError(
+                f"float32 forward off by {worst:.2f} ULP (> {MAX_ULP32}) at reference "
+                f"{e[finite][i].item()!r}: got {a[finite][i].item()!r}. {msg}")
+        return
     rtol, atol = TOL[dtype][:2] if which == "forward" else TOL[dtype][2:]
     torch.testing.assert_close(actual.to(torch.float64).cpu(), expected64.to(dtype).to(torch.float64).cpu(),
                                rtol=rtol, atol=atol, equal_nan=True, msg=msg or None)

@@ -2,14 +2,16 @@
 every dtype, device, CPU kernel variant and memory layout."""
 
 import math
+from fractions import Fraction
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 import selu_ext
-from conftest import (DEVICES, DTYPES, TOL, assert_close_dtype, make_input, ops,
-                      require_device, selu_reference, ulp32)
+from selu_ext import _C
+from conftest import (DEVICES, DTYPES, TOL, assert_close_dtype, cpu_capabilities, make_input,
+                      ops, require_device, selu_reference, ulp32)
 
 SHAPES = [(), (0,), (1,), (7,), (33,), (4096,), (127, 129), (3, 5, 7, 9), (65537,)]
 
@@ -59,11 +61,29 @@ def test_layouts(device, dtype, layout):
         assert y.stride() == x.stride()
 
 
-@pytest.mark.parametrize("device", DEVICES)
-def test_float32_sweep_within_2_ulp(device):
+def _sweep_variants():
+    # The CUDA kernel, and every CPU kernel variant this CPU can run.
+    return [pytest.param("cpu", c, id=f"cpu-{c}") for c in cpu_capabilities()] + [
+        pytest.param("cuda", None, id="cuda", marks=pytest.mark.cuda)]
+
+
+@pytest.mark.parametrize("device,variant", _sweep_variants())
+def test_float32_sweep_within_2_ulp(device, variant):
     """float32 within 2 ULP of the float64 value over -100..100 plus the edges:
-    ±1e-30, subnormals, ±0, ±inf, NaN."""
+    ±1e-30, subnormals, ±0, ±inf, NaN; on every backend, each CPU variant alone."""
     require_device(device)
+    if variant is not None:
+        before = _C.cpu_capability()
+        _C.set_cpu_capability(variant)
+        try:
+            _float32_sweep(device)
+        finally:
+            _C.set_cpu_capability(before)
+    else:
+        _float32_sweep(device)
+
+
+def _float32_sweep(device):
     dense = torch.linspace(-100, 100, 2_000_001, dtype=torch.float64)
     fine = torch.linspace(-1, 1, 2_000_001, dtype=torch.float64)
     mags = torch.logspace(-45, 2, 20_001, dtype=torch.float64)
@@ -116,7 +136,22 @@ def test_readme_example():
 
 
 def test_constants_match_pytorch():
+    # The Python constants are the paper's; the C++ kernels' constants are read back
+    # through the kernels in float64, where SELU is exact enough to show them: the
+    # slope for x > 0 is scale, the limit for x -> -inf is -scale*alpha.
     assert selu_ext.ALPHA == 1.6732632423543772848170429916717
     assert selu_ext.SCALE == 1.0507009873554804934193349852946
-    x = torch.tensor([-1.0], dtype=torch.float64)
-    assert selu_ext.selu(x).item() == pytest.approx(F.selu(x).item(), rel=1e-15)
+    # -scale*alpha is the exact product of the paper's constants, correctly rounded
+    # (PyTorch's float64 SELU rounds the double product instead: 1 ULP lower).
+    exact = Fraction("1.0507009873554804934193349852946") * \
+        Fraction("1.6732632423543772848170429916717")
+    x = torch.tensor([1.0, -1000.0, -1.0], dtype=torch.float64)
+    y = selu_ext.selu(x)
+    assert y[0].item() == selu_ext.SCALE
+    assert y[1].item() == -float(exact)
+    assert abs(y[1].item() - F.selu(x[1:2]).item()) <= math.ulp(float(exact))
+    assert y[2].item() == pytest.approx(F.selu(x[2:3]).item(), rel=1e-15)
+    # And in float32, through the kernels' split-constant product.
+    y32 = selu_ext.selu(torch.tensor([1.0, -1000.0]))
+    assert y32.tolist() == [torch.tensor(selu_ext.SCALE, dtype=torch.float32).item(),
+                            -torch.tensor(float(exact), dtype=torch.float32).item()]
