@@ -94,7 +94,8 @@ class SeluBackwardBackward : public torch::autograd::Function<SeluBackwardBackwa
   }
 
   // grad_x = grad * s(y), s(y) = scale (y > 0) or y + scale*alpha (y <= 0), so
-  // d/dgrad = s(y) and d/dy = grad * [y <= 0].
+  // d/dgrad = s(y) and d/dy = grad * [y < 0]: at y == 0 (x == 0) the second
+  // derivative is 0, as PyTorch's elu_double_backward gives ((x < 0) there).
   static variable_list backward(AutogradContext* ctx, variable_list gg) {
     const auto saved = ctx->get_saved_variables();
     const at::Tensor& grad = saved[0];
@@ -102,7 +103,7 @@ class SeluBackwardBackward : public torch::autograd::Function<SeluBackwardBackwa
     at::Tensor d_grad, d_y;
     if (!gg[0].defined()) return {d_grad, d_y};
     if (ctx->needs_input_grad(0)) d_grad = SeluBackwardBackward::apply(gg[0], y);
-    if (ctx->needs_input_grad(1)) d_y = gg[0].mul(grad).mul(y.le(0).to(y.scalar_type()));
+    if (ctx->needs_input_grad(1)) d_y = gg[0].mul(grad).mul(y.lt(0).to(y.scalar_type()));
     return {d_grad, d_y};
   }
 };
@@ -284,8 +285,11 @@ at::Tensor alpha_dropout_backward_autograd(const at::Tensor& grad, double p,
 // selu_alpha_dropout: selu then alpha_dropout in one kernel. Where kept,
 // z = a * selu(x) + b, and backward reads only z (see selu.h).
 
-// keep & (selu(x) <= 0), recovered from z and the regenerated mask, in z's dtype:
-// the derivative of the fused backward with respect to z.
+// keep & (selu(x) < 0), recovered from z and the regenerated mask, in z's dtype:
+// the derivative of the fused backward with respect to z. z == bound is y == 0
+// (x == 0; second derivative 0, as PyTorch) or a negative y too small to move z
+// off b; both count as not negative here (the first-order backward, which needs
+// y <= 0, uses z <= bound).
 at::Tensor fused_negative_mask(const at::Tensor& z, double p, const at::Tensor& rng) {
   at::Tensor keep;
   {
@@ -293,7 +297,7 @@ at::Tensor fused_negative_mask(const at::Tensor& z, double p, const at::Tensor& 
     keep = keep_mask_op().call(rng.to(z.device()), z.sym_numel(), p).view_symint(z.sym_sizes());
   }
   const double bound = kept_bound_for(p, z.scalar_type());
-  return keep.logical_and(z.le(bound)).to(z.scalar_type());
+  return keep.logical_and(z.lt(bound)).to(z.scalar_type());
 }
 
 class SeluAlphaDropoutBackwardBackward : public torch::autograd::Function<SeluAlphaDropoutBackwardBackward> {

@@ -107,10 +107,13 @@ SELU_HD acc_t selu_forward(acc_t x) {
 // d selu / dx written in terms of the output y = selu(x): y + scale * alpha where
 // y <= 0, scale elsewhere. Exact because y <= 0 exactly when x <= 0 (scale > 1, so
 // scale * x never rounds to 0), and it needs no exp. NaN takes the `scale` branch,
-// as in PyTorch's elu_backward (its test is x <= 0 too).
+// as in PyTorch's elu_backward (its test is x <= 0 too). scale * alpha here is the
+// forward's own -selu(-inf) (the split constant's hi part: the exact product
+// correctly rounded), so the gradient of a saturated unit is exactly 0; the absolute
+// error elsewhere is about an ULP of scale * alpha, inherent in reading y.
 template <typename acc_t>
 SELU_HD acc_t selu_backward_from_output(acc_t grad, acc_t y) {
-  return y <= acc_t(0) ? grad * (y + acc_t(kScaleAlpha)) : grad * acc_t(kScale);
+  return y <= acc_t(0) ? grad * (y + SeluConsts<acc_t>::scale_alpha_hi) : grad * acc_t(kScale);
 }
 
 // ---------------------------------------------------------------------------
@@ -219,7 +222,8 @@ SELU_HD Philox4 dropout_random(uint64_t seed, uint64_t offset, uint64_t group) {
 template <typename acc_t>
 struct AlphaDropoutParams {
   acc_t a, b, dropped;
-  acc_t a_scale, a_scale_alpha;  // a * scale, a * scale * alpha
+  acc_t a_scale, a_scale_alpha;  // a * scale, a * scale * alpha (the forward's, as in
+                                 // selu_backward_from_output)
   acc_t kept_bound;
   uint32_t threshold;
 };
@@ -227,7 +231,7 @@ struct AlphaDropoutParams {
 template <typename acc_t>
 inline AlphaDropoutParams<acc_t> make_alpha_dropout_params(double p, acc_t kept_bound) {
   const DropoutCoeffs c = alpha_dropout_coeffs(p);
-  return {acc_t(c.a), acc_t(c.b), acc_t(c.dropped), acc_t(c.a * kScale), acc_t(c.a * kScaleAlpha),
+  return {acc_t(c.a), acc_t(c.b), acc_t(c.dropped), acc_t(c.a * kScale), acc_t(c.a * SeluConsts<double>::scale_alpha_hi),
           kept_bound, p >= 1.0 ? 0xFFFFFFFFu : drop_threshold(p)};
 }
 

@@ -285,7 +285,8 @@ class _SELUBackwardFunction(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             d_grad = _SELUBackwardFunction.apply(gg, result)
         if ctx.needs_input_grad[1]:
-            d_result = gg * grad * (result <= 0).to(result.dtype)
+            # result < 0, not <= 0: second derivative 0 at x == 0, as PyTorch's.
+            d_result = gg * grad * (result < 0).to(result.dtype)
         return d_grad, d_result
 
 
@@ -391,6 +392,7 @@ class _SELUAlphaDropoutBackwardFunction(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             keep = ops.dropout_keep_mask(rng_state, result.numel(), ctx.p)
             keep = keep.to(result.device).view(result.shape)
-            negative = keep & (result <= _kept_bound(ctx.p, result.dtype))
+            # < bound: as fused_negative_mask in csrc/autograd.cpp (x == 0 -> 0).
+            negative = keep & (result < _kept_bound(ctx.p, result.dtype))
             d_result = gg * grad * negative.to(result.dtype)
         return d_grad, d_result, None, None

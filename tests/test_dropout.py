@@ -456,6 +456,33 @@ def test_gradcheck_and_gradgradcheck(device, name):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("binding", ["op", "function"])
+def test_fused_second_derivative_matches_pytorch_at_zero(device, binding):
+    # selu then PyTorch's AlphaDropout formula with the same mask, in float64, over
+    # exact zeros (zero padding) and ordinary values: first and second derivatives
+    # equal, including PyTorch's 0 second derivative at x = +-0.
+    require_device(device)
+    p, rng = 0.3, _state(7, 0)
+    vals = torch.tensor([0.0, -0.0] * 8 + [-1.0, 1.0, -0.25, 2.0] * 4, dtype=torch.float64)
+    keep = _keep(rng, vals, p).to(device)
+    a, b, dropped = selu_ext.alpha_dropout_coefficients(p)
+    assert keep[:16].any() and (~keep[:16]).any()
+    if binding == "op":
+        fused = lambda t: ops.selu_alpha_dropout(t, p, rng)
+    else:
+        fused = lambda t: selu_ext.SELUAlphaDropoutFunction.apply(t, p, rng)
+    results = []
+    for f in (fused, lambda t: torch.where(keep, a * F.selu(t) + b, dropped + 0 * t)):
+        x = vals.clone().to(device).requires_grad_()
+        (g,) = torch.autograd.grad(f(x).sum(), x, create_graph=True)
+        (gg,) = torch.autograd.grad(g.sum(), x)
+        results.append((g, gg))
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-14, atol=4e-16)
+    torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-14, atol=4e-16)
+    assert (results[0][1][:16] == 0).all()
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_backward_ops_gradcheck(device):
     # The backward operators are themselves differentiable (double backward).
     require_device(device)

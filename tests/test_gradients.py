@@ -43,6 +43,29 @@ def test_gradient_at_zero_and_edges(device):
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("binding", ["op", "function"])
+def test_second_derivative_at_zero_and_edges(device, binding):
+    # PyTorch's second derivative at exactly x = +-0 is 0 (elu_double_backward tests
+    # x < 0), though the first derivative there takes the x <= 0 branch; selu_ext
+    # recovers the same from y = selu(x).
+    require_device(device)
+    fn = selu_ext.selu if binding == "op" else (lambda t: selu_ext.SELUFunction.apply(t))
+    vals = [0.0, -0.0, -1.0, 1.0, -1e-30, 1e-30, -50.0]
+    for f in (fn, F.selu):
+        x = torch.tensor(vals, dtype=torch.float64, device=device, requires_grad=True)
+        (g,) = torch.autograd.grad(f(x).sum(), x, create_graph=True)
+        (gg,) = torch.autograd.grad(g.sum(), x)
+        if f is fn:
+            ours = gg
+        else:
+            # atol: a gradient read from y has an absolute error of about an ULP
+            # of scale*alpha (README, "Backward from the output").
+            torch.testing.assert_close(ours, gg, rtol=1e-14, atol=4e-16)
+    assert ours[0].item() == 0.0 and ours[1].item() == 0.0
+    assert ours[6].item() == 0.0  # saturated: y == -scale*alpha exactly
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("binding", ["op", "function"])
 def test_gradcheck_and_gradgradcheck(device, binding):
     require_device(device)
     fn = selu_ext.selu if binding == "op" else (lambda t: selu_ext.SELUFunction.apply(t))

@@ -21,9 +21,16 @@ bool always() { return true; }
 
 bool has_avx2() {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  // Every feature the avx2 and avx512 variants are compiled for (their #pragma GCC
+  // target): a VM's CPU model may expose AVX2 and mask F16C, and the float16
+  // conversions would then fault instead of falling back to the baseline variant.
   return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-         __builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2") &&
-         __builtin_cpu_supports("popcnt");
+         __builtin_cpu_supports("f16c") && __builtin_cpu_supports("bmi") &&
+         __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("popcnt")
+#if !defined(__clang__)  // clang's __builtin_cpu_supports does not name lzcnt
+         && __builtin_cpu_supports("lzcnt")
+#endif
+      ;
 #else
   return false;
 #endif

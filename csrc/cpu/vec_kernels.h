@@ -171,7 +171,8 @@ SELU_VI V selu_v(V x) {
 template <typename V, typename S>
 SELU_VI V selu_backward_v(V grad, V y) {
   const V zero = V{};
-  const V d = y <= zero ? y + static_cast<S>(kScaleAlpha) : splat<V>(static_cast<S>(kScale));
+  // As selu_backward_from_output (selu.h): + the forward's -selu(-inf).
+  const V d = y <= zero ? y + SeluConsts<S>::scale_alpha_hi : splat<V>(static_cast<S>(kScale));
   return grad * d;
 }
 
