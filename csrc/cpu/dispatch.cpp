@@ -8,6 +8,10 @@
 
 #include "kernels.h"
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+#endif
+
 namespace selu_ext::cpu {
 namespace {
 
@@ -19,18 +23,27 @@ struct Variant {
 
 bool always() { return true; }
 
+// F16C and LZCNT straight from CPUID: not every compiler's __builtin_cpu_supports
+// names them (clang's older lists do not).
+bool has_f16c_lzcnt() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 29))) return false;  // F16C
+  if (!__get_cpuid(0x80000001u, &a, &b, &c, &d) || !(c & (1u << 5))) return false;  // LZCNT
+  return true;
+#else
+  return false;
+#endif
+}
+
 bool has_avx2() {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
   // Every feature the avx2 and avx512 variants are compiled for (their #pragma GCC
   // target): a VM's CPU model may expose AVX2 and mask F16C, and the float16
   // conversions would then fault instead of falling back to the baseline variant.
   return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-         __builtin_cpu_supports("f16c") && __builtin_cpu_supports("bmi") &&
-         __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("popcnt")
-#if !defined(__clang__)  // clang's __builtin_cpu_supports does not name lzcnt
-         && __builtin_cpu_supports("lzcnt")
-#endif
-      ;
+         __builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2") &&
+         __builtin_cpu_supports("popcnt") && has_f16c_lzcnt();
 #else
   return false;
 #endif
