@@ -165,6 +165,7 @@ def _extension(torch, cpp_extension, with_cuda, no_cuda_reason, cuda_home):
 
     sources = [
         "csrc/ops.cpp",
+        "csrc/python_module.cpp",
         "csrc/autograd.cpp",
         "csrc/cpu/selu_cpu.cpp",
         "csrc/cpu/dispatch.cpp",

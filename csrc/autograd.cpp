@@ -1,32 +1,39 @@
-// selu_ext autograd: C++ autograd kernels for every differentiable op, so that
-// torch.ops.selu_ext.* and the Python API differentiate without a Python frame in
-// the backward pass (small tensors are dominated by per-call overhead).
+// selu_ext autograd: the Autograd kernel of every differentiable op, written as
+// PyTorch's generated VariableType kernels are (a plain graph Node per op, saved
+// variables, forward-mode tangents), so that:
+//   * a call costs what a native op's costs: no torch::autograd::Function
+//     machinery, no Python frame in the backward pass;
+//   * torch.func (grad, vjp, jvp, jacrev, jacfwd, hessian) and forward-mode AD
+//     (torch.autograd.forward_ad) work on the operators themselves, as on native ops.
 //
 // What each forward keeps for backward:
-//   selu, selu_               the output only (the next Linear keeps it anyway)
+//   selu(save_output=False)   the input, as torch.nn.SELU: its output may be
+//                             modified in place afterwards
+//   selu(save_output=True)    the output only (the next Linear keeps it anyway);
+//   selu_                     modifying the output in place then fails in backward
 //   alpha_dropout(_)          the 16-byte rng_state only: backward regenerates the mask
 //   selu_alpha_dropout        the output and rng_state
-// Every backward op is differentiable again (double backward).
+// Every backward op is differentiable again (double backward, hessians).
 //
 // The in-place ops also get an ADInplaceOrView kernel, so their version counter is
-// bumped even where autograd is skipped (torch.inference_mode on a normal tensor).
+// bumped wherever autograd is skipped (torch.inference_mode on a normal tensor).
 #include <ATen/core/dispatch/Dispatcher.h>
-#include <ATen/ops/zeros_like.h>
-#include <ATen/ops/scalar_tensor.h>
-#include <torch/csrc/autograd/custom_function.h>
+#include <torch/csrc/autograd/VariableTypeUtils.h>
+#include <torch/csrc/autograd/function.h>
 #include <torch/library.h>
 
-#include <initializer_list>
+#include <memory>
+#include <mutex>
+#include <type_traits>
 
 #include "host.h"
 #include "selu.h"
 
-// Each class is named for the graph node it creates (tensor.grad_fn), as PyTorch
-// names its own: SeluBackward is the backward of selu.
 namespace selu_ext {
 namespace {
 
-using torch::autograd::AutogradContext;
+using torch::autograd::Node;
+using torch::autograd::SavedVariable;
 using torch::autograd::variable_list;
 
 template <typename Sig>
@@ -40,17 +47,17 @@ c10::TypedOperatorHandle<Sig> find_op(const char* name) {
     return h;                                 \
   }
 
-using UnarySig = at::Tensor(const at::Tensor&);
-using UnaryInplaceSig = void(at::Tensor&);
-using BinarySig = at::Tensor(const at::Tensor&, const at::Tensor&);
+using SeluSig = at::Tensor(const at::Tensor&, bool);
+using SeluInplaceSig = void(at::Tensor&);
+using SeluBackwardSig = at::Tensor(const at::Tensor&, const at::Tensor&, bool);
 using DropoutSig = at::Tensor(const at::Tensor&, double, const at::Tensor&);
 using DropoutInplaceSig = void(at::Tensor&, double, const at::Tensor&);
 using FusedBackwardSig = at::Tensor(const at::Tensor&, const at::Tensor&, double, const at::Tensor&);
 using KeepMaskSig = at::Tensor(const at::Tensor&, c10::SymInt, double);
 
-SELU_EXT_OP(selu_op, "selu_ext::selu", UnarySig)
-SELU_EXT_OP(selu_inplace_op, "selu_ext::selu_", UnaryInplaceSig)
-SELU_EXT_OP(selu_backward_op, "selu_ext::selu_backward", BinarySig)
+SELU_EXT_OP(selu_op, "selu_ext::selu", SeluSig)
+SELU_EXT_OP(selu_inplace_op, "selu_ext::selu_", SeluInplaceSig)
+SELU_EXT_OP(selu_backward_op, "selu_ext::selu_backward", SeluBackwardSig)
 SELU_EXT_OP(alpha_dropout_op, "selu_ext::alpha_dropout", DropoutSig)
 SELU_EXT_OP(alpha_dropout_inplace_op, "selu_ext::alpha_dropout_", DropoutInplaceSig)
 SELU_EXT_OP(alpha_dropout_backward_op, "selu_ext::alpha_dropout_backward", DropoutSig)
@@ -60,326 +67,362 @@ SELU_EXT_OP(selu_alpha_dropout_backward_op, "selu_ext::selu_alpha_dropout_backwa
 SELU_EXT_OP(keep_mask_op, "selu_ext::dropout_keep_mask", KeepMaskSig)
 #undef SELU_EXT_OP
 
-// Runs the op's kernel under this autograd kernel (skipping ADInplaceOrView too:
-// torch::autograd::Function bumps the version of dirty inputs itself). Every
-// forward calls its kernel before touching ctx: torch 2.11 crashed (segfault) when
-// a kernel's error unwound through a forward that had already saved tensors.
-struct BelowAutograd {
+// ---------------------------------------------------------------------------
+// Node plumbing. torch 2.11 holds graph nodes in std::shared_ptr, 2.13 and later in
+// c10::intrusive_ptr; Edge::function names whichever this torch uses.
+
+using NodePtr = decltype(torch::autograd::Edge::function);
+
+template <typename T>
+NodePtr make_node() {
+  if constexpr (std::is_same_v<NodePtr, std::shared_ptr<Node>>) {
+    // deleteNode (torch <= 2.12) frees long graphs without deep recursion; found by
+    // argument-dependent lookup so that newer torch, which lacks it, never sees it.
+    return std::shared_ptr<T>(new T(), [](T* n) { deleteNode(n); });
+  } else {
+    return c10::make_intrusive<T>();
+  }
+}
+
+// A node with saved variables that backward releases (retain_graph=False).
+struct SavingNode : Node {
+  void release_variables() override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (SavedVariable* v : saved()) v->reset_data();
+  }
+  virtual std::vector<SavedVariable*> saved() = 0;
+};
+
+// The forward-mode tangent of `t` (undefined if it has none).
+const at::Tensor& tangent(const at::Tensor& t) { return t._fw_grad(/*level=*/0); }
+
+bool has_tangent(const at::Tensor& t) { return t.defined() && tangent(t).defined(); }
+
+// `t` without its tangent, as the generated kernels compute tangents: a formula on
+// tangents must not itself carry tangents (it would recurse into itself).
+at::Tensor primal(const at::Tensor& t) { return t.defined() ? t._fw_primal(/*level=*/0) : t; }
+
+// Runs the kernel below autograd (out-of-place ops: below ADInplaceOrView too).
+template <typename Op, typename... Args>
+at::Tensor below(c10::DispatchKeySet ks, const Op& op, Args&&... args) {
   at::AutoDispatchBelowADInplaceOrView guard;
-};
+  return op.redispatch(ks & c10::after_autograd_keyset, std::forward<Args>(args)...);
+}
 
-// A first-order backward calls its backward op through that op's own autograd
-// Function only when a graph is being built (create_graph=True, double backward);
-// otherwise it calls the kernel directly and skips building a node nobody uses.
-template <typename Fn, typename Op, typename... Args>
-at::Tensor call_backward(const Op& op, Args&&... args) {
-  if (at::GradMode::is_enabled()) return Fn::apply(std::forward<Args>(args)...);
-  BelowAutograd below;
-  return op.call(std::forward<Args>(args)...);
+// In-place ops go through ADInplaceOrView, which bumps the version counter.
+template <typename Op, typename... Args>
+void below_inplace(c10::DispatchKeySet ks, const Op& op, Args&&... args) {
+  at::AutoDispatchBelowAutograd guard;
+  op.redispatch(ks & c10::after_autograd_keyset, std::forward<Args>(args)...);
+}
+
+// Makes `node` the grad_fn of `out` with `inputs` as its next edges.
+template <typename... Ts>
+void attach(const NodePtr& node, const at::Tensor& out, const Ts&... inputs) {
+  node->set_next_edges(torch::autograd::collect_next_edges(inputs...));
+  torch::autograd::set_history(out, node);
 }
 
 // ---------------------------------------------------------------------------
-// selu
+// selu. With s(v) the derivative read from v (x, or the output y):
+//   s(x) = scale (x > 0) or scale*alpha*exp(x);  s(y) = scale (y > 0) or y + scale*alpha
+// and s'(v) (for double backward and the backward's tangents) is nonzero only where
+// v < 0 (at x == 0 the second derivative is 0, as PyTorch's elu_double_backward):
+//   d s(y)/dy = 1,  d s(x)/dx = scale*alpha*exp(x) = s(x).
 
-class SeluBackwardBackward : public torch::autograd::Function<SeluBackwardBackward> {
- public:
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& grad, const at::Tensor& result) {
-    at::Tensor out;
-    {
-      BelowAutograd below;
-      out = selu_backward_op().call(grad, result);
-    }
-    ctx->save_for_backward({grad, result});
+// grad * s'(v) * w: the derivative of selu_backward(grad, v) with respect to v,
+// applied to w (a gradient or a tangent of v).
+at::Tensor selu_backward_dv(const at::Tensor& grad, const at::Tensor& v, bool is_result,
+                            const at::Tensor& w) {
+  const at::Tensor negative = v.lt(0).to(v.scalar_type());
+  if (is_result) return w.mul(grad).mul(negative);
+  return selu_backward_op().call(w.mul(grad), v, false).mul(negative);
+}
+
+struct SeluBackwardBackwardNode : SavingNode {
+  SavedVariable grad_, v_;
+  bool is_result_ = true;
+
+  std::string name() const override { return "SeluBackwardBackward0"; }
+  std::vector<SavedVariable*> saved() override { return {&grad_, &v_}; }
+
+  variable_list apply(variable_list&& gg) override {
+    variable_list out(2);
+    if (!gg[0].defined()) return out;
+    const at::Tensor v = v_.unpack();
+    if (task_should_compute_output(0)) out[0] = selu_backward_op().call(gg[0], v, is_result_);
+    if (task_should_compute_output(1)) out[1] = selu_backward_dv(grad_.unpack(), v, is_result_, gg[0]);
     return out;
   }
-
-  // grad_x = grad * s(y), s(y) = scale (y > 0) or y + scale*alpha (y <= 0), so
-  // d/dgrad = s(y) and d/dy = grad * [y < 0]: at y == 0 (x == 0) the second
-  // derivative is 0, as PyTorch's elu_double_backward gives ((x < 0) there).
-  static variable_list backward(AutogradContext* ctx, variable_list gg) {
-    const auto saved = ctx->get_saved_variables();
-    const at::Tensor& grad = saved[0];
-    const at::Tensor& y = saved[1];
-    at::Tensor d_grad, d_y;
-    if (!gg[0].defined()) return {d_grad, d_y};
-    if (ctx->needs_input_grad(0)) d_grad = SeluBackwardBackward::apply(gg[0], y);
-    if (ctx->needs_input_grad(1)) d_y = gg[0].mul(grad).mul(y.lt(0).to(y.scalar_type()));
-    return {d_grad, d_y};
-  }
 };
 
-class SeluBackward : public torch::autograd::Function<SeluBackward> {
- public:
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& self) {
-    at::Tensor out;
-    {
-      BelowAutograd below;
-      out = selu_op().call(self);
+struct SeluBackwardNode : SavingNode {
+  SavedVariable v_;  // the input, or (is_result_) the output
+  bool is_result_ = false;
+
+  std::string name() const override { return is_result_ ? "SeluBackward1" : "SeluBackward0"; }
+  std::vector<SavedVariable*> saved() override { return {&v_}; }
+
+  variable_list apply(variable_list&& grads) override {
+    variable_list out(1);
+    if (grads[0].defined() && task_should_compute_output(0)) {
+      // Through the op's own autograd kernel: with create_graph=True this records
+      // the double-backward node.
+      out[0] = selu_backward_op().call(grads[0], v_.unpack(getptr()), is_result_);
     }
-    ctx->save_for_backward({out});
     return out;
   }
-
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    const auto saved = ctx->get_saved_variables();
-    return {call_backward<SeluBackwardBackward>(selu_backward_op(), grads[0], saved[0])};
-  }
 };
 
-class SeluInplaceBackward : public torch::autograd::Function<SeluInplaceBackward> {
- public:
-  static at::Tensor forward(AutogradContext* ctx, at::Tensor self) {
-    {
-      BelowAutograd below;
-      selu_inplace_op().call(self);
+at::Tensor selu_autograd(c10::DispatchKeySet ks, const at::Tensor& self, bool save_output) {
+  const bool requires_grad = torch::autograd::compute_requires_grad(self);
+  at::Tensor out = below(ks, selu_op(), self, save_output);
+  if (requires_grad) {
+    auto node = make_node<SeluBackwardNode>();
+    auto* n = static_cast<SeluBackwardNode*>(node.get());
+    attach(node, out, self);
+    n->is_result_ = save_output;
+    n->v_ = save_output ? SavedVariable(out, /*is_output=*/true) : SavedVariable(self, false);
+  }
+  if (has_tangent(self)) {
+    out._set_fw_grad(selu_backward_op().call(tangent(self), primal(out), true), 0,
+                     /*is_inplace_op=*/false);
+  }
+  return out;
+}
+
+void selu_inplace_autograd(c10::DispatchKeySet ks, at::Tensor& self) {
+  const bool requires_grad = torch::autograd::compute_requires_grad(self);
+  torch::autograd::check_inplace(self, requires_grad);
+  NodePtr node;
+  if (requires_grad) {
+    node = make_node<SeluBackwardNode>();
+    node->set_next_edges(torch::autograd::collect_next_edges(self));
+  }
+  below_inplace(ks, selu_inplace_op(), self);
+  if (node) {
+    // As PyTorch's selu_: the node reads the output (its input is overwritten).
+    auto* n = static_cast<SeluBackwardNode*>(node.get());
+    n->is_result_ = true;
+    torch::autograd::rebase_history(self, node);
+    n->v_ = SavedVariable(self, /*is_output=*/true, self.is_view());
+  }
+  if (has_tangent(self)) {
+    const at::Tensor t = tangent(self);
+    t.copy_(selu_backward_op().call(t, primal(self), true));
+  }
+}
+
+at::Tensor selu_backward_autograd(c10::DispatchKeySet ks, const at::Tensor& grad,
+                                  const at::Tensor& v, bool is_result) {
+  const bool requires_grad = torch::autograd::compute_requires_grad(grad, v);
+  at::Tensor out = below(ks, selu_backward_op(), grad, v, is_result);
+  if (requires_grad) {
+    auto node = make_node<SeluBackwardBackwardNode>();
+    auto* n = static_cast<SeluBackwardBackwardNode*>(node.get());
+    attach(node, out, grad, v);
+    n->is_result_ = is_result;
+    n->grad_ = SavedVariable(grad, false);
+    n->v_ = SavedVariable(v, false);
+  }
+  const bool tg = has_tangent(grad), tv = has_tangent(v);
+  if (tg || tv) {
+    at::Tensor t;
+    const at::Tensor v_p = primal(v);
+    if (tg) t = selu_backward_op().call(tangent(grad), v_p, is_result);
+    if (tv) {
+      const at::Tensor tv_part = selu_backward_dv(primal(grad), v_p, is_result, tangent(v));
+      t = t.defined() ? t.add(tv_part) : tv_part;
     }
-    ctx->mark_dirty({self});
-    ctx->save_for_backward({self});
-    return self;
+    out._set_fw_grad(t, 0, false);
   }
-
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    const auto saved = ctx->get_saved_variables();
-    return {call_backward<SeluBackwardBackward>(selu_backward_op(), grads[0], saved[0])};
-  }
-};
-
-// Nothing to record (grad mode off, or no input requires grad): run the kernel
-// directly, without building a graph node (a measurable cost per call for small
-// tensors). The in-place ops still pass through ADInplaceOrView, which bumps their
-// version counter.
-// A dual tensor (forward-mode AD) also takes the Function path, whose error says
-// that forward mode is not supported, instead of silently losing its tangent.
-bool records(std::initializer_list<const at::Tensor*> inputs) {
-  for (const at::Tensor* t : inputs) {
-    if (t->_fw_grad(/*level=*/0).defined()) return true;
-  }
-  if (!at::GradMode::is_enabled()) return false;
-  for (const at::Tensor* t : inputs) {
-    if (t->requires_grad()) return true;
-  }
-  return false;
-}
-
-at::Tensor selu_autograd(const at::Tensor& self) {
-  if (!records({&self})) {
-    BelowAutograd below;
-    return selu_op().call(self);
-  }
-  return SeluBackward::apply(self);
-}
-
-void selu_inplace_autograd(at::Tensor& self) {
-  if (!records({&self})) {
-    at::AutoDispatchBelowAutograd below;
-    selu_inplace_op().call(self);
-    return;
-  }
-  SeluInplaceBackward::apply(self);
-}
-
-at::Tensor selu_backward_autograd(const at::Tensor& grad, const at::Tensor& result) {
-  if (!records({&grad, &result})) {
-    BelowAutograd below;
-    return selu_backward_op().call(grad, result);
-  }
-  return SeluBackwardBackward::apply(grad, result);
+  return out;
 }
 
 // ---------------------------------------------------------------------------
-// alpha_dropout: linear in its input, with a mask that backward regenerates.
+// alpha_dropout: linear in its input (kept: a*x + b, dropped: a constant), so its
+// backward, its double backward and its tangent are all alpha_dropout_backward.
 
-class AlphaDropoutBackwardBackward : public torch::autograd::Function<AlphaDropoutBackwardBackward> {
- public:
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& grad, double p,
-                            const at::Tensor& rng_state) {
-    at::Tensor out;
-    {
-      BelowAutograd below;
-      out = alpha_dropout_backward_op().call(grad, p, rng_state);
+struct DropoutNode : SavingNode {
+  SavedVariable rng_;
+  double p_ = 0.0;
+  std::string name_;
+
+  std::string name() const override { return name_; }
+  std::vector<SavedVariable*> saved() override { return {&rng_}; }
+
+  variable_list apply(variable_list&& grads) override {
+    variable_list out(1);
+    if (grads[0].defined() && task_should_compute_output(0)) {
+      out[0] = alpha_dropout_backward_op().call(grads[0], p_, rng_.unpack());
     }
-    ctx->saved_data["p"] = p;
-    ctx->save_for_backward({rng_state});
     return out;
   }
-
-  static variable_list backward(AutogradContext* ctx, variable_list gg) {
-    const double p = ctx->saved_data["p"].toDouble();
-    const auto rng = ctx->get_saved_variables()[0];
-    at::Tensor d_grad;
-    if (gg[0].defined() && ctx->needs_input_grad(0)) {
-      d_grad = AlphaDropoutBackwardBackward::apply(gg[0], p, rng);
-    }
-    return {d_grad, at::Tensor(), at::Tensor()};
-  }
 };
 
-class AlphaDropoutBackward : public torch::autograd::Function<AlphaDropoutBackward> {
- public:
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& self, double p,
-                            const at::Tensor& rng_state) {
-    at::Tensor out;
-    {
-      BelowAutograd below;
-      out = alpha_dropout_op().call(self, p, rng_state);
-    }
-    ctx->saved_data["p"] = p;
-    ctx->save_for_backward({rng_state});
-    return out;
-  }
-
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    const double p = ctx->saved_data["p"].toDouble();
-    const auto rng = ctx->get_saved_variables()[0];
-    return {call_backward<AlphaDropoutBackwardBackward>(alpha_dropout_backward_op(), grads[0], p, rng),
-            at::Tensor(), at::Tensor()};
-  }
-};
-
-class AlphaDropoutInplaceBackward : public torch::autograd::Function<AlphaDropoutInplaceBackward> {
- public:
-  static at::Tensor forward(AutogradContext* ctx, at::Tensor self, double p,
-                            const at::Tensor& rng_state) {
-    {
-      BelowAutograd below;
-      alpha_dropout_inplace_op().call(self, p, rng_state);
-    }
-    ctx->saved_data["p"] = p;
-    ctx->save_for_backward({rng_state});
-    ctx->mark_dirty({self});
-    return self;
-  }
-
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    return AlphaDropoutBackward::backward(ctx, std::move(grads));
-  }
-};
-
-at::Tensor alpha_dropout_autograd(const at::Tensor& self, double p, const at::Tensor& rng) {
-  if (!records({&self})) {
-    BelowAutograd below;
-    return alpha_dropout_op().call(self, p, rng);
-  }
-  return AlphaDropoutBackward::apply(self, p, rng);
+NodePtr dropout_node(const char* name, double p, const at::Tensor& rng) {
+  auto node = make_node<DropoutNode>();
+  auto* n = static_cast<DropoutNode*>(node.get());
+  n->name_ = name;
+  n->p_ = p;
+  n->rng_ = SavedVariable(rng, false);
+  return node;
 }
 
-void alpha_dropout_inplace_autograd(at::Tensor& self, double p, const at::Tensor& rng) {
-  if (!records({&self})) {
-    at::AutoDispatchBelowAutograd below;
-    alpha_dropout_inplace_op().call(self, p, rng);
-    return;
+at::Tensor alpha_dropout_autograd(c10::DispatchKeySet ks, const at::Tensor& self, double p,
+                                  const at::Tensor& rng) {
+  const bool requires_grad = torch::autograd::compute_requires_grad(self);
+  at::Tensor out = below(ks, alpha_dropout_op(), self, p, rng);
+  if (requires_grad) attach(dropout_node("AlphaDropoutBackward0", p, rng), out, self);
+  if (has_tangent(self)) {
+    out._set_fw_grad(alpha_dropout_backward_op().call(tangent(self), p, primal(rng)), 0, false);
   }
-  AlphaDropoutInplaceBackward::apply(self, p, rng);
+  return out;
 }
 
-at::Tensor alpha_dropout_backward_autograd(const at::Tensor& grad, double p,
-                                           const at::Tensor& rng) {
-  if (!records({&grad})) {
-    BelowAutograd below;
-    return alpha_dropout_backward_op().call(grad, p, rng);
+void alpha_dropout_inplace_autograd(c10::DispatchKeySet ks, at::Tensor& self, double p,
+                                    const at::Tensor& rng) {
+  const bool requires_grad = torch::autograd::compute_requires_grad(self);
+  torch::autograd::check_inplace(self, requires_grad);
+  NodePtr node;
+  if (requires_grad) {
+    node = dropout_node("AlphaDropoutBackward0", p, rng);
+    node->set_next_edges(torch::autograd::collect_next_edges(self));
   }
-  return AlphaDropoutBackwardBackward::apply(grad, p, rng);
+  below_inplace(ks, alpha_dropout_inplace_op(), self, p, rng);
+  if (node) torch::autograd::rebase_history(self, node);
+  if (has_tangent(self)) {
+    const at::Tensor t = tangent(self);
+    t.copy_(alpha_dropout_backward_op().call(t, p, primal(rng)));
+  }
+}
+
+at::Tensor alpha_dropout_backward_autograd(c10::DispatchKeySet ks, const at::Tensor& grad,
+                                           double p, const at::Tensor& rng) {
+  const bool requires_grad = torch::autograd::compute_requires_grad(grad);
+  at::Tensor out = below(ks, alpha_dropout_backward_op(), grad, p, rng);
+  if (requires_grad) attach(dropout_node("AlphaDropoutBackwardBackward0", p, rng), out, grad);
+  if (has_tangent(grad)) {
+    out._set_fw_grad(alpha_dropout_backward_op().call(tangent(grad), p, primal(rng)), 0, false);
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------------------
 // selu_alpha_dropout: selu then alpha_dropout in one kernel. Where kept,
-// z = a * selu(x) + b, and backward reads only z (see selu.h).
+// z = a * selu(x) + b, and backward reads only z (see selu.h): grad_x = grad * D(z)
+// with D(z) = a*scale (z > bound), z - b + a*scale*alpha (kept, z <= bound), 0
+// (dropped). D'(z) = keep * [z < bound]: z == bound is y == 0 (x == 0; second
+// derivative 0, as PyTorch) or a negative y too small to move z off b; both count
+// as not negative here.
 
-// keep & (selu(x) < 0), recovered from z and the regenerated mask, in z's dtype:
-// the derivative of the fused backward with respect to z. z == bound is y == 0
-// (x == 0; second derivative 0, as PyTorch) or a negative y too small to move z
-// off b; both count as not negative here (the first-order backward, which needs
-// y <= 0, uses z <= bound).
+// keep & (z < bound), in z's dtype.
 at::Tensor fused_negative_mask(const at::Tensor& z, double p, const at::Tensor& rng) {
   at::Tensor keep;
   {
-    BelowAutograd below;
+    at::AutoDispatchBelowADInplaceOrView guard;
     keep = keep_mask_op().call(rng.to(z.device()), z.sym_numel(), p).view_symint(z.sym_sizes());
   }
   const double bound = kept_bound_for(p, z.scalar_type());
   return keep.logical_and(z.lt(bound)).to(z.scalar_type());
 }
 
-class SeluAlphaDropoutBackwardBackward : public torch::autograd::Function<SeluAlphaDropoutBackwardBackward> {
- public:
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& grad, const at::Tensor& result,
-                            double p, const at::Tensor& rng_state) {
-    at::Tensor out;
-    {
-      BelowAutograd below;
-      out = selu_alpha_dropout_backward_op().call(grad, result, p, rng_state);
-    }
-    ctx->saved_data["p"] = p;
-    ctx->save_for_backward({grad, result, rng_state});
-    return out;
-  }
+struct SeluAlphaDropoutBackwardBackwardNode : SavingNode {
+  SavedVariable grad_, z_, rng_;
+  double p_ = 0.0;
 
-  // grad_x = grad * D(z) with D(z) = a*scale (z > bound), z - b + a*scale*alpha
-  // (kept, z <= bound), 0 (dropped): d/dgrad = D(z), d/dz = grad * keep * [z <= bound].
-  static variable_list backward(AutogradContext* ctx, variable_list gg) {
-    const double p = ctx->saved_data["p"].toDouble();
-    const auto saved = ctx->get_saved_variables();
-    const at::Tensor& grad = saved[0];
-    const at::Tensor& z = saved[1];
-    const at::Tensor& rng = saved[2];
-    at::Tensor d_grad, d_z;
-    if (gg[0].defined()) {
-      if (ctx->needs_input_grad(0)) d_grad = SeluAlphaDropoutBackwardBackward::apply(gg[0], z, p, rng);
-      if (ctx->needs_input_grad(1)) d_z = gg[0].mul(grad).mul(fused_negative_mask(z, p, rng));
+  std::string name() const override { return "SeluAlphaDropoutBackwardBackward0"; }
+  std::vector<SavedVariable*> saved() override { return {&grad_, &z_, &rng_}; }
+
+  variable_list apply(variable_list&& gg) override {
+    variable_list out(2);
+    if (!gg[0].defined()) return out;
+    const at::Tensor z = z_.unpack();
+    const at::Tensor rng = rng_.unpack();
+    if (task_should_compute_output(0)) {
+      out[0] = selu_alpha_dropout_backward_op().call(gg[0], z, p_, rng);
     }
-    return {d_grad, d_z, at::Tensor(), at::Tensor()};
+    if (task_should_compute_output(1)) {
+      out[1] = gg[0].mul(grad_.unpack()).mul(fused_negative_mask(z, p_, rng));
+    }
+    return out;
   }
 };
 
-class SeluAlphaDropoutBackward : public torch::autograd::Function<SeluAlphaDropoutBackward> {
- public:
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& self, double p,
-                            const at::Tensor& rng_state) {
-    at::Tensor out;
-    {
-      BelowAutograd below;
-      out = selu_alpha_dropout_op().call(self, p, rng_state);
-    }
-    ctx->saved_data["p"] = p;
-    ctx->save_for_backward({out, rng_state});
-    return out;
-  }
+struct SeluAlphaDropoutBackwardNode : SavingNode {
+  SavedVariable z_, rng_;
+  double p_ = 0.0;
 
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    const double p = ctx->saved_data["p"].toDouble();
-    const auto saved = ctx->get_saved_variables();
-    return {call_backward<SeluAlphaDropoutBackwardBackward>(selu_alpha_dropout_backward_op(),
-                                                            grads[0], saved[0], p, saved[1]),
-            at::Tensor(), at::Tensor()};
+  std::string name() const override { return "SeluAlphaDropoutBackward0"; }
+  std::vector<SavedVariable*> saved() override { return {&z_, &rng_}; }
+
+  variable_list apply(variable_list&& grads) override {
+    variable_list out(1);
+    if (grads[0].defined() && task_should_compute_output(0)) {
+      out[0] = selu_alpha_dropout_backward_op().call(grads[0], z_.unpack(getptr()), p_,
+                                                     rng_.unpack());
+    }
+    return out;
   }
 };
 
-at::Tensor selu_alpha_dropout_autograd(const at::Tensor& self, double p, const at::Tensor& rng) {
-  if (!records({&self})) {
-    BelowAutograd below;
-    return selu_alpha_dropout_op().call(self, p, rng);
+at::Tensor selu_alpha_dropout_autograd(c10::DispatchKeySet ks, const at::Tensor& self, double p,
+                                       const at::Tensor& rng) {
+  const bool requires_grad = torch::autograd::compute_requires_grad(self);
+  at::Tensor out = below(ks, selu_alpha_dropout_op(), self, p, rng);
+  if (requires_grad) {
+    auto node = make_node<SeluAlphaDropoutBackwardNode>();
+    auto* n = static_cast<SeluAlphaDropoutBackwardNode*>(node.get());
+    attach(node, out, self);
+    n->p_ = p;
+    n->z_ = SavedVariable(out, /*is_output=*/true);
+    n->rng_ = SavedVariable(rng, false);
   }
-  return SeluAlphaDropoutBackward::apply(self, p, rng);
+  if (has_tangent(self)) {
+    out._set_fw_grad(
+        selu_alpha_dropout_backward_op().call(tangent(self), primal(out), p, primal(rng)), 0, false);
+  }
+  return out;
 }
 
-at::Tensor selu_alpha_dropout_backward_autograd(const at::Tensor& grad, const at::Tensor& result,
-                                                double p, const at::Tensor& rng) {
-  if (!records({&grad, &result})) {
-    BelowAutograd below;
-    return selu_alpha_dropout_backward_op().call(grad, result, p, rng);
+at::Tensor selu_alpha_dropout_backward_autograd(c10::DispatchKeySet ks, const at::Tensor& grad,
+                                                const at::Tensor& z, double p,
+                                                const at::Tensor& rng) {
+  const bool requires_grad = torch::autograd::compute_requires_grad(grad, z);
+  at::Tensor out = below(ks, selu_alpha_dropout_backward_op(), grad, z, p, rng);
+  if (requires_grad) {
+    auto node = make_node<SeluAlphaDropoutBackwardBackwardNode>();
+    auto* n = static_cast<SeluAlphaDropoutBackwardBackwardNode*>(node.get());
+    attach(node, out, grad, z);
+    n->p_ = p;
+    n->grad_ = SavedVariable(grad, false);
+    n->z_ = SavedVariable(z, false);
+    n->rng_ = SavedVariable(rng, false);
   }
-  return SeluAlphaDropoutBackwardBackward::apply(grad, result, p, rng);
+  const bool tg = has_tangent(grad), tz = has_tangent(z);
+  if (tg || tz) {
+    at::Tensor t;
+    const at::Tensor z_p = primal(z), rng_p = primal(rng);
+    if (tg) t = selu_alpha_dropout_backward_op().call(tangent(grad), z_p, p, rng_p);
+    if (tz) {
+      const at::Tensor tz_part =
+          tangent(z).mul(primal(grad)).mul(fused_negative_mask(z_p, p, rng_p));
+      t = t.defined() ? t.add(tz_part) : tz_part;
+    }
+    out._set_fw_grad(t, 0, false);
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------------------
-// ADInplaceOrView: version counter bumps for the in-place ops where autograd is off.
+// ADInplaceOrView: version counter bumps for the in-place ops.
 
 void selu_inplace_view(c10::DispatchKeySet ks, at::Tensor& self) {
   {
     at::AutoDispatchBelowADInplaceOrView guard;
     selu_inplace_op().redispatch(ks & c10::after_ADInplaceOrView_keyset, self);
   }
-  self.unsafeGetTensorImpl()->bump_version();
+  torch::autograd::increment_version(self);
 }
 
 void alpha_dropout_inplace_view(c10::DispatchKeySet ks, at::Tensor& self, double p,
@@ -388,20 +431,23 @@ void alpha_dropout_inplace_view(c10::DispatchKeySet ks, at::Tensor& self, double
     at::AutoDispatchBelowADInplaceOrView guard;
     alpha_dropout_inplace_op().redispatch(ks & c10::after_ADInplaceOrView_keyset, self, p, rng);
   }
-  self.unsafeGetTensorImpl()->bump_version();
+  torch::autograd::increment_version(self);
 }
 
 }  // namespace
 
 TORCH_LIBRARY_IMPL(selu_ext, Autograd, m) {
-  m.impl("selu", &selu_autograd);
-  m.impl("selu_", &selu_inplace_autograd);
-  m.impl("selu_backward", &selu_backward_autograd);
-  m.impl("alpha_dropout", &alpha_dropout_autograd);
-  m.impl("alpha_dropout_", &alpha_dropout_inplace_autograd);
-  m.impl("alpha_dropout_backward", &alpha_dropout_backward_autograd);
-  m.impl("selu_alpha_dropout", &selu_alpha_dropout_autograd);
-  m.impl("selu_alpha_dropout_backward", &selu_alpha_dropout_backward_autograd);
+  using c10::DispatchKey;
+  m.impl("selu", torch::dispatch(DispatchKey::Autograd, &selu_autograd));
+  m.impl("selu_", torch::dispatch(DispatchKey::Autograd, &selu_inplace_autograd));
+  m.impl("selu_backward", torch::dispatch(DispatchKey::Autograd, &selu_backward_autograd));
+  m.impl("alpha_dropout", torch::dispatch(DispatchKey::Autograd, &alpha_dropout_autograd));
+  m.impl("alpha_dropout_", torch::dispatch(DispatchKey::Autograd, &alpha_dropout_inplace_autograd));
+  m.impl("alpha_dropout_backward",
+         torch::dispatch(DispatchKey::Autograd, &alpha_dropout_backward_autograd));
+  m.impl("selu_alpha_dropout", torch::dispatch(DispatchKey::Autograd, &selu_alpha_dropout_autograd));
+  m.impl("selu_alpha_dropout_backward",
+         torch::dispatch(DispatchKey::Autograd, &selu_alpha_dropout_backward_autograd));
 }
 
 TORCH_LIBRARY_IMPL(selu_ext, ADInplaceOrView, m) {

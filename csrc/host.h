@@ -3,7 +3,7 @@
 // cuda/selu_cuda.cpp) supplies only the loops over dense buffers, so every op
 // behaves the same on every device.
 //
-// Layout rules (the fake kernels in selu_ext/_meta.py mirror them exactly):
+// Layout rules (the fake kernels in selu_ext/ops.py mirror them exactly):
 // * selu / selu_ / selu_backward are element-wise and position-free: a dense
 //   tensor in any memory format is processed over its storage, without a copy, and
 //   the output keeps the input's strides (empty_like). Other inputs are copied once
@@ -157,8 +157,9 @@ inline void check_rng_state(const at::Tensor& rng, const char* op) {
 //   B::fresh_output(tensor)              called on each output before it is written
 namespace host {
 
+// save_output only tells autograd what to keep (csrc/autograd.cpp); the kernel ignores it.
 template <typename B>
-at::Tensor selu_forward(const at::Tensor& self) {
+at::Tensor selu_forward(const at::Tensor& self, bool /*save_output*/ = false) {
   check_tensor(self, "selu", "self");
   typename B::Guard guard(self.device());
   at::Tensor out = at::empty_like(self);
@@ -184,19 +185,23 @@ void selu_forward_(at::Tensor& self) {
   }
 }
 
+// grad_output * selu'(x), from the forward's output (is_result) or its input x, as
+// PyTorch's elu_backward(..., is_result, self_or_result).
 template <typename B>
-at::Tensor selu_backward(const at::Tensor& grad_output, const at::Tensor& result) {
+at::Tensor selu_backward(const at::Tensor& grad_output, const at::Tensor& self_or_result,
+                         bool is_result) {
+  const char* arg = is_result ? "result" : "self";
   check_tensor(grad_output, "selu_backward", "grad_output");
-  check_tensor(result, "selu_backward", "result");
-  check_same(grad_output, result, "selu_backward", "grad_output", "result");
-  typename B::Guard guard(result.device());
-  at::Tensor out = at::empty_like(result);
-  if (result.numel() == 0) return out;
+  check_tensor(self_or_result, "selu_backward", arg);
+  check_same(grad_output, self_or_result, "selu_backward", "grad_output", arg);
+  typename B::Guard guard(self_or_result.device());
+  at::Tensor out = at::empty_like(self_or_result);
+  if (self_or_result.numel() == 0) return out;
   B::fresh_output(out);
-  const at::Tensor y = in_layout_of(result, out);
+  const at::Tensor v = in_layout_of(self_or_result, out);
   const at::Tensor g = in_layout_of(grad_output, out);
-  B::selu_backward(kernel_dtype(result.scalar_type()), g.const_data_ptr(), y.const_data_ptr(),
-                   out.mutable_data_ptr(), result.numel());
+  B::selu_backward(kernel_dtype(v.scalar_type()), g.const_data_ptr(), v.const_data_ptr(),
+                   out.mutable_data_ptr(), v.numel(), is_result);
   return out;
 }
 
@@ -229,6 +234,7 @@ DropoutLaunch dropout_launch(const at::Tensor& like, double p, const at::Tensor&
 template <typename B>
 at::Tensor alpha_dropout(const at::Tensor& self, double p, const at::Tensor& rng_state) {
   check_tensor(self, "alpha_dropout", "self");
+  check_rng_state(rng_state, "alpha_dropout");
   check_rng_device(rng_state, self, "alpha_dropout");
   typename B::Guard guard(self.device());
   const DropoutLaunch d = dropout_launch<B>(self, p, rng_state, "alpha_dropout");
@@ -243,6 +249,7 @@ template <typename B>
 void alpha_dropout_(at::Tensor& self, double p, const at::Tensor& rng_state) {
   check_tensor(self, "alpha_dropout_", "self");
   check_inplace(self, "alpha_dropout_");
+  check_rng_state(rng_state, "alpha_dropout_");
   check_rng_device(rng_state, self, "alpha_dropout_");
   typename B::Guard guard(self.device());
   const DropoutLaunch d = dropout_launch<B>(self, p, rng_state, "alpha_dropout_");
@@ -259,6 +266,7 @@ template <typename B>
 at::Tensor alpha_dropout_backward(const at::Tensor& grad_output, double p,
                                   const at::Tensor& rng_state) {
   check_tensor(grad_output, "alpha_dropout_backward", "grad_output");
+  check_rng_state(rng_state, "alpha_dropout_backward");
   check_rng_device(rng_state, grad_output, "alpha_dropout_backward");
   typename B::Guard guard(grad_output.device());
   const DropoutLaunch d = dropout_launch<B>(grad_output, p, rng_state, "alpha_dropout_backward");
@@ -272,6 +280,7 @@ at::Tensor alpha_dropout_backward(const at::Tensor& grad_output, double p,
 template <typename B>
 at::Tensor selu_alpha_dropout(const at::Tensor& self, double p, const at::Tensor& rng_state) {
   check_tensor(self, "selu_alpha_dropout", "self");
+  check_rng_state(rng_state, "selu_alpha_dropout");
   check_rng_device(rng_state, self, "selu_alpha_dropout");
   typename B::Guard guard(self.device());
   const DropoutLaunch d = dropout_launch<B>(self, p, rng_state, "selu_alpha_dropout");
@@ -289,6 +298,7 @@ at::Tensor selu_alpha_dropout_backward(const at::Tensor& grad_output, const at::
   check_tensor(grad_output, op, "grad_output");
   check_tensor(result, op, "result");
   check_same(grad_output, result, op, "grad_output", "result");
+  check_rng_state(rng_state, op);
   check_rng_device(rng_state, result, op);
   typename B::Guard guard(result.device());
   const DropoutLaunch d = dropout_launch<B>(result, p, rng_state, op);

@@ -1,26 +1,36 @@
 """What users call: selu, alpha_dropout, feature_alpha_dropout, selu_alpha_dropout.
 
-Each function is a drop-in for its ``torch.nn.functional`` namesake (same
-arguments, same results within the tolerances in tests/, same errors), running the
-registered operators in ``selu_ext.ops``:
+Each function is a drop-in for its ``torch.nn.functional`` namesake: same
+arguments, same results within the tolerances in tests/, same exceptions for the
+same bad arguments, same in-place semantics. The path of a call:
 
-    selu_ext.selu(x) -> torch.ops.selu_ext.selu -> CPU / CUDA kernel -> csrc/selu.h
+    selu_ext.selu(x) -> selu_ext._C._selu (eager)  \\
+                     -> torch.ops.selu_ext.selu     / -> Autograd kernel (csrc/autograd.cpp)
+                        -> CPU / CUDA kernel (csrc/cpu, csrc/cuda) -> csrc/selu.h
 
-Autograd is registered in C++ on the operators (csrc/autograd.cpp), so eager
-backward passes run no Python. Under torch.func transforms, whose tensors C++
-autograd functions cannot see, the same math runs through the
-``torch.autograd.Function`` classes below (SELUFunction and friends).
+In eager mode a call enters the dispatcher through ``selu_ext._C`` (as cheap per
+call as PyTorch's own bindings); under torch.compile, torch.jit tracing, or a
+``__torch_function__`` override it goes through ``torch.ops.selu_ext`` instead, so
+those systems see an ordinary operator. Autograd, forward-mode AD, torch.func and
+vmap are properties of the operators, not of this module.
+
+Where selu_ext has no kernel of its own it hands the call to PyTorch, so the
+result is PyTorch's: nested tensors, ONNX export (which then writes the standard
+``Selu`` node), and dropout on DTensors (README, "Drop-in").
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from typing import Optional
 
 import torch
+import torch.nn.functional as _torch_F
 from torch import Tensor
+from torch.overrides import handle_torch_function, has_torch_function_unary
 
-from . import ops
+from . import _C, ops
 
 __all__ = [
     "ALPHA",
@@ -39,6 +49,8 @@ ALPHA = 1.6732632423543772848170429916717
 SCALE = 1.0507009873554804934193349852946
 _SCALE_ALPHA = SCALE * ALPHA  # 1.7580993408473766, PyTorch's AlphaDropout constant
 
+_is_compiling = torch.compiler.is_compiling
+
 
 def alpha_dropout_coefficients(p: float) -> tuple[float, float, float]:
     """``(a, b, dropped)`` of AlphaDropout with drop probability ``p``: kept units
@@ -50,41 +62,39 @@ def alpha_dropout_coefficients(p: float) -> tuple[float, float, float]:
     return a, _SCALE_ALPHA * a * p, -_SCALE_ALPHA * a * (1.0 - p)
 
 
-def _check_tensor(input, fn: str) -> None:
-    if not isinstance(input, Tensor):
-        raise TypeError(f"selu_ext.{fn}(): argument 'input' must be Tensor, "
-                        f"not {type(input).__name__}")
+# ---------------------------------------------------------------------------
+# Argument handling, as torch.nn.functional's (the eager entry points in
+# csrc/python_module.cpp make the same checks in C).
 
 
-def _check_p(p) -> None:
-    if isinstance(p, bool) or not isinstance(p, (int, float)):
-        raise TypeError(f"dropout probability must be a number, but got {type(p).__name__}")
-    if not 0.0 <= p <= 1.0:  # written so that NaN fails too
+def _check_p_range(p) -> None:
+    if p < 0.0 or p > 1.0:  # torch's test, so odd types fail as in torch
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
 
 
-def _check_leaf_inplace(input: Tensor) -> None:
-    # The operators' autograd raises too; this gives PyTorch's exact message.
-    if input.requires_grad and input.is_leaf and torch.is_grad_enabled():
-        raise RuntimeError("a leaf Variable that requires grad is being used in an in-place "
-                           "operation.")
+def _as_p(p, fn: str) -> float:
+    if isinstance(p, Tensor) and p.dim() != 0:
+        raise TypeError(f"{fn}(): argument 'p' (position 2) must be float, not Tensor")
+    value = float(p)
+    if math.isnan(value):
+        raise RuntimeError("dropout probability has to be between 0 and 1, but got nan")
+    return value
 
 
-def _functorch_active() -> bool:
-    # C++ autograd functions refuse functorch's wrapped tensors; route those calls
-    # through the Python autograd.Functions. torch.compile traces the operators.
-    return (not torch.compiler.is_compiling()) and torch._C._are_functorch_transforms_active()
+def _check_training(training, fn: str) -> None:
+    if type(training) is not bool:
+        raise TypeError(f"{fn}(): argument 'training' (position 3) must be bool, not "
+                        f"{type(training).__name__}")
 
 
-def _rng_state(input: Tensor, seed: Optional[int]) -> Tensor:
-    """(seed, offset) for one dropout call. From torch's default generator of the
-    input's device unless ``seed`` is given: then a CPU tensor (seed, 0), which gives
-    the same mask on every device."""
-    if seed is None:
-        if input.device.type == "meta":
-            # No generator to draw from; the ops' fake kernels only need the shape.
-            return torch.empty(2, dtype=torch.int64, device="meta")
-        return ops.dropout_rng_state(input.device)
+def _check_tensor(input, fn: str) -> None:
+    if not isinstance(input, Tensor):
+        raise TypeError(f"{fn}(): argument 'input' (position 1) must be Tensor, not "
+                        f"{type(input).__name__}")
+
+
+def _seed_state(seed) -> Tensor:
+    """(seed, 0) as a CPU tensor: the same mask on every device."""
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed must be an int, but got {type(seed).__name__}")
     seed &= (1 << 64) - 1
@@ -93,29 +103,69 @@ def _rng_state(input: Tensor, seed: Optional[int]) -> Tensor:
     return torch.tensor([seed, 0], dtype=torch.int64)
 
 
+def _rng_state(input: Tensor, seed: Optional[int]) -> Tensor:
+    """(seed, offset) for one dropout call on the general path: from torch's default
+    generator of the input's device unless ``seed`` is given."""
+    if seed is not None:
+        return _seed_state(seed)
+    if torch.jit.is_tracing():
+        # The tracer records this overload (it takes a tensor, not a Device), so a
+        # traced module draws a fresh mask on every call.
+        return ops.dropout_rng_state_like(input)
+    return ops.dropout_rng_state(input.device)
+
+
+def _torch_handles(input: Tensor) -> bool:
+    """Inputs selu_ext leaves to PyTorch (see the module docstring)."""
+    return input.is_nested or torch.onnx.is_in_onnx_export()
+
+
+_dtensor_ready = False
+
+
+def _is_dtensor(input: Tensor) -> bool:
+    """True for a DTensor; registers selu_ext's sharding rules on the first one."""
+    global _dtensor_ready
+    mod = sys.modules.get("torch.distributed.tensor")
+    if mod is None or not isinstance(input, mod.DTensor):
+        return False
+    if not _dtensor_ready:
+        from . import _dtensor
+
+        _dtensor.register()
+        _dtensor_ready = True
+    return True
+
+
 # ---------------------------------------------------------------------------
 # Public functions
 
 
-def selu(input: Tensor, inplace: bool = False) -> Tensor:
-    """SELU, ``scale * x`` for x > 0 and ``scale * alpha * (exp(x) - 1)`` otherwise.
+def selu(input: Tensor, inplace: bool = False, *, save_output: bool = False) -> Tensor:
+    """SELU, ``scale * x`` for x > 0 and ``scale * alpha * (exp(x) - 1)`` otherwise;
+    a drop-in for :func:`torch.nn.functional.selu`.
 
-    A drop-in for :func:`torch.nn.functional.selu`. Backward is computed from the
-    output, so autograd keeps only the output (which the next layer usually keeps
-    anyway) instead of the input.
+    ``save_output=True`` makes autograd keep only the output (which the next layer
+    usually keeps anyway) instead of the input, as the in-place form does: one
+    activation-sized tensor less per SELU. Modifying that output in place before
+    backward then fails with autograd's usual error, so use it only where nothing
+    does (``selu_ext.nn.convert`` decides it per layer).
     """
+    if type(input) is Tensor and not has_torch_function_unary(input) and not _is_compiling():
+        out = _C._selu(input, bool(inplace), bool(save_output))
+        if out is not NotImplemented:
+            return out
+    if has_torch_function_unary(input):
+        return handle_torch_function(selu, (input,), input, inplace=inplace,
+                                     save_output=save_output)
     _check_tensor(input, "selu")
-    if _functorch_active():
-        if inplace:
-            # vmap cannot batch an in-place autograd.Function (nor the in-place op):
-            # the same result through the out-of-place one and a copy.
-            return input.copy_(SELUFunction.apply(input))
-        return SELUFunction.apply(input)
+    if _torch_handles(input):
+        return _torch_F.selu(input, inplace)
+    _is_dtensor(input)
     if inplace:
-        _check_leaf_inplace(input)
         ops.selu_(input)
         return input
-    return ops.selu(input)
+    return ops.selu(input, bool(save_output))
 
 
 def alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False, inplace: bool = False,
@@ -129,20 +179,57 @@ def alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False, inplace
     reproduces a run; ``seed=`` fixes it instead, giving the same mask on CPU and
     CUDA. As in PyTorch, ``training=False`` or ``p == 0`` returns ``input`` itself.
     """
+    if type(input) is Tensor and not has_torch_function_unary(input) and not _is_compiling():
+        _check_p_range(p)
+        out = _C._alpha_dropout(input, p, training, bool(inplace),
+                                None if seed is None else _seed_state(seed), False)
+        if out is not NotImplemented:
+            return out
+    if has_torch_function_unary(input):
+        return handle_torch_function(alpha_dropout, (input,), input, p=p, training=training,
+                                     inplace=inplace, seed=seed)
     _check_tensor(input, "alpha_dropout")
-    _check_p(p)
+    _check_p_range(p)
+    p = _as_p(p, "alpha_dropout")
+    _check_training(training, "alpha_dropout")
     if not training or p == 0 or input.numel() == 0:
         return input
+    if _torch_handles(input) or _is_dtensor(input):
+        return _torch_F.alpha_dropout(input, p, training, inplace)
     rng = _rng_state(input, seed)
-    if _functorch_active():
-        if inplace:  # as in selu()
-            return input.copy_(AlphaDropoutFunction.apply(input, float(p), rng))
-        return AlphaDropoutFunction.apply(input, float(p), rng)
     if inplace:
-        _check_leaf_inplace(input)
-        ops.alpha_dropout_(input, float(p), rng)
+        ops.alpha_dropout_(input, p, rng)
         return input
-    return ops.alpha_dropout(input, float(p), rng)
+    return ops.alpha_dropout(input, p, rng)
+
+
+def selu_alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False,
+                       *, seed: Optional[int] = None) -> Tensor:
+    """``alpha_dropout(selu(input), p, training)`` in one kernel.
+
+    Reads the input once and writes the output once; autograd keeps only the output
+    and a 16-byte rng state (backward recovers the SELU branch from the output and
+    regenerates the mask), so the output must not be modified in place before
+    backward. In eval mode (or p == 0) it is :func:`selu`.
+    """
+    if type(input) is Tensor and not has_torch_function_unary(input) and not _is_compiling():
+        _check_p_range(p)
+        out = _C._alpha_dropout(input, p, training, False,
+                                None if seed is None else _seed_state(seed), True)
+        if out is not NotImplemented:
+            return out
+    if has_torch_function_unary(input):
+        return handle_torch_function(selu_alpha_dropout, (input,), input, p=p,
+                                     training=training, seed=seed)
+    _check_tensor(input, "selu_alpha_dropout")
+    _check_p_range(p)
+    p = _as_p(p, "selu_alpha_dropout")
+    _check_training(training, "selu_alpha_dropout")
+    if not training or p == 0 or input.numel() == 0:
+        return selu(input)
+    if _torch_handles(input) or _is_dtensor(input):
+        return _torch_F.alpha_dropout(selu(input), p, training)
+    return ops.selu_alpha_dropout(input, p, _rng_state(input, seed))
 
 
 def feature_alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False,
@@ -152,12 +239,20 @@ def feature_alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False,
 
     The ``(N, C)`` keep mask comes from the same Philox stream as
     :func:`alpha_dropout` (element ``n * C + c``) and is applied as ``x * scale +
-    shift`` with ``(N, C, 1, ...)`` coefficients; autograd keeps only the ``scale``.
+    shift`` with ``(N, C, 1, ...)`` coefficients, as PyTorch does; autograd keeps
+    only the ``scale``.
     """
+    if has_torch_function_unary(input):
+        return handle_torch_function(feature_alpha_dropout, (input,), input, p=p,
+                                     training=training, inplace=inplace, seed=seed)
     _check_tensor(input, "feature_alpha_dropout")
-    _check_p(p)
+    _check_p_range(p)
+    p = _as_p(p, "feature_alpha_dropout")
+    _check_training(training, "feature_alpha_dropout")
     if not training or p == 0 or input.numel() == 0:
         return input
+    if _torch_handles(input) or _is_dtensor(input):
+        return _torch_F.feature_alpha_dropout(input, p, training, inplace)
     if input.layout != torch.strided:
         raise NotImplementedError(f"selu_ext.feature_alpha_dropout: {input.layout} tensors are "
                                   "not supported; selu_ext works on dense (strided) tensors. "
@@ -169,19 +264,27 @@ def feature_alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False,
         raise RuntimeError(f"selu_ext.feature_alpha_dropout: 'input' has dtype {input.dtype}; "
                            "expected a floating-point tensor (float16, bfloat16, float32 or "
                            "float64)")
+    return _apply_feature_mask(input, p, inplace, _rng_state(input, seed))
+
+
+def _apply_feature_mask(input: Tensor, p: float, inplace: bool, rng: Tensor) -> Tensor:
+    """The body of feature_alpha_dropout, also compiled by TorchScript (nn.py)."""
     n, c = input.shape[0], input.shape[1]
-    noise_shape = (n, c) + (1,) * (input.dim() - 2)
-    rng = _rng_state(input, seed)
-    a, b, dropped = alpha_dropout_coefficients(float(p))
-    if _functorch_active():
-        # dropout_keep_mask has no batched input, so vmap would neither see a random op
-        # (randomness="error") nor give each sample its own mask ("different"). The
-        # mask of alpha_dropout over zeros of shape (N, C) is the same mask, and its
-        # vmap rule applies vmap's randomness setting.
-        zeros = torch.zeros_like(input[(slice(None), slice(None)) + (0,) * (input.dim() - 2)])
-        keep = AlphaDropoutFunction.apply(zeros, float(p), rng) > dropped / 2
-    else:
-        keep = ops.dropout_keep_mask(rng, n * c, float(p)).to(input.device)
+    noise_shape = [n, c] + [1] * (input.dim() - 2)
+    sa = 1.7580993408473766  # scale * alpha, as _SCALE_ALPHA
+    a = 0.0
+    b = -0.0
+    dropped = -0.0
+    if p < 1.0:
+        a = 1.0 / math.sqrt((sa * sa * p + 1.0) * (1.0 - p))
+        b = sa * a * p
+        dropped = -sa * a * (1.0 - p)
+    # An all-zeros (N, C) input through alpha_dropout gives `dropped` where the mask
+    # drops and b > dropped where it keeps: the mask of the same Philox stream, and a
+    # batched operator under vmap (each sample its own mask with
+    # randomness="different", an error with "error"), which dropout_keep_mask is not.
+    zeros = torch.zeros([n, c], dtype=input.dtype, device=input.device)
+    keep = torch.ops.selu_ext.alpha_dropout(zeros, p, rng) > dropped / 2
     keep = keep.view(noise_shape)
     zero = torch.zeros((), dtype=input.dtype, device=input.device)
     scale = torch.where(keep, torch.full((), a, dtype=input.dtype, device=input.device), zero)
@@ -194,33 +297,15 @@ def feature_alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False,
     return input.mul(scale).add_(shift)
 
 
-def selu_alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False,
-                       *, seed: Optional[int] = None) -> Tensor:
-    """``alpha_dropout(selu(input), p, training)`` in one kernel.
-
-    Reads the input once and writes the output once; autograd keeps only the output
-    and a 16-byte rng state (backward recovers the SELU branch from the output and
-    regenerates the mask). In eval mode (or p == 0) it is :func:`selu`.
-    """
-    _check_tensor(input, "selu_alpha_dropout")
-    _check_p(p)
-    if not training or p == 0:
-        return selu(input)
-    rng = _rng_state(input, seed)
-    if _functorch_active():
-        return SELUAlphaDropoutFunction.apply(input, float(p), rng)
-    return ops.selu_alpha_dropout(input, float(p), rng)
-
-
 # ---------------------------------------------------------------------------
-# The same operators bound through torch.autograd.Function. These carry the same
-# formulas as csrc/autograd.cpp (tests/test_gradients.py checks both), for
-# torch.func transforms and for code that wants an autograd.Function to compose.
+# The operators bound through torch.autograd.Function, for code that composes
+# Functions. They add no formula of their own: backward and jvp call the
+# operators, which are themselves differentiable (csrc/autograd.cpp).
 
 
 class _BelowAutograd:
-    """Runs an operator's kernel directly, skipping its C++ autograd kernel: inside
-    an autograd.Function, the Function is the graph node."""
+    """Runs an operator's kernel directly, skipping its Autograd kernel: inside an
+    autograd.Function, the Function is the graph node."""
 
     def __enter__(self):
         # Dynamo cannot trace this guard (a graph break in every Function under
@@ -236,10 +321,8 @@ class _BelowAutograd:
 
 
 class SELUFunction(torch.autograd.Function):
-    """``selu`` as a :class:`torch.autograd.Function` over the registered operators:
-    ``SELUFunction.apply(input, inplace=False)``. Saves only the output; backward is
-    ``torch.ops.selu_ext.selu_backward`` (itself differentiable). Works under
-    torch.func (vmap via the operators' vmap rules)."""
+    """``selu`` as a :class:`torch.autograd.Function`:
+    ``SELUFunction.apply(input, inplace=False)``. Saves only the output."""
 
     generate_vmap_rule = True
 
@@ -250,7 +333,7 @@ class SELUFunction(torch.autograd.Function):
             if inplace:
                 ops.selu_(input)
                 return input
-            return ops.selu(input)
+            return ops.selu(input, True)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -259,35 +342,17 @@ class SELUFunction(torch.autograd.Function):
         if inplace:
             ctx.mark_dirty(input)
         ctx.save_for_backward(output)
+        ctx.save_for_forward(output)
 
     @staticmethod
     def backward(ctx, grad):
         (result,) = ctx.saved_tensors
-        return _SELUBackwardFunction.apply(grad, result), None
-
-
-class _SELUBackwardFunction(torch.autograd.Function):
-    generate_vmap_rule = True
+        return ops.selu_backward(grad, result, True), None
 
     @staticmethod
-    def forward(grad, result):
-        with _BelowAutograd():
-            return ops.selu_backward(grad, result)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        ctx.save_for_backward(*inputs)
-
-    @staticmethod
-    def backward(ctx, gg):
-        grad, result = ctx.saved_tensors
-        d_grad = d_result = None
-        if ctx.needs_input_grad[0]:
-            d_grad = _SELUBackwardFunction.apply(gg, result)
-        if ctx.needs_input_grad[1]:
-            # result < 0, not <= 0: second derivative 0 at x == 0, as PyTorch's.
-            d_result = gg * grad * (result < 0).to(result.dtype)
-        return d_grad, d_result
+    def jvp(ctx, t, _):
+        (result,) = ctx.saved_tensors
+        return ops.selu_backward(t, result, True)
 
 
 class AlphaDropoutFunction(torch.autograd.Function):
@@ -314,30 +379,17 @@ class AlphaDropoutFunction(torch.autograd.Function):
             ctx.mark_dirty(input)
         ctx.p = p
         ctx.save_for_backward(rng_state)
+        ctx.save_for_forward(rng_state)
 
     @staticmethod
     def backward(ctx, grad):
         (rng_state,) = ctx.saved_tensors
-        return _AlphaDropoutBackwardFunction.apply(grad, ctx.p, rng_state), None, None, None
-
-
-class _AlphaDropoutBackwardFunction(torch.autograd.Function):
-    generate_vmap_rule = True
+        return ops.alpha_dropout_backward(grad, ctx.p, rng_state), None, None, None
 
     @staticmethod
-    def forward(grad, p, rng_state):
-        with _BelowAutograd():
-            return ops.alpha_dropout_backward(grad, p, rng_state)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        ctx.p = inputs[1]
-        ctx.save_for_backward(inputs[2])
-
-    @staticmethod
-    def backward(ctx, gg):
+    def jvp(ctx, t, *_):
         (rng_state,) = ctx.saved_tensors
-        return _AlphaDropoutBackwardFunction.apply(gg, ctx.p, rng_state), None, None
+        return ops.alpha_dropout_backward(t, ctx.p, rng_state)
 
 
 class SELUAlphaDropoutFunction(torch.autograd.Function):
@@ -357,42 +409,14 @@ class SELUAlphaDropoutFunction(torch.autograd.Function):
     def setup_context(ctx, inputs, output):
         ctx.p = inputs[1]
         ctx.save_for_backward(output, inputs[2])
+        ctx.save_for_forward(output, inputs[2])
 
     @staticmethod
     def backward(ctx, grad):
         result, rng_state = ctx.saved_tensors
-        return (_SELUAlphaDropoutBackwardFunction.apply(grad, result, ctx.p, rng_state),
-                None, None)
-
-
-def _kept_bound(p: float, dtype: torch.dtype) -> float:
-    # The kept-unit offset b rounded to `dtype`, as kept_bound_for in csrc/host.h.
-    return torch.tensor(alpha_dropout_coefficients(p)[1], dtype=torch.float64).to(dtype).item()
-
-
-class _SELUAlphaDropoutBackwardFunction(torch.autograd.Function):
-    generate_vmap_rule = True
+        return ops.selu_alpha_dropout_backward(grad, result, ctx.p, rng_state), None, None
 
     @staticmethod
-    def forward(grad, result, p, rng_state):
-        with _BelowAutograd():
-            return ops.selu_alpha_dropout_backward(grad, result, p, rng_state)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        ctx.p = inputs[2]
-        ctx.save_for_backward(inputs[0], inputs[1], inputs[3])
-
-    @staticmethod
-    def backward(ctx, gg):
-        grad, result, rng_state = ctx.saved_tensors
-        d_grad = d_result = None
-        if ctx.needs_input_grad[0]:
-            d_grad = _SELUAlphaDropoutBackwardFunction.apply(gg, result, ctx.p, rng_state)
-        if ctx.needs_input_grad[1]:
-            keep = ops.dropout_keep_mask(rng_state, result.numel(), ctx.p)
-            keep = keep.to(result.device).view(result.shape)
-            # < bound: as fused_negative_mask in csrc/autograd.cpp (x == 0 -> 0).
-            negative = keep & (result < _kept_bound(ctx.p, result.dtype))
-            d_result = gg * grad * negative.to(result.dtype)
-        return d_grad, d_result, None, None
+    def jvp(ctx, t, *_):
+        result, rng_state = ctx.saved_tensors
+        return ops.selu_alpha_dropout_backward(t, result, ctx.p, rng_state)

@@ -24,35 +24,71 @@ __all__ = [
 ]
 
 
+# TorchScript compiles these instead of the eager functions (which take the
+# faster entry points of selu_ext._C): the same operators, called through torch.ops.
+
+
+def _script_selu(input: Tensor, inplace: bool, save_output: bool) -> Tensor:
+    if inplace:
+        torch.ops.selu_ext.selu_(input)
+        return input
+    return torch.ops.selu_ext.selu(input, save_output)
+
+
+def _script_dropout(input: Tensor, p: float, training: bool, fused: bool, feature: bool) -> Tensor:
+    if not training or p == 0.0 or input.numel() == 0:
+        return torch.ops.selu_ext.selu(input, False) if fused else input
+    rng = torch.ops.selu_ext.dropout_rng_state(input.device)
+    if fused:
+        return torch.ops.selu_ext.selu_alpha_dropout(input, p, rng)
+    if feature:
+        return F._apply_feature_mask(input, p, False, rng)
+    return torch.ops.selu_ext.alpha_dropout(input, p, rng)
+
+
 class SELU(nn.Module):
     """Drop-in for :class:`torch.nn.SELU` (same constructor, repr, state_dict and
-    in-place semantics), backed by the fused selu_ext kernels. Autograd keeps only
-    the output."""
+    in-place semantics), backed by the fused selu_ext kernels.
 
-    __constants__ = ["inplace"]
+    ``save_output=True`` makes autograd keep only the output instead of the input
+    (see :func:`selu_ext.selu`): less memory, but the output must then not be modified
+    in place before backward. :func:`convert` and :class:`SelfNormalizingMLP` set it
+    where that holds.
+    """
+
+    __constants__ = ["inplace", "save_output"]
     inplace: bool
+    save_output: bool
 
-    def __init__(self, inplace: bool = False) -> None:
+    def __init__(self, inplace: bool = False, *, save_output: bool = False) -> None:
         super().__init__()
         self.inplace = inplace
+        self.save_output = save_output
 
     def forward(self, input: Tensor) -> Tensor:
-        return F.selu(input, self.inplace)
+        if torch.jit.is_scripting():
+            return _script_selu(input, self.inplace, self.save_output)
+        return F.selu(input, self.inplace, save_output=self.save_output)
 
     def extra_repr(self) -> str:
-        return "inplace=True" if self.inplace else ""
+        parts = ["inplace=True"] if self.inplace else []
+        if self.save_output:
+            parts.append("save_output=True")
+        return ", ".join(parts)
 
 
 class _AlphaDropoutBase(nn.Module):
+    # As torch.nn's _DropoutNd: p is checked as there (NaN passes, and fails in
+    # training mode, as PyTorch's), and `inplace` is stored but, as in
+    # torch.nn.AlphaDropout and FeatureAlphaDropout, not acted on.
     __constants__ = ["p", "inplace"]
     p: float
     inplace: bool
 
     def __init__(self, p: float = 0.5, inplace: bool = False) -> None:
         super().__init__()
-        # The functions' check: torch.nn's modules let NaN through to fail only in
-        # training mode; refusing it here names the mistake where it is made.
-        F._check_p(p)
+        if p < 0 or p > 1:
+            raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
         self.p = p
         self.inplace = inplace
 
@@ -65,7 +101,9 @@ class AlphaDropout(_AlphaDropoutBase):
     tensor kept for backward (the mask is regenerated from a 16-byte rng state)."""
 
     def forward(self, input: Tensor) -> Tensor:
-        return F.alpha_dropout(input, self.p, self.training, self.inplace)
+        if torch.jit.is_scripting():
+            return _script_dropout(input, self.p, self.training, False, False)
+        return F.alpha_dropout(input, self.p, self.training)
 
 
 class FeatureAlphaDropout(_AlphaDropoutBase):
@@ -73,22 +111,29 @@ class FeatureAlphaDropout(_AlphaDropoutBase):
     ``(N, C, *)`` inputs."""
 
     def forward(self, input: Tensor) -> Tensor:
-        return F.feature_alpha_dropout(input, self.p, self.training, self.inplace)
+        if torch.jit.is_scripting():
+            return _script_dropout(input, self.p, self.training, False, True)
+        return F.feature_alpha_dropout(input, self.p, self.training)
 
 
 class SELUAlphaDropout(nn.Module):
     """``nn.Sequential(SELU(), AlphaDropout(p))`` in one kernel. In eval mode it is
-    SELU. Autograd keeps only the output and a 16-byte rng state."""
+    SELU. Autograd keeps only the output and a 16-byte rng state in training mode,
+    so the output must not be modified in place before backward (:func:`convert`
+    fuses only where nothing does)."""
 
     __constants__ = ["p"]
     p: float
 
     def __init__(self, p: float = 0.5) -> None:
         super().__init__()
-        F._check_p(p)
+        if p < 0 or p > 1:
+            raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
         self.p = p
 
     def forward(self, input: Tensor) -> Tensor:
+        if torch.jit.is_scripting():
+            return _script_dropout(input, self.p, self.training, True, False)
         return F.selu_alpha_dropout(input, self.p, self.training)
 
     def extra_repr(self) -> str:
@@ -114,7 +159,8 @@ class SelfNormalizingMLP(nn.Sequential):
                  generator: Optional[torch.Generator] = None) -> None:
         if depth < 1:
             raise ValueError(f"SelfNormalizingMLP: depth must be at least 1, got {depth}")
-        F._check_p(dropout)
+        if dropout < 0 or dropout > 1:
+            raise ValueError(f"dropout probability has to be between 0 and 1, but got {dropout}")
 
         # Where nn.Linear(device=None) would go (torch.set_default_device included).
         target = device if device is not None else torch.empty(0).device
@@ -129,7 +175,8 @@ class SelfNormalizingMLP(nn.Sequential):
         width = in_features
         for _ in range(depth):
             layers.append(linear(width, hidden_features))
-            layers.append(SELUAlphaDropout(dropout) if dropout > 0 else SELU())
+            # Each SELU feeds a Linear, which does not modify its input: keep outputs only.
+            layers.append(SELUAlphaDropout(dropout) if dropout > 0 else SELU(save_output=True))
             width = hidden_features
         layers.append(linear(width, out_features))
         super().__init__(*layers)
@@ -162,7 +209,28 @@ def _replacement(m: nn.Module) -> Optional[nn.Module]:
     return new
 
 
-def _convert(module: nn.Module, fuse: bool) -> None:
+# Modules that read their input and return a new tensor, never modifying the input.
+_READERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d,
+            nn.ConvTranspose3d)
+# Modules that may return their input itself (or a view of it) and never modify it:
+# what they return must in turn be read only.
+_PASS_THROUGH = (nn.Identity, nn.Flatten, nn.Unflatten, AlphaDropout, FeatureAlphaDropout)
+
+
+def _read_only_from(modules: list, j: int) -> bool:
+    """True when a tensor fed to ``modules[j]`` of a plain ``nn.Sequential`` is only
+    read, never modified in place (directly or through an alias) before backward."""
+    for m in modules[j:]:
+        t = type(m)
+        if t in _READERS:
+            return True
+        if t in _PASS_THROUGH or (t is nn.Dropout and not m.inplace):
+            continue
+        return False
+    return False  # it leaves the Sequential: the caller may modify it
+
+
+def _convert(module: nn.Module, fuse: bool, uses: dict) -> None:
     # _modules, not named_children(): that skips a module's second slot when one
     # instance sits in two, which would leave a torch module behind.
     for name, child in list(module._modules.items()):
@@ -172,27 +240,44 @@ def _convert(module: nn.Module, fuse: bool) -> None:
         if new is not None:
             setattr(module, name, new)
         else:
-            _convert(child, fuse)
-    if fuse and isinstance(module, nn.Sequential):
-        keys = list(module._modules.keys())
-        for k0, k1 in zip(keys, keys[1:]):
-            m0, m1 = module._modules[k0], module._modules[k1]
-            if type(m0) is SELU and type(m1) is AlphaDropout:
-                fused = SELUAlphaDropout(m1.p)
-                fused.train(m1.training)
-                # The pair's second slot becomes Identity, so indices and state_dict
-                # keys of every other layer stay where they were.
-                module._modules[k0] = fused
-                module._modules[k1] = nn.Identity().train(m1.training)
+            _convert(child, fuse, uses)
+    # Where the SELU's output provably goes only into a module that reads it, keep
+    # only the output for backward (and fuse SELU + AlphaDropout): nothing can modify
+    # it in place. Anywhere else the torch.nn semantics stay.
+    if type(module).forward is not nn.Sequential.forward:
+        return
+    keys = list(module._modules.keys())
+    mods = [module._modules[k] for k in keys]
+    for i, m in enumerate(mods):
+        if type(m) is not SELU or m.inplace or uses.get(id(m), 0) > 1:
+            continue
+        nxt = mods[i + 1] if i + 1 < len(mods) else None
+        if (fuse and type(nxt) is AlphaDropout and uses.get(id(nxt), 0) <= 1
+                and _read_only_from(mods, i + 2)):
+            fused = SELUAlphaDropout(nxt.p)
+            fused.train(nxt.training)
+            # The pair's second slot becomes Identity, so indices and state_dict
+            # keys of every other layer stay where they were.
+            module._modules[keys[i]] = fused
+            module._modules[keys[i + 1]] = nn.Identity().train(nxt.training)
+            mods[i + 1] = module._modules[keys[i + 1]]
+        elif _read_only_from(mods, i + 1):
+            m.save_output = True
 
 
 def convert(model: nn.Module, inplace: bool = False, fuse: bool = True) -> nn.Module:
     """Return ``model`` with ``torch.nn.SELU``, ``torch.nn.AlphaDropout`` and
-    ``torch.nn.FeatureAlphaDropout`` replaced by selu_ext's modules, and (``fuse``)
-    each SELU directly followed by AlphaDropout inside an ``nn.Sequential`` replaced
-    by one :class:`SELUAlphaDropout` (the AlphaDropout's slot becomes
-    ``nn.Identity``). Parameters and buffers are untouched, so outputs are unchanged
-    in eval mode. Copies the model first unless ``inplace=True``. Forward hooks
+    ``torch.nn.FeatureAlphaDropout`` replaced by selu_ext's modules. Parameters and
+    buffers are untouched, so outputs are unchanged in eval mode, and the model
+    behaves as before in every way PyTorch lets code observe, in-place use of the
+    activations included.
+
+    Where a SELU's output provably goes only into a module that reads it (the next
+    module of a plain ``nn.Sequential`` is a Linear or ConvNd, possibly through
+    Identity, Flatten or a non-in-place dropout), autograd keeps only its output
+    (``save_output=True``), and with ``fuse`` a SELU followed by AlphaDropout there
+    becomes one :class:`SELUAlphaDropout` (the AlphaDropout's slot becomes
+    ``nn.Identity``). Copies the model first unless ``inplace=True``. Forward hooks
     registered on replaced modules are not carried over, and calls to
     ``torch.nn.functional.selu`` inside a model's ``forward`` are not converted.
     """
@@ -201,5 +286,8 @@ def convert(model: nn.Module, inplace: bool = False, fuse: bool = True) -> nn.Mo
     new = _replacement(model)
     if new is not None:
         return new
-    _convert(model, fuse)
+    uses: dict = {}
+    for m in model.modules(remove_duplicate=False):
+        uses[id(m)] = uses.get(id(m), 0) + 1
+    _convert(model, fuse, uses)
     return model

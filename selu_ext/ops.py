@@ -41,6 +41,7 @@ __all__ = [
     "selu_",
     "selu_backward",
     "dropout_rng_state",
+    "dropout_rng_state_like",
     "alpha_dropout",
     "alpha_dropout_",
     "alpha_dropout_backward",
@@ -57,6 +58,7 @@ selu = _ops.selu.default
 selu_ = _ops.selu_.default
 selu_backward = _ops.selu_backward.default
 dropout_rng_state = _ops.dropout_rng_state.default
+dropout_rng_state_like = _ops.dropout_rng_state.like
 alpha_dropout = _ops.alpha_dropout.default
 alpha_dropout_ = _ops.alpha_dropout_.default
 alpha_dropout_backward = _ops.alpha_dropout_backward.default
@@ -92,6 +94,9 @@ def _check_dropout(p: float, rng_state: torch.Tensor, op: str,
                    like: Optional[torch.Tensor] = None) -> None:
     torch._check(0.0 <= p <= 1.0, lambda: f"selu_ext::{op}: dropout probability has to be "
                  f"between 0 and 1, but got {p}")
+    torch._check(rng_state is not None, lambda: f"selu_ext::{op}: 'rng_state' is None; pass "
+                 "the int64 tensor of 2 elements (seed, offset) that "
+                 "torch.ops.selu_ext.dropout_rng_state returns")
     torch._check(rng_state.dtype == torch.int64 and rng_state.numel() == 2,
                  lambda: f"selu_ext::{op}: 'rng_state' must be a contiguous int64 tensor of 2 "
                  "elements (seed, offset), as returned by torch.ops.selu_ext.dropout_rng_state")
@@ -104,7 +109,7 @@ def _check_dropout(p: float, rng_state: torch.Tensor, op: str,
 
 
 @torch.library.register_fake("selu_ext::selu")
-def _selu_fake(self):
+def _selu_fake(self, save_output=False):
     _check_float(self, "selu", "self")
     return torch.empty_like(self)
 
@@ -115,16 +120,22 @@ def _selu_inplace_fake(self):
 
 
 @torch.library.register_fake("selu_ext::selu_backward")
-def _selu_backward_fake(grad_output, result):
+def _selu_backward_fake(grad_output, self_or_result, is_result=True):
+    arg = "result" if is_result else "self"
     _check_float(grad_output, "selu_backward", "grad_output")
-    _check_float(result, "selu_backward", "result")
-    _check_same(grad_output, result, "selu_backward", "grad_output", "result")
-    return torch.empty_like(result)
+    _check_float(self_or_result, "selu_backward", arg)
+    _check_same(grad_output, self_or_result, "selu_backward", "grad_output", arg)
+    return torch.empty_like(self_or_result)
 
 
 @torch.library.register_fake("selu_ext::dropout_rng_state")
 def _dropout_rng_state_fake(device):
     return torch.empty(2, dtype=torch.int64, device=device)
+
+
+@torch.library.register_fake("selu_ext::dropout_rng_state.like")
+def _dropout_rng_state_like_fake(self):
+    return torch.empty(2, dtype=torch.int64, device=self.device)
 
 
 @torch.library.register_fake("selu_ext::alpha_dropout")
@@ -206,23 +217,28 @@ def _random_op(info, op):
 
 
 @torch.library.register_vmap("selu_ext::selu")
-def _selu_vmap(info, in_dims, self):
-    return selu(self), in_dims[0]
+def _selu_vmap(info, in_dims, self, save_output=False):
+    return selu(self, save_output), in_dims[0]
 
 
 @torch.library.register_vmap("selu_ext::selu_backward")
-def _selu_backward_vmap(info, in_dims, grad_output, result):
-    g, y = _batch_first(info, in_dims, grad_output, result)
-    return selu_backward(g, y), 0
+def _selu_backward_vmap(info, in_dims, grad_output, self_or_result, is_result=True):
+    g, v = _batch_first(info, in_dims[:2], grad_output, self_or_result)
+    return selu_backward(g, v, is_result), 0
 
 
-def _dropout_vmap(op_name, fn, n_tensors):
+def _dropout_vmap(op_name, fn, n_tensors, backward=False):
+    # A backward op applies the mask its forward drew. Under randomness="different"
+    # that forward ran on the whole batch (the mask of its batch-wide positions);
+    # otherwise it ran unbatched (vmap would have refused it with "error"), as in
+    # jacrev / jacfwd / hessian of a dropout, and every sample takes its mask.
     def rule(info, in_dims, *args):
-        _random_op(info, op_name)
+        if not backward:
+            _random_op(info, op_name)
         tensors, p, rng = args[:n_tensors], args[n_tensors], args[n_tensors + 1]
         _check_rng_unbatched(in_dims, n_tensors + 1, op_name)
         tensors = _batch_first(info, in_dims[:n_tensors], *tensors)
-        if info.randomness == "same":
+        if info.randomness != "different":
             return torch.stack([fn(*(t[i] for t in tensors), p, rng)
                                 for i in range(info.batch_size)]), 0
         return fn(*tensors, p, rng), 0
@@ -233,9 +249,30 @@ def _dropout_vmap(op_name, fn, n_tensors):
 torch.library.register_vmap("selu_ext::alpha_dropout",
                             _dropout_vmap("alpha_dropout", alpha_dropout, 1))
 torch.library.register_vmap("selu_ext::alpha_dropout_backward",
-                            _dropout_vmap("alpha_dropout_backward", alpha_dropout_backward, 1))
+                            _dropout_vmap("alpha_dropout_backward", alpha_dropout_backward, 1,
+                                          backward=True))
 torch.library.register_vmap("selu_ext::selu_alpha_dropout",
                             _dropout_vmap("selu_alpha_dropout", selu_alpha_dropout, 1))
 torch.library.register_vmap("selu_ext::selu_alpha_dropout_backward",
                             _dropout_vmap("selu_alpha_dropout_backward",
-                                          selu_alpha_dropout_backward, 2))
+                                          selu_alpha_dropout_backward, 2, backward=True))
+
+
+# In-place ops mutate the batched tensor's physical storage directly.
+@torch.library.register_vmap("selu_ext::selu_")
+def _selu_inplace_vmap(info, in_dims, self):
+    selu_(self)
+    return None, None
+
+
+@torch.library.register_vmap("selu_ext::alpha_dropout_")
+def _alpha_dropout_inplace_vmap(info, in_dims, self, p, rng_state):
+    _random_op(info, "alpha_dropout_")
+    _check_rng_unbatched(in_dims, 2, "alpha_dropout_")
+    d = in_dims[0]
+    if info.randomness == "same" and d is not None:
+        for i in range(info.batch_size):
+            alpha_dropout_(self.select(d, i), p, rng_state)
+    else:
+        alpha_dropout_(self, p, rng_state)
+    return None, None

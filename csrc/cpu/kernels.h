@@ -21,7 +21,9 @@ using DropoutArgs = DropoutLaunch;
 struct Kernels {
   const char* name;
   void (*selu_forward)(DType, const void* x, void* y, int64_t n);
-  void (*selu_backward)(DType, const void* grad, const void* y, void* grad_x, int64_t n);
+  // y: the forward's output (is_result) or input.
+  void (*selu_backward)(DType, const void* grad, const void* y, void* grad_x, int64_t n,
+                        bool is_result);
   void (*alpha_dropout_forward)(DType, const void* x, void* z, int64_t begin, int64_t n,
                                 const DropoutArgs&);
   void (*alpha_dropout_backward)(DType, const void* grad, void* grad_x, int64_t begin,

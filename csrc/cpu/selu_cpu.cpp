@@ -64,12 +64,13 @@ struct CpuBackend {
     });
   }
 
-  static void selu_backward(DType d, const void* g, const void* y, void* gx, int64_t n) {
+  static void selu_backward(DType d, const void* g, const void* y, void* gx, int64_t n,
+                            bool is_result) {
     const auto& k = cpu::active();
     const int64_t es = element_size(d);
     at::parallel_for(0, n, kGrain, [&](int64_t b, int64_t e) {
       k.selu_backward(d, static_cast<const char*>(g) + b * es, static_cast<const char*>(y) + b * es,
-                      static_cast<char*>(gx) + b * es, e - b);
+                      static_cast<char*>(gx) + b * es, e - b, is_result);
     });
   }
 

@@ -347,12 +347,18 @@ void selu_forward_t(const void* x, void* y, int64_t n) {
   unary_loop<D>(x, y, n, [](typename P::V v) { return selu_v<typename P::V, typename P::S>(v); });
 }
 
+// `v` is the forward's output (is_result) or its input; from the input the output is
+// recomputed in registers, so both read the same bytes.
 template <DType D>
-void selu_backward_t(const void* grad, const void* y, void* grad_x, int64_t n) {
-  using P = Pack<D>;
-  binary_loop<D>(grad, y, grad_x, n, [](typename P::V g, typename P::V v) {
-    return selu_backward_v<typename P::V, typename P::S>(g, v);
-  });
+void selu_backward_t(const void* grad, const void* v, void* grad_x, int64_t n, bool is_result) {
+  using V = typename Pack<D>::V;
+  using S = typename Pack<D>::S;
+  if (is_result) {
+    binary_loop<D>(grad, v, grad_x, n, [](V g, V y) { return selu_backward_v<V, S>(g, y); });
+  } else {
+    binary_loop<D>(grad, v, grad_x, n,
+                   [](V g, V x) { return selu_backward_v<V, S>(g, selu_v<V, S>(x)); });
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -622,8 +628,8 @@ SELU_EXT_KERNEL_ENTRY(selu_alpha_dropout_backward)
 void selu_forward_e(DType d, const void* x, void* y, int64_t n) {
   by_dtype<selu_forward_k>(d, x, y, n);
 }
-void selu_backward_e(DType d, const void* g, const void* y, void* gx, int64_t n) {
-  by_dtype<selu_backward_k>(d, g, y, gx, n);
+void selu_backward_e(DType d, const void* g, const void* v, void* gx, int64_t n, bool is_result) {
+  by_dtype<selu_backward_k>(d, g, v, gx, n, is_result);
 }
 void alpha_dropout_forward_e(DType d, const void* x, void* z, int64_t b, int64_t n,
                              const DropoutArgs& a) {

@@ -24,14 +24,7 @@ void warn_fallback() {
       "-e .  (selu_ext.build_info() shows what was built.)");
 }
 
-template <typename Sig>
-c10::TypedOperatorHandle<Sig> cpu_op(const char* name) {
-  return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<Sig>();
-}
-
-using DropoutSig = at::Tensor(const at::Tensor&, double, const at::Tensor&);
-
-at::Tensor selu(const at::Tensor& self) {
+at::Tensor selu(const at::Tensor& self, bool /*save_output*/) {
   check_tensor(self, "selu", "self");
   warn_fallback();
   return at::selu(self);
@@ -44,12 +37,13 @@ void selu_(at::Tensor& self) {
   at::selu_(self);
 }
 
-at::Tensor selu_backward(const at::Tensor& grad, const at::Tensor& result) {
+at::Tensor selu_backward(const at::Tensor& grad, const at::Tensor& v, bool is_result) {
+  const char* arg = is_result ? "result" : "self";
   check_tensor(grad, "selu_backward", "grad_output");
-  check_tensor(result, "selu_backward", "result");
-  check_same(grad, result, "selu_backward", "grad_output", "result");
+  check_tensor(v, "selu_backward", arg);
+  check_same(grad, v, "selu_backward", "grad_output", arg);
   warn_fallback();
-  return at::elu_backward(grad, kAlpha, kScale, 1.0, /*is_result=*/true, result);
+  return at::elu_backward(grad, kAlpha, kScale, 1.0, is_result, v);
 }
 
 // Runs the CPU kernel of `name` on CPU copies and moves the result back.
@@ -110,6 +104,12 @@ at::Tensor dropout_rng_state_for_cpu(c10::Device device);
 at::Tensor dropout_rng_state_for_cuda(c10::Device device) {
   fallback::warn_fallback();
   return dropout_rng_state_for_cpu(c10::Device(c10::kCPU)).to(device);
+}
+
+// The fallback ops run on the CPU, so a CPU state is what they read anyway.
+at::Tensor dropout_rng_state_for_cuda_eager(c10::Device /*device*/) {
+  fallback::warn_fallback();
+  return dropout_rng_state_for_cpu(c10::Device(c10::kCPU));
 }
 
 TORCH_LIBRARY_IMPL(selu_ext, CUDA, m) {

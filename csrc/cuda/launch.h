@@ -18,7 +18,7 @@ namespace selu_ext::cuda {
 
 void launch_selu_forward(DType d, const void* x, void* y, int64_t n, cudaStream_t stream);
 void launch_selu_backward(DType d, const void* grad, const void* y, void* grad_x, int64_t n,
-                          cudaStream_t stream);
+                          bool is_result, cudaStream_t stream);
 void launch_alpha_dropout_forward(DType d, const void* x, void* z, int64_t n,
                                   const DropoutLaunch& args, cudaStream_t stream);
 void launch_alpha_dropout_backward(DType d, const void* grad, void* grad_x, int64_t n,

@@ -28,8 +28,9 @@ struct CudaBackend {
     cuda::launch_selu_forward(d, x, y, n, stream());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
-  static void selu_backward(DType d, const void* g, const void* y, void* gx, int64_t n) {
-    cuda::launch_selu_backward(d, g, y, gx, n, stream());
+  static void selu_backward(DType d, const void* g, const void* y, void* gx, int64_t n,
+                            bool is_result) {
+    cuda::launch_selu_backward(d, g, y, gx, n, is_result, stream());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
   static void alpha_dropout_forward(DType d, const void* x, void* z, int64_t n,
@@ -95,6 +96,31 @@ at::Tensor dropout_rng_state_for_cuda(c10::Device device) {
   at::Tensor out = at::empty({2}, at::TensorOptions().dtype(at::kLong).device(at::kCUDA, index));
   cuda::launch_write_rng_state(state, out.mutable_data_ptr<int64_t>(), stream());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return out;
+}
+
+// The same draw, as a CPU tensor when no CUDA graph is being captured (the values
+// are known on the host then): no launch. Under capture, the device tensor above.
+at::Tensor dropout_rng_state_for_cuda_eager(c10::Device device) {
+  const c10::DeviceIndex index = device.has_index() ? device.index() : c10::cuda::current_device();
+  c10::cuda::CUDAGuard guard(index);
+  auto* gen = at::get_generator_or_default<at::CUDAGeneratorImpl>(
+      std::nullopt, at::cuda::detail::getDefaultCUDAGenerator(index));
+  at::PhiloxCudaState state;
+  {
+    std::lock_guard<std::mutex> lock(gen->mutex_);
+    state = gen->philox_cuda_state(4);
+  }
+  if (state.captured_) {
+    at::Tensor out =
+        at::empty({2}, at::TensorOptions().dtype(at::kLong).device(at::kCUDA, index));
+    cuda::launch_write_rng_state(state, out.mutable_data_ptr<int64_t>(), stream());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    return out;
+  }
+  at::Tensor out = at::empty({2}, at::TensorOptions().dtype(at::kLong));
+  out.mutable_data_ptr<int64_t>()[0] = static_cast<int64_t>(state.seed_.val);
+  out.mutable_data_ptr<int64_t>()[1] = static_cast<int64_t>(state.offset_.val);
   return out;
 }
 

@@ -104,6 +104,15 @@ struct SeluBackward {
   }
 };
 
+// From the forward's input: the output recomputed in registers.
+template <typename T>
+struct SeluBackwardFromInput {
+  template <typename A>
+  __device__ __forceinline__ A operator()(A grad, A x) const {
+    return selu_backward_from_output(grad, A(selu_for<T>(x)));
+  }
+};
+
 template <typename T, int VEC, typename F>
 __global__ void __launch_bounds__(kThreads) unary_kernel(const T* x, T* y, int64_t n, F f) {
   using V = Vec<T, VEC>;
@@ -431,9 +440,14 @@ void launch_selu_forward(DType d, const void* x, void* y, int64_t n, cudaStream_
 }
 
 void launch_selu_backward(DType d, const void* grad, const void* y, void* grad_x, int64_t n,
-                          cudaStream_t stream) {
+                          bool is_result, cudaStream_t stream) {
   by_dtype(d, [&](auto t) {
-    launch_binary<decltype(t)>(grad, y, grad_x, n, SeluBackward{}, stream);
+    using T = decltype(t);
+    if (is_result) {
+      launch_binary<T>(grad, y, grad_x, n, SeluBackward{}, stream);
+    } else {
+      launch_binary<T>(grad, y, grad_x, n, SeluBackwardFromInput<T>{}, stream);
+    }
   });
 }
 
