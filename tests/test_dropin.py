@@ -18,6 +18,7 @@ import copy
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import selu_ext
@@ -41,24 +42,52 @@ def _run_dropout(fn, x, p, training=True, inplace=False, **kw):
 # Values: SELU within the tolerance table, dropout in eval mode exactly
 
 
+def _module_call(make):
+    return lambda x, training: make().train(training)(x)
+
+
+# Every public entry point as (torch's, selu_ext's) callables of (input, training).
+ENTRY_POINTS = {
+    **{f"nn.{name}": (_module_call(t), _module_call(o)) for name, (t, o) in MODULES.items()},
+    "selu": (lambda x, training: F.selu(x), lambda x, training: selu_ext.selu(x)),
+    **{name: (lambda x, training, f=t: f(x, 0.2, training),
+              lambda x, training, f=o: f(x, 0.2, training))
+       for name, (t, o) in DROPOUT_FUNCTIONS.items()},
+}
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16], ids=str)
-@pytest.mark.parametrize("name", list(MODULES))
+@pytest.mark.parametrize("name", list(ENTRY_POINTS))
 @pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
-def test_module_values_eval_and_selu(name, training, dtype):
-    theirs_m, ours_m = MODULES[name][0]().train(training), MODULES[name][1]().train(training)
-    assert repr(ours_m) == repr(theirs_m)
+def test_values_and_gradients(name, training, dtype):
+    """SELU: torch's values and gradients within the tolerance table. Dropout: in eval
+    mode torch's exact result (the input itself); in training mode the AlphaDropout
+    properties, for torch's result and selu_ext's alike."""
+    theirs_fn, ours_fn = ENTRY_POINTS[name]
+    if name.startswith("nn."):
+        assert repr(MODULES[name[3:]][1]()) == repr(MODULES[name[3:]][0]())
     x = make_x(dtype=dtype)
-    theirs, ours = theirs_m(x), ours_m(x)
-    if name == "SELU":
+    g = make_x(dtype=dtype, seed=9)
+
+    def run(fn):
+        leaf = x.clone().requires_grad_()
+        out = fn(leaf, training)
+        out.backward(g)
+        return leaf, out, leaf.grad
+
+    (t_in, theirs, t_grad), (o_in, ours, o_grad) = run(theirs_fn), run(ours_fn)
+    if "selu" in name.lower():
         rtol, atol = TOL[dtype][:2]
         torch.testing.assert_close(ours, theirs, rtol=max(rtol, 3e-7), atol=max(atol, 1e-7))
+        rtol, atol = TOL[dtype][2:]
+        torch.testing.assert_close(o_grad, t_grad, rtol=rtol, atol=atol)
     elif not training:
-        # torch hands back the input itself in eval mode.
-        assert (ours is x) == (theirs is x)
-        assert torch.equal(ours, theirs)
+        assert (ours is o_in) == (theirs is t_in)  # torch hands back the input itself
+        assert torch.equal(ours, theirs) and torch.equal(o_grad, t_grad)
     else:
-        check_alpha_dropout(theirs, x, 0.2, name == "FeatureAlphaDropout")
-        check_alpha_dropout(ours, x, 0.2, name == "FeatureAlphaDropout")
+        feature = "Feature" in name or "feature" in name
+        check_alpha_dropout(theirs, x, 0.2, feature, t_grad, g)
+        check_alpha_dropout(ours, x, 0.2, feature, o_grad, g)
 
 
 @pytest.mark.parametrize("name", list(DROPOUT_FUNCTIONS))
