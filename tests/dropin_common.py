@@ -32,12 +32,12 @@ SELU_FORMS = {
 }
 
 
-def make_x(shape=(8, 6, 5), dtype=torch.float64, seed=0, requires_grad=False):
+def make_x(shape=(8, 6, 5), dtype=torch.float64, seed=0, requires_grad=False, device="cpu"):
     # [-1.5, 3]: both SELU branches, and far enough from -scale*alpha (-1.758) that a
     # kept unit a * x + b never equals the dropped constant (bfloat16 included).
     g = torch.Generator().manual_seed(seed)
-    x = (torch.rand(shape, generator=g, dtype=torch.float64) * 4.5 - 1.5).to(dtype)
-    return x.requires_grad_(requires_grad)
+    x = (torch.rand(shape, generator=g, dtype=torch.float64) * 4.5 - 1.5)
+    return x.to(device=device, dtype=dtype).requires_grad_(requires_grad)
 
 
 def close(actual, expected, dtype=torch.float64):

@@ -22,18 +22,18 @@ import torch.nn.functional as F
 from torch import nn
 
 import selu_ext
-from conftest import TOL
+from conftest import DEVICES, TOL, require_device
 from dropin_common import (DROPOUT_FUNCTIONS, DROPOUT_MODULES, MODULES, SELU_FORMS,
                             check_alpha_dropout, close, make_x, outcome, same_outcome)
 from selu_ext import nn as snn
 
 
-def _run_dropout(fn, x, p, training=True, inplace=False, **kw):
-    """fn(x, p, training, inplace) with a backward; returns (out, x.grad or None, g)."""
-    leaf = x.detach().clone().requires_grad_(x.is_floating_point())
+def _run_dropout(fn, x, p, training=True, inplace=False):
+    """fn(x, p, training, inplace) with a backward; returns (out, x.grad, g)."""
+    leaf = x.detach().clone().requires_grad_()
     h = leaf * 1.0 if inplace else leaf
-    out = fn(h, p, training, inplace, **kw)
-    g = torch.randn(out.shape, generator=torch.Generator().manual_seed(5), dtype=out.dtype)
+    out = fn(h, p, training, inplace)
+    g = make_x(out.shape, out.dtype, seed=5, device=out.device)
     out.backward(g)
     return out, leaf.grad, g
 
@@ -56,18 +56,20 @@ ENTRY_POINTS = {
 }
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("name", list(ENTRY_POINTS))
 @pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
-def test_values_and_gradients(name, training, dtype):
+def test_values_and_gradients(name, training, dtype, device):
     """SELU: torch's values and gradients within the tolerance table. Dropout: in eval
     mode torch's exact result (the input itself); in training mode the AlphaDropout
     properties, for torch's result and selu_ext's alike."""
     theirs_fn, ours_fn = ENTRY_POINTS[name]
     if name.startswith("nn."):
         assert repr(MODULES[name[3:]][1]()) == repr(MODULES[name[3:]][0]())
-    x = make_x(dtype=dtype)
-    g = make_x(dtype=dtype, seed=9)
+    require_device(device)
+    x = make_x(dtype=dtype, device=device)
+    g = make_x(dtype=dtype, seed=9, device=device)
 
     def run(fn):
         leaf = x.clone().requires_grad_()
@@ -93,10 +95,12 @@ def test_values_and_gradients(name, training, dtype):
 @pytest.mark.parametrize("name", list(DROPOUT_FUNCTIONS))
 @pytest.mark.parametrize("p", [0.0, 0.2, 0.7, 1.0])
 @pytest.mark.parametrize("inplace", [False, True], ids=["out", "inplace"])
-def test_functional_dropout_training_properties(name, p, inplace):
+@pytest.mark.parametrize("device", DEVICES)
+def test_functional_dropout_training_properties(name, p, inplace, device):
+    require_device(device)
     theirs_fn, ours_fn = DROPOUT_FUNCTIONS[name]
     feature = name == "feature_alpha_dropout"
-    x = make_x()
+    x = make_x(device=device)
     for fn in (theirs_fn, ours_fn):
         out, grad, g = _run_dropout(fn, x, p, inplace=inplace)
         if p == 0:
@@ -208,35 +212,39 @@ CONSUMERS = {
 }
 
 
-def _selu_then(selu, consumer, **options):
+def _selu_then(selu, consumer, device="cpu", **options):
     """h = selu(x @ w); consumer modifies h in place; backward. Returns the output
     and the gradients of x and w."""
-    x = make_x((12, 7), seed=1, requires_grad=True)
-    w = make_x((7, 7), seed=2, requires_grad=True)
+    x = make_x((12, 7), seed=1, requires_grad=True, device=device)
+    w = make_x((7, 7), seed=2, requires_grad=True, device=device)
     h = selu(x @ w, **options)
     out = consumer(h, x)
     out.sum().backward()
     return out.detach(), x.grad, w.grad
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("consumer", list(CONSUMERS))
 @pytest.mark.parametrize("form", list(SELU_FORMS))
-def test_output_modified_in_place_gives_torchs_gradients(form, consumer):
+def test_output_modified_in_place_gives_torchs_gradients(form, consumer, device):
+    require_device(device)
     theirs_selu, ours_selu = SELU_FORMS[form]
-    theirs = _selu_then(theirs_selu, CONSUMERS[consumer])
-    ours = _selu_then(ours_selu, CONSUMERS[consumer])
+    theirs = _selu_then(theirs_selu, CONSUMERS[consumer], device)
+    ours = _selu_then(ours_selu, CONSUMERS[consumer], device)
     for t, o in zip(theirs, ours):
         close(o, t)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("consumer", list(CONSUMERS))
 @pytest.mark.parametrize("form", list(SELU_FORMS))
-def test_save_output_detects_modified_output(form, consumer):
+def test_save_output_detects_modified_output(form, consumer, device):
     """save_output=True keeps only the output, so modifying it in place must raise
     autograd's error at backward, never give a silently wrong gradient."""
+    require_device(device)
     ours_selu = SELU_FORMS[form][1]
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
-        _selu_then(ours_selu, CONSUMERS[consumer], save_output=True)
+        _selu_then(ours_selu, CONSUMERS[consumer], device, save_output=True)
 
 
 @pytest.mark.parametrize("form", list(SELU_FORMS))
@@ -352,28 +360,30 @@ CONVERT_CASES = {
 }
 
 
-def _forward_backward(model, after, training, seed=0):
+def _forward_backward(model, after, training, device, seed=0):
     torch.manual_seed(seed)
     model.train(training)
-    x = make_x((10, 6), seed=3, requires_grad=True)
+    x = make_x((10, 6), seed=3, requires_grad=True, device=device)
     out = after(model(x))
     out.square().sum().backward()
     return out.detach(), x.grad, [p.grad for p in model.parameters()]
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("fuse", [True, False], ids=["fuse", "nofuse"])
 @pytest.mark.parametrize("case", list(CONVERT_CASES))
-def test_convert_keeps_model_working(case, fuse):
+def test_convert_keeps_model_working(case, fuse, device):
+    require_device(device)
     build, after = CONVERT_CASES[case]
     torch.manual_seed(0)
-    reference = build().double()
+    reference = build().to(device, torch.float64)
     converted = snn.convert(reference, fuse=fuse)
     assert not any(type(m) in (nn.SELU, nn.AlphaDropout) for m in converted.modules())
     # Eval mode (and training without AlphaDropout): torch's outputs and gradients.
     deterministic = [False] if case == "last_alpha_dropout_caller_iadd" else [False, True]
     for training in deterministic:
-        theirs = _forward_backward(reference, after, training)
-        ours = _forward_backward(converted, after, training)
+        theirs = _forward_backward(reference, after, training, device)
+        ours = _forward_backward(converted, after, training, device)
         close(ours[0], theirs[0])
         close(ours[1], theirs[1])
         for t, o in zip(theirs[2], ours[2]):
@@ -381,7 +391,7 @@ def test_convert_keeps_model_working(case, fuse):
         reference.zero_grad()
         converted.zero_grad()
     # Training mode always runs backward.
-    out, gx, grads = _forward_backward(converted, after, True)
+    out, gx, grads = _forward_backward(converted, after, True, device)
     assert bool(gx.isfinite().all()) and all(bool(g.isfinite().all()) for g in grads)
 
 

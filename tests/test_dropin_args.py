@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import selu_ext
-from conftest import TOL
+from conftest import DEVICES, TOL, require_device
 from dropin_common import (DROPOUT_FUNCTIONS, DROPOUT_MODULES, SELU_FORMS, check_alpha_dropout,
                             close, make_x, outcome, same_outcome)
 from selu_ext import nn as snn
@@ -234,22 +234,26 @@ def test_rng_state_none_is_named(op):
     assert "does not have a device" not in str(e.value)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("save_output", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32], ids=str)
-def test_saturated_units_get_torchs_gradient(dtype, save_output):
+def test_saturated_units_get_torchs_gradient(dtype, save_output, device):
     """x = -20 rounds SELU to -lambda*alpha in every dtype. torch's gradient there is
     lambda*alpha*exp(x): exactly 0 in float16 (it underflows), ~3.6e-9 in bfloat16 and
     float32. A gradient taken from the rounded output must not turn the rounding
     error of -lambda*alpha (~3e-4 in float16) into a gradient."""
+    require_device(device)
+
     def grad(selu, **kw):
-        x = torch.tensor([-20.0, -30.0, -100.0, -1.0, 2.0], dtype=dtype, requires_grad=True)
-        selu(x, **kw).backward(torch.ones(5, dtype=dtype))
+        x = torch.tensor([-20.0, -30.0, -100.0, -1.0, 2.0], dtype=dtype, device=device,
+                         requires_grad=True)
+        selu(x, **kw).backward(torch.ones_like(x))
         return x.grad
 
     theirs = grad(F.selu)
     ours = grad(selu_ext.selu, **({"save_output": True} if save_output else {}))
     if dtype == torch.float16:
-        assert torch.equal(theirs[:3], torch.zeros(3, dtype=dtype))
+        assert torch.equal(theirs[:3], torch.zeros_like(theirs[:3]))
     torch.testing.assert_close(ours[:3], theirs[:3], rtol=0, atol=1e-8)
     rtol, atol = TOL[dtype][2:]
     torch.testing.assert_close(ours, theirs, rtol=rtol, atol=atol)

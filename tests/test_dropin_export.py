@@ -17,6 +17,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import DEVICES, require_device
 from selu_ext import nn as snn
 
 pytestmark = pytest.mark.filterwarnings(
@@ -50,9 +51,9 @@ RANDOM_IN_TRAINING = {"AlphaDropout", "AlphaDropout-inplace", "FeatureAlphaDropo
                       "SELUAlphaDropout", "SelfNormalizingMLP", "converted"}
 
 
-def _x(n=6, seed=0):
+def _x(n=6, seed=0, device="cpu"):
     g = torch.Generator().manual_seed(seed)
-    return torch.rand(n, 4, generator=g) * 6 - 3
+    return (torch.rand(n, 4, generator=g) * 6 - 3).to(device)
 
 
 def _call(m, x, seed):
@@ -60,8 +61,8 @@ def _call(m, x, seed):
     return m(x.clone())  # a fresh input: SELU(inplace=True) writes into it
 
 
-def _check_against_eager(compiled, eager, name, training):
-    x = _x()
+def _check_against_eager(compiled, eager, name, training, device):
+    x = _x(device=device)
     compiled.train(training)
     eager.train(training)
     for seed in (1, 2):
@@ -78,23 +79,27 @@ def _round_trip(scripted):
     return torch.jit.load(buf)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
 @pytest.mark.parametrize("name", list(MODULES))
-def test_jit_script(name, training):
-    eager = MODULES[name]().train(training)
+def test_jit_script(name, training, device):
+    require_device(device)
+    eager = MODULES[name]().to(device).train(training)
     scripted = torch.jit.script(eager)
-    _check_against_eager(scripted, eager, name, training)
-    _check_against_eager(_round_trip(scripted), eager, name, training)
+    _check_against_eager(scripted, eager, name, training, device)
+    _check_against_eager(_round_trip(scripted), eager, name, training, device)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
 @pytest.mark.parametrize("name", list(MODULES))
-def test_jit_trace(name, training):
-    eager = MODULES[name]().train(training)
-    traced = torch.jit.trace(eager, (_x(),))
+def test_jit_trace(name, training, device):
+    require_device(device)
+    eager = MODULES[name]().to(device).train(training)
+    traced = torch.jit.trace(eager, (_x(device=device),))
     # A trace records one mode; compare in the mode it was traced in.
-    _check_against_eager(traced, eager, name, training)
-    _check_against_eager(_round_trip(traced), eager, name, training)
+    _check_against_eager(traced, eager, name, training, device)
+    _check_against_eager(_round_trip(traced), eager, name, training, device)
 
 
 def test_jit_script_in_torch_model_matches_torch_nn():

@@ -19,18 +19,20 @@ import torch.nn.functional as F
 from torch.func import hessian, jacfwd, jacrev, jvp
 
 import selu_ext
+from conftest import DEVICES, require_device
 from selu_ext import nn as snn
 
 
-def _x(shape=(3, 4, 2), seed=0):
+def _x(shape=(3, 4, 2), seed=0, device="cpu"):
     g = torch.Generator().manual_seed(seed)
     x = (torch.rand(shape, generator=g, dtype=torch.float64) * 6 - 3)
     x.view(-1)[0] = 0.0  # the kink: both must take the x <= 0 branch's derivative
-    return x
+    return x.to(device)
 
 
 def _v(x, seed=1):
-    return torch.randn(x.shape, generator=torch.Generator().manual_seed(seed), dtype=x.dtype)
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(x.shape, generator=g, dtype=x.dtype).to(x.device)
 
 
 def _close(a, b):
@@ -47,22 +49,28 @@ SELUS = {  # (torch's, selu_ext's), built when a test runs
 }
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("form", list(SELUS))
-def test_selu_jvp_jacfwd(form):
+def test_selu_jvp_jacfwd(form, device):
+    require_device(device)
     theirs, ours = SELUS[form]()
-    x, v = _x(), _v(_x())
+    x = _x(device=device)
+    v = _v(x)
     (out_t, tan_t), (out_o, tan_o) = jvp(theirs, (x,), (v,)), jvp(ours, (x,), (v,))
     _close(out_o, out_t)
     _close(tan_o, tan_t)
     _close(jacfwd(ours)(x[0]), jacfwd(theirs)(x[0]))
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("form", list(SELUS))
-def test_selu_hessian(form):
+def test_selu_hessian(form, device):
+    require_device(device)
     theirs, ours = SELUS[form]()
-    w = _v(_x()[0], seed=2)
-    _close(hessian(lambda t: (ours(t) * w).sum())(_x()[0]),
-           hessian(lambda t: (theirs(t) * w).sum())(_x()[0]))
+    x = _x(device=device)[0]
+    w = _v(x, seed=2)
+    _close(hessian(lambda t: (ours(t) * w).sum())(x),
+           hessian(lambda t: (theirs(t) * w).sum())(x))
 
 
 @pytest.mark.parametrize("inplace", [False, True], ids=["out", "inplace"])
@@ -97,10 +105,13 @@ DROPOUTS = {
 }
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", list(DROPOUTS))
-def test_dropout_jvp_jacfwd_match_jacrev(name):
+def test_dropout_jvp_jacfwd_match_jacrev(name, device):
+    require_device(device)
     f = DROPOUTS[name]
-    x, v = _x(), _v(_x())
+    x = _x(device=device)
+    v = _v(x)
     # The reference: reverse mode, one backward per output (no vmap).
     jac = torch.autograd.functional.jacobian(f, x).reshape(x.numel(), x.numel())
     assert bool((jac == 0).all(dim=1).any()), "the seed drops no unit: the test would see no mask"
