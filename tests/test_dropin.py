@@ -80,7 +80,8 @@ def test_values_and_gradients(name, training, dtype, device):
     (t_in, theirs, t_grad), (o_in, ours, o_grad) = run(theirs_fn), run(ours_fn)
     if "selu" in name.lower():
         rtol, atol = TOL[dtype][:2]
-        torch.testing.assert_close(ours, theirs, rtol=max(rtol, 3e-7), atol=max(atol, 1e-7))
+        # Two approximations of SELU, each within 2 ULP (float32) of the exact value.
+        torch.testing.assert_close(ours, theirs, rtol=max(rtol, 5e-7), atol=max(atol, 1e-7))
         rtol, atol = TOL[dtype][2:]
         torch.testing.assert_close(o_grad, t_grad, rtol=rtol, atol=atol)
     elif not training:
