@@ -2,6 +2,7 @@
 pairs of every public entry point, inputs, and the comparisons of outcomes and of
 AlphaDropout results whose masks differ."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -9,6 +10,13 @@ from torch import nn
 import selu_ext
 from conftest import TOL
 from selu_ext import nn as snn
+
+@pytest.fixture(autouse=True)
+def seed_torch():
+    """Training-mode dropout draws from torch's default generator: the same masks on
+    every run (imported by the test modules, which makes it apply to each test)."""
+    torch.manual_seed(0)
+
 
 # (torch's, selu_ext's) for each public entry point, built fresh per call.
 MODULES = {

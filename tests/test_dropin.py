@@ -25,6 +25,7 @@ import selu_ext
 from conftest import DEVICES, TOL, require_device
 from dropin_common import (DROPOUT_FUNCTIONS, DROPOUT_MODULES, MODULES, SELU_FORMS,
                             check_alpha_dropout, close, make_x, outcome, same_outcome)
+from dropin_common import seed_torch  # noqa: F401  (autouse fixture)
 from selu_ext import nn as snn
 
 

@@ -20,6 +20,7 @@ from torch.func import hessian, jacfwd, jacrev, jvp
 
 import selu_ext
 from conftest import DEVICES, require_device
+from dropin_common import seed_torch  # noqa: F401  (autouse fixture)
 from selu_ext import nn as snn
 
 
