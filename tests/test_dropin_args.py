@@ -50,7 +50,7 @@ def test_p_types_functional(name, p, training):
     p = P_VALUES[p]
     x = make_x()
     theirs, ours = same_outcome(outcome(lambda: theirs_fn(x, p, training)),
-                                 outcome(lambda: ours_fn(x, p, training)))
+                                outcome(lambda: ours_fn(x, p, training)))
     if isinstance(theirs, Exception):
         return
     pf = float(p)
@@ -114,7 +114,7 @@ def test_training_types(name, training):
     training = TRAINING_VALUES[training]
     x = make_x()
     theirs, ours = same_outcome(outcome(lambda: theirs_fn(x, 0.5, training)),
-                                 outcome(lambda: ours_fn(x, 0.5, training)))
+                                outcome(lambda: ours_fn(x, 0.5, training)))
     if isinstance(theirs, TypeError):
         # torch names the argument and the type it got; so must selu_ext.
         assert "train" in str(ours) and type(training).__name__ in str(ours), str(ours)
@@ -159,7 +159,7 @@ def test_strided_nested_selu(form, requires_grad):
                                           requires_grad=requires_grad)
 
     theirs, ours = same_outcome(outcome(lambda: theirs_selu(nt())),
-                                 outcome(lambda: ours_selu(nt())))
+                                outcome(lambda: ours_selu(nt())))
     if isinstance(ours, Exception):
         assert "Internal error" not in str(ours) and "file an issue" not in str(ours), str(ours)
     else:
@@ -175,7 +175,7 @@ def test_p_just_above_one_message_functional(name):
     theirs_fn, ours_fn = DROPOUT_FUNCTIONS[name]
     x = make_x()
     theirs, ours = same_outcome(outcome(lambda: theirs_fn(x, P_ABOVE_ONE, True)),
-                                 outcome(lambda: ours_fn(x, P_ABOVE_ONE, True)))
+                                outcome(lambda: ours_fn(x, P_ABOVE_ONE, True)))
     assert repr(P_ABOVE_ONE) in str(theirs)
     assert repr(P_ABOVE_ONE) in str(ours), str(ours)
 
@@ -183,7 +183,7 @@ def test_p_just_above_one_message_functional(name):
 def test_p_just_above_one_message_modules_and_fused():
     for name, (theirs_cls, ours_cls) in DROPOUT_MODULES.items():
         theirs, ours = same_outcome(outcome(lambda: theirs_cls(P_ABOVE_ONE)),
-                                     outcome(lambda: ours_cls(P_ABOVE_ONE)))
+                                    outcome(lambda: ours_cls(P_ABOVE_ONE)))
         assert repr(P_ABOVE_ONE) in str(ours), (name, str(ours))
     for call in (lambda: snn.SELUAlphaDropout(P_ABOVE_ONE),
                  lambda: selu_ext.selu_alpha_dropout(make_x(), P_ABOVE_ONE, True),
