@@ -1,0 +1,98 @@
+"""Shared by the drop-in tests (test_dropin*.py, issue 10): the (torch, selu_ext)
+pairs of every public entry point, inputs, and the comparisons of outcomes and of
+AlphaDropout results whose masks differ."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import selu_ext
+from conftest import TOL
+from selu_ext import nn as snn
+
+@pytest.fixture(autouse=True)
+def seed_torch():
+    """Training-mode dropout draws from torch's default generator: the same masks on
+    every run (imported by the test modules, which makes it apply to each test)."""
+    torch.manual_seed(0)
+
+
+# (torch's, selu_ext's) for each public entry point, built fresh per call.
+MODULES = {
+    "SELU": (nn.SELU, snn.SELU),
+    "AlphaDropout": (lambda: nn.AlphaDropout(0.2), lambda: snn.AlphaDropout(0.2)),
+    "FeatureAlphaDropout": (lambda: nn.FeatureAlphaDropout(0.2),
+                            lambda: snn.FeatureAlphaDropout(0.2)),
+}
+DROPOUT_FUNCTIONS = {
+    "alpha_dropout": (F.alpha_dropout, selu_ext.alpha_dropout),
+    "feature_alpha_dropout": (F.feature_alpha_dropout, selu_ext.feature_alpha_dropout),
+}
+DROPOUT_MODULES = {
+    "AlphaDropout": (nn.AlphaDropout, snn.AlphaDropout),
+    "FeatureAlphaDropout": (nn.FeatureAlphaDropout, snn.FeatureAlphaDropout),
+}
+# The forms of SELU a model calls: (torch's, selu_ext's), each taking (input, **options).
+SELU_FORMS = {
+    "functional": (F.selu, selu_ext.selu),
+    "module": (lambda t, **kw: nn.SELU(**kw)(t), lambda t, **kw: snn.SELU(**kw)(t)),
+}
+
+
+def make_x(shape=(8, 6, 5), dtype=torch.float64, seed=0, requires_grad=False, device="cpu"):
+    # [-1.5, 3]: both SELU branches, and far enough from -scale*alpha (-1.758) that a
+    # kept unit a * x + b never equals the dropped constant (bfloat16 included).
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.rand(shape, generator=g, dtype=torch.float64) * 4.5 - 1.5)
+    return x.to(device=device, dtype=dtype).requires_grad_(requires_grad)
+
+
+def close(actual, expected, dtype=torch.float64):
+    rtol, atol = TOL[dtype][:2]
+    torch.testing.assert_close(actual, expected, rtol=max(rtol, 1e-13), atol=max(atol, 1e-13))
+
+
+def outcome(fn):
+    """('ok', result) or ('raise', exception) of fn()."""
+    try:
+        return "ok", fn()
+    except Exception as e:  # noqa: BLE001  (the test compares whatever torch raises)
+        return "raise", e
+
+
+def same_outcome(theirs, ours):
+    """Both ran, or both raised the same exception type. Returns the two results."""
+    (tk, tv), (ok, ov) = theirs, ours
+    short = lambda e: f"{type(e).__name__}: {str(e)[:160]}"  # noqa: E731
+    if tk == "raise":
+        assert ok == "raise", f"torch raises {short(tv)}; selu_ext returned"
+        assert type(ov) is type(tv), f"torch raises {short(tv)}; selu_ext {short(ov)}"
+    else:
+        assert ok == "ok", f"torch runs; selu_ext raises {short(ov)}"
+    return tv, ov
+
+
+def check_alpha_dropout(out, x, p, feature, grad_in=None, grad_out=None):
+    """The properties every AlphaDropout result has, whatever its mask: each unit is
+    a * x + b (kept) or the dropped constant, a feature mask is constant over each
+    (n, c) channel, and the gradient is a * grad on kept units, 0 on dropped ones.
+    Returns the keep mask."""
+    a, b, dropped = selu_ext.alpha_dropout_coefficients(float(p))
+    xd, od = x.detach().double(), out.detach().double()
+    rtol = TOL[x.dtype][0] * 4
+    kept = torch.isclose(od, a * xd + b, rtol=rtol, atol=rtol)
+    drop = torch.isclose(od, torch.full_like(od, dropped), rtol=rtol, atol=rtol)
+    assert out.shape == x.shape and out.dtype == x.dtype
+    assert bool((kept | drop).all()), "a unit is neither a * x + b nor the dropped value"
+    # Distinct for _x's inputs (a * x + b == dropped needs x == -scale*alpha).
+    assert not bool((kept & drop).any())
+    if feature:
+        flat = kept.flatten(2)
+        assert bool((flat == flat[..., :1]).all()), "feature mask not constant per channel"
+    if grad_in is not None:
+        torch.testing.assert_close(grad_in.double(), grad_out.double() * a * kept, rtol=rtol,
+                                   atol=rtol)
+    return kept
+
+
