@@ -21,6 +21,8 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <string>
 
 #include "check.h"
@@ -73,8 +75,16 @@ inline void check_same(const at::Tensor& a, const at::Tensor& b, const char* op,
 }
 
 inline void check_p(double p, const char* op) {
-  SELU_EXT_CHECK(p >= 0.0 && p <= 1.0,
-                 "selu_ext::%s: dropout probability has to be between 0 and 1, but got %g", op, p);
+  if (C10_LIKELY(p >= 0.0 && p <= 1.0)) return;
+  // The shortest text that reads back as p, as Python's repr (%g would print
+  // 1 + 2^-52 as "1").
+  char text[32];
+  for (int digits = 6; digits <= 17; ++digits) {
+    std::snprintf(text, sizeof text, "%.*g", digits, p);
+    if (std::strtod(text, nullptr) == p || std::isnan(p)) break;
+  }
+  SELU_EXT_CHECK(false, "selu_ext::%s: dropout probability has to be between 0 and 1, but got %s",
+                 op, text);
 }
 
 inline void check_inplace(const at::Tensor& self, const char* op) {

@@ -30,17 +30,22 @@ at::Tensor dropout_rng_state_eager(c10::Device device);
 
 namespace {
 
-template <typename Sig>
-const c10::TypedOperatorHandle<Sig>& op(const char* name) {
-  // One handle per (name, Sig): each call site names one operator.
-  static const auto h = c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<Sig>();
-  return h;
-}
-
 using SeluSig = at::Tensor(const at::Tensor&, bool);
 using SeluInplaceSig = void(at::Tensor&);
 using DropoutSig = at::Tensor(const at::Tensor&, double, const at::Tensor&);
 using DropoutInplaceSig = void(at::Tensor&, double, const at::Tensor&);
+
+#define SELU_EXT_OP(fn, name, sig)                                                          \
+  const c10::TypedOperatorHandle<sig>& fn() {                                               \
+    static const auto h = c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<sig>(); \
+    return h;                                                                               \
+  }
+SELU_EXT_OP(selu_op, "selu_ext::selu", SeluSig)
+SELU_EXT_OP(selu_inplace_op, "selu_ext::selu_", SeluInplaceSig)
+SELU_EXT_OP(alpha_dropout_op, "selu_ext::alpha_dropout", DropoutSig)
+SELU_EXT_OP(alpha_dropout_inplace_op, "selu_ext::alpha_dropout_", DropoutInplaceSig)
+SELU_EXT_OP(selu_alpha_dropout_op, "selu_ext::selu_alpha_dropout", DropoutSig)
+#undef SELU_EXT_OP
 
 // Returned when the call must take selu_ext.functional's general path (torch.jit
 // tracing records only what goes through torch.ops).
@@ -76,7 +81,7 @@ PyObject* py_selu(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   if (args[1] == Py_True) {
     {
       pybind11::gil_scoped_release no_gil;
-      op<SeluInplaceSig>("selu_ext::selu_").call(self);
+      selu_inplace_op().call(self);
     }
     Py_INCREF(args[0]);
     return args[0];
@@ -85,7 +90,7 @@ PyObject* py_selu(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   at::Tensor out;
   {
     pybind11::gil_scoped_release no_gil;
-    out = op<SeluSig>("selu_ext::selu").call(self, save_output);
+    out = selu_op().call(self, save_output);
   }
   return wrap(std::move(out));
   END_HANDLE_TH_ERRORS
@@ -148,15 +153,15 @@ PyObject* py_alpha_dropout(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   {
     pybind11::gil_scoped_release no_gil;
     if (!train) {  // fused, eval: SELU (keeping its input, as torch.nn.SELU)
-      out = op<SeluSig>("selu_ext::selu").call(self, false);
+      out = selu_op().call(self, false);
     } else {
       if (!rng.defined()) rng = selu_ext::dropout_rng_state_eager(self.device());
       if (fused) {
-        out = op<DropoutSig>("selu_ext::selu_alpha_dropout").call(self, p, rng);
+        out = selu_alpha_dropout_op().call(self, p, rng);
       } else if (inplace) {
-        op<DropoutInplaceSig>("selu_ext::alpha_dropout_").call(self, p, rng);
+        alpha_dropout_inplace_op().call(self, p, rng);
       } else {
-        out = op<DropoutSig>("selu_ext::alpha_dropout").call(self, p, rng);
+        out = alpha_dropout_op().call(self, p, rng);
       }
     }
   }

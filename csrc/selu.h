@@ -44,6 +44,10 @@ struct SeluConsts<double> {
   static constexpr double scale_alpha_lo = 1.41535193800845e-17;
 };
 
+// scale * alpha rounded to float16 and to bfloat16 (the same value in both; a test
+// reads it back through the kernels).
+constexpr float kScaleAlpha16 = 1.7578125f;
+
 SELU_HD float mul_split(float x, float hi, float lo) { return ::fmaf(hi, x, lo * x); }
 SELU_HD double mul_split(double x, double hi, double lo) { return ::fma(hi, x, lo * x); }
 
@@ -111,9 +115,15 @@ SELU_HD acc_t selu_forward(acc_t x) {
 // forward's own -selu(-inf) (the split constant's hi part: the exact product
 // correctly rounded), so the gradient of a saturated unit is exactly 0; the absolute
 // error elsewhere is about an ULP of scale * alpha, inherent in reading y.
+//
+// A float16 or bfloat16 output was rounded, so its saturated value is scale*alpha
+// rounded to that type: callers reading such outputs pass kScaleAlpha16 as
+// `scale_alpha`, which gives saturated units exactly 0 there too (PyTorch's
+// gradient from the input underflows to 0 at the same units).
 template <typename acc_t>
-SELU_HD acc_t selu_backward_from_output(acc_t grad, acc_t y) {
-  return y <= acc_t(0) ? grad * (y + SeluConsts<acc_t>::scale_alpha_hi) : grad * acc_t(kScale);
+SELU_HD acc_t selu_backward_from_output(acc_t grad, acc_t y,
+                                        acc_t scale_alpha = SeluConsts<acc_t>::scale_alpha_hi) {
+  return y <= acc_t(0) ? grad * (y + scale_alpha) : grad * acc_t(kScale);
 }
 
 // ---------------------------------------------------------------------------

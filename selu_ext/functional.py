@@ -159,9 +159,9 @@ def selu(input: Tensor, inplace: bool = False, *, save_output: bool = False) -> 
         return handle_torch_function(selu, (input,), input, inplace=inplace,
                                      save_output=save_output)
     _check_tensor(input, "selu")
-    if _torch_handles(input):
+    # In place, a DTensor keeps its placements only through PyTorch's own selu_.
+    if _torch_handles(input) or (_is_dtensor(input) and inplace):
         return _torch_F.selu(input, inplace)
-    _is_dtensor(input)
     if inplace:
         ops.selu_(input)
         return input
@@ -283,7 +283,10 @@ def _apply_feature_mask(input: Tensor, p: float, inplace: bool, rng: Tensor) -> 
     # drops and b > dropped where it keeps: the mask of the same Philox stream, and a
     # batched operator under vmap (each sample its own mask with
     # randomness="different", an error with "error"), which dropout_keep_mask is not.
-    zeros = torch.zeros([n, c], dtype=input.dtype, device=input.device)
+    ref = input
+    for _ in range(input.dim() - 2):
+        ref = ref.select(-1, 0)
+    zeros = torch.zeros_like(ref)  # (N, C), batched under vmap as the input is
     keep = torch.ops.selu_ext.alpha_dropout(zeros, p, rng) > dropped / 2
     keep = keep.view(noise_shape)
     zero = torch.zeros((), dtype=input.dtype, device=input.device)

@@ -159,7 +159,7 @@ class SelfNormalizingMLP(nn.Sequential):
                  generator: Optional[torch.Generator] = None) -> None:
         if depth < 1:
             raise ValueError(f"SelfNormalizingMLP: depth must be at least 1, got {depth}")
-        if dropout < 0 or dropout > 1:
+        if not 0 <= dropout <= 1:  # NaN too: it would silently mean "no dropout" here
             raise ValueError(f"dropout probability has to be between 0 and 1, but got {dropout}")
 
         # Where nn.Linear(device=None) would go (torch.set_default_device included).
@@ -222,7 +222,7 @@ def _read_only_from(modules: list, j: int) -> bool:
     read, never modified in place (directly or through an alias) before backward."""
     for m in modules[j:]:
         t = type(m)
-        if t in _READERS:
+        if t in _READERS or t is SELUAlphaDropout or (t is SELU and not m.inplace):
             return True
         if t in _PASS_THROUGH or (t is nn.Dropout and not m.inplace):
             continue

@@ -323,18 +323,18 @@ def test_p1_gives_x_times_zero(device):
 def test_invalid_p_raises_value_error(p):
     x = torch.randn(4, 3)
     if math.isnan(p):
-        # torch's functions refuse NaN (RuntimeError from ATen's check) and its module
-        # constructors let it through (`p < 0 or p > 1` is False); ours refuse it
-        # everywhere with the ValueError of every other bad p.
+        # As torch: its functions refuse NaN (RuntimeError from ATen's check) and its
+        # module constructors let it through (`p < 0 or p > 1` is False), so the
+        # module fails in training mode.
         with pytest.raises(RuntimeError, match="between 0 and 1"):
             F.alpha_dropout(x, p, training=True)
         for fn in ("alpha_dropout", "feature_alpha_dropout", "selu_alpha_dropout"):
-            with pytest.raises(ValueError, match="between 0 and 1"):
+            with pytest.raises(RuntimeError, match="between 0 and 1"):
                 getattr(selu_ext, fn)(x, p, training=True)
         for module in (selu_ext.nn.AlphaDropout, selu_ext.nn.FeatureAlphaDropout,
                        selu_ext.nn.SELUAlphaDropout):
-            with pytest.raises(ValueError, match="between 0 and 1"):
-                module(p)
+            with pytest.raises(RuntimeError, match="between 0 and 1"):
+                module(p)(x)
         return
     for fn in ("alpha_dropout", "feature_alpha_dropout", "selu_alpha_dropout"):
         f = getattr(selu_ext, fn)
@@ -401,15 +401,18 @@ def test_inplace_gradients_equal_out_of_place(device, fn):
 
 
 def test_inplace_modules():
+    # As torch.nn's: the flag is stored and shown, and the input is left alone.
     x = torch.randn(8, 6, 4)
     for module in (selu_ext.nn.AlphaDropout, selu_ext.nn.FeatureAlphaDropout):
         m = module(0.5, inplace=True)
+        assert "inplace=True" in repr(m)
         y = x.clone()
         torch.manual_seed(0)
         want = module(0.5)(y)
         torch.manual_seed(0)
-        assert m(y) is y
-        torch.testing.assert_close(y, want, rtol=0, atol=0)
+        got = m(y)
+        assert got is not y and torch.equal(y, x)
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
         assert m.eval()(y) is y
 
 

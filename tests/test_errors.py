@@ -124,7 +124,10 @@ FUNCTIONS = [
 @pytest.mark.parametrize("p", BAD_P, ids=str)
 @pytest.mark.parametrize("fn", [f for _, f in FUNCTIONS], ids=[n for n, _ in FUNCTIONS])
 def test_p_out_of_range_functions(fn, p, training):
-    with pytest.raises(ValueError, match="dropout probability has to be between 0 and 1"):
+    # PyTorch's functions: ValueError from the range test, RuntimeError for NaN
+    # (which passes it), whether training or not.
+    error = RuntimeError if math.isnan(p) else ValueError
+    with pytest.raises(error, match="dropout probability has to be between 0 and 1"):
         fn(torch.randn(4, 3), p, training)
 
 
@@ -133,7 +136,8 @@ MODULES = [selu_ext.nn.AlphaDropout, selu_ext.nn.FeatureAlphaDropout, selu_ext.n
 MODULE_IDS = ["AlphaDropout", "FeatureAlphaDropout", "SELUAlphaDropout", "SelfNormalizingMLP"]
 
 
-@pytest.mark.parametrize("p", BAD_P, ids=str)
+# NaN passes torch.nn's constructors (and fails in training mode, as above).
+@pytest.mark.parametrize("p", [p for p in BAD_P if not math.isnan(p)], ids=str)
 @pytest.mark.parametrize("make", MODULES, ids=MODULE_IDS)
 def test_p_out_of_range_modules(make, p):
     with pytest.raises(ValueError, match="dropout probability has to be between 0 and 1"):
@@ -159,14 +163,13 @@ def test_p_out_of_range_ops(p):
             call()
 
 
-@pytest.mark.parametrize("p", ["0.5", None, torch.tensor(0.5), True])
+# What PyTorch refuses with TypeError (it accepts 0-dim tensors, bools and numpy
+# scalars; tests/test_dropin_args.py compares every case with torch itself).
+@pytest.mark.parametrize("p", ["0.5", None, torch.tensor([0.5])], ids=["str", "None", "1-dim"])
 def test_p_wrong_type(p):
     for _, fn in FUNCTIONS:
-        with pytest.raises(TypeError, match="dropout probability must be a number"):
+        with pytest.raises(TypeError):
             fn(torch.randn(4, 3), p, True)
-    for make in MODULES[:3]:
-        with pytest.raises(TypeError, match="dropout probability must be a number"):
-            make(p)
 
 
 @pytest.mark.parametrize("seed", ["1", 1.0, True, torch.tensor(1)])

@@ -97,20 +97,22 @@ def test_per_sample_gradients_mlp():
 # Forward-mode AD is not supported: a clear error, not a wrong answer.
 
 
-def test_forward_mode_not_supported():
+def test_forward_mode_matches_torch():
+    # Forward-mode AD runs on the operators themselves (csrc/autograd.cpp), in
+    # torch.func and in torch.autograd.forward_ad; tests/test_dropin_transforms.py
+    # covers every op, this is the quick check beside the other transforms.
     x = _x("cpu")
-    for transform in (lambda: jvp(selu_ext.selu, (x,), (torch.ones_like(x),)),
-                      lambda: jacfwd(selu_ext.selu)(x[0]),
-                      lambda: torch.func.hessian(lambda t: selu_ext.selu(t).sum())(x[0]),
-                      lambda: jvp(lambda t: selu_ext.alpha_dropout(t, 0.5, True, seed=1), (x,),
-                                  (x,))):
-        with pytest.raises(NotImplementedError, match="jvp function .* forward mode AD"):
-            transform()
-    # torch.autograd.forward_ad (eager, C++ autograd functions) likewise.
+    t = torch.randn_like(x)
+    torch.testing.assert_close(jvp(selu_ext.selu, (x,), (t,)), jvp(F.selu, (x,), (t,)))
+    torch.testing.assert_close(jacfwd(selu_ext.selu)(x[0]), jacfwd(F.selu)(x[0]))
+    torch.testing.assert_close(torch.func.hessian(lambda v: selu_ext.selu(v).pow(2).sum())(x[0]),
+                               torch.func.hessian(lambda v: F.selu(v).pow(2).sum())(x[0]))
     import torch.autograd.forward_ad as fwAD
 
-    with fwAD.dual_level(), pytest.raises(RuntimeError, match="jvp is not implemented"):
-        selu_ext.selu(fwAD.make_dual(x, torch.ones_like(x)))
+    with fwAD.dual_level():
+        got = fwAD.unpack_dual(selu_ext.selu(fwAD.make_dual(x, t))).tangent
+        want = fwAD.unpack_dual(F.selu(fwAD.make_dual(x, t))).tangent
+    torch.testing.assert_close(got, want)
 
 
 # ---------------------------------------------------------------------------

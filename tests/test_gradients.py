@@ -109,8 +109,10 @@ def _saved_storages(model, x):
 @pytest.mark.parametrize("device", DEVICES)
 def test_autograd_keeps_no_extra_activation(device):
     """Linear -> SELU -> Linear: the bytes autograd keeps beyond the same model with
-    an identity activation. selu_ext: zero (it saves its output, which the second
-    Linear saves anyway). torch.nn.SELU: one activation (it saves its input)."""
+    an identity activation. selu_ext with save_output=True (what convert() and
+    SelfNormalizingMLP choose here): zero (it saves its output, which the second
+    Linear saves anyway). torch.nn.SELU, and selu_ext's default: one activation (the
+    input)."""
     require_device(device)
     torch.manual_seed(0)
     lin1, lin2 = torch.nn.Linear(256, 512), torch.nn.Linear(512, 128)
@@ -121,10 +123,12 @@ def test_autograd_keeps_no_extra_activation(device):
         return torch.nn.Sequential(lin1, act, lin2).to(device)
 
     base = _saved_storages(model(torch.nn.Identity()), x)
-    ours = _saved_storages(model(selu_ext.nn.SELU()), x)
+    ours = _saved_storages(model(selu_ext.nn.SELU(save_output=True)), x)
+    default = _saved_storages(model(selu_ext.nn.SELU()), x)
+    converted = _saved_storages(selu_ext.nn.convert(model(torch.nn.SELU())), x)
     theirs = _saved_storages(model(torch.nn.SELU()), x)
-    assert ours - base == 0
-    assert theirs - base == activation_bytes
+    assert ours - base == 0 and converted - base == 0
+    assert theirs - base == activation_bytes and default - base == activation_bytes
 
 
 def test_autograd_function_and_op_agree():

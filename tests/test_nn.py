@@ -326,11 +326,16 @@ class _Net(nn.Module):
 def test_convert_nested_models():
     net = _Net().eval()
     out = snn.convert(net)
+    # A SELU whose output leaves its Sequential, or sits in a plain Module, keeps
+    # torch.nn's semantics (saves its input, not fused): the caller may modify the
+    # output in place. One feeding a Linear keeps only its output.
     for b in out.blocks:
-        assert _types(b.body) == [nn.Linear, snn.SELUAlphaDropout, nn.Identity]
+        assert _types(b.body) == [nn.Linear, snn.SELU, snn.AlphaDropout]
+        assert not b.body[1].save_output
         assert type(b.act) is snn.SELU and type(b.drop) is snn.AlphaDropout
-    assert type(out.heads["a"][0]) is snn.SELU
-    assert _types(out.deep[0][0]) == [snn.SELUAlphaDropout, nn.Identity]
+        assert not b.act.save_output
+    assert type(out.heads["a"][0]) is snn.SELU and out.heads["a"][0].save_output
+    assert _types(out.deep[0][0]) == [snn.SELU, snn.AlphaDropout]
     x = torch.randn(5, 6)
     torch.testing.assert_close(out(x), net(x), rtol=1e-5, atol=1e-6)
     assert type(net.blocks[0].act) is nn.SELU  # original untouched
@@ -338,11 +343,14 @@ def test_convert_nested_models():
 
 def test_convert_modes_and_edge_cases():
     # Training flags carry over module by module.
-    seq = nn.Sequential(nn.SELU(), nn.AlphaDropout(0.2), nn.AlphaDropout(0.3))
+    seq = nn.Sequential(nn.SELU(), nn.AlphaDropout(0.2), nn.AlphaDropout(0.3), nn.Linear(3, 3))
     seq[2].eval()
     out = snn.convert(seq)
-    assert _types(out) == [snn.SELUAlphaDropout, nn.Identity, snn.AlphaDropout]
+    assert _types(out) == [snn.SELUAlphaDropout, nn.Identity, snn.AlphaDropout, nn.Linear]
     assert out[0].training and not out[2].training
+    # Without the Linear the pair's output leaves the Sequential: not fused.
+    out = snn.convert(seq[:3])
+    assert _types(out) == [snn.SELU, snn.AlphaDropout, snn.AlphaDropout]
     # A bare module converts to its replacement.
     assert type(snn.convert(nn.SELU(inplace=True))) is snn.SELU
     assert snn.convert(nn.SELU(inplace=True)).inplace

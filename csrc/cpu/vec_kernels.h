@@ -169,10 +169,10 @@ SELU_VI V selu_v(V x) {
 }
 
 template <typename V, typename S>
-SELU_VI V selu_backward_v(V grad, V y) {
+SELU_VI V selu_backward_v(V grad, V y, S scale_alpha = SeluConsts<S>::scale_alpha_hi) {
   const V zero = V{};
   // As selu_backward_from_output (selu.h): + the forward's -selu(-inf).
-  const V d = y <= zero ? y + SeluConsts<S>::scale_alpha_hi : splat<V>(static_cast<S>(kScale));
+  const V d = y <= zero ? y + scale_alpha : splat<V>(static_cast<S>(kScale));
   return grad * d;
 }
 
@@ -354,7 +354,11 @@ void selu_backward_t(const void* grad, const void* v, void* grad_x, int64_t n, b
   using V = typename Pack<D>::V;
   using S = typename Pack<D>::S;
   if (is_result) {
-    binary_loop<D>(grad, v, grad_x, n, [](V g, V y) { return selu_backward_v<V, S>(g, y); });
+    // A 16-bit output saturates at scale*alpha rounded to 16 bits (selu.h).
+    constexpr S sa = (D == DType::kHalf || D == DType::kBFloat16)
+                         ? static_cast<S>(kScaleAlpha16)
+                         : SeluConsts<S>::scale_alpha_hi;
+    binary_loop<D>(grad, v, grad_x, n, [](V g, V y) { return selu_backward_v<V, S>(g, y, sa); });
   } else {
     binary_loop<D>(grad, v, grad_x, n,
                    [](V g, V x) { return selu_backward_v<V, S>(g, selu_v<V, S>(x)); });

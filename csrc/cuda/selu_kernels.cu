@@ -97,9 +97,12 @@ struct SeluForward {
   }
 };
 
+template <typename T>
 struct SeluBackward {
   template <typename A>
   __device__ __forceinline__ A operator()(A grad, A y) const {
+    // A 16-bit output saturates at scale*alpha rounded to 16 bits (selu.h).
+    if constexpr (sizeof(T) == 2) return selu_backward_from_output(grad, y, A(kScaleAlpha16));
     return selu_backward_from_output(grad, y);
   }
 };
@@ -444,7 +447,7 @@ void launch_selu_backward(DType d, const void* grad, const void* y, void* grad_x
   by_dtype(d, [&](auto t) {
     using T = decltype(t);
     if (is_result) {
-      launch_binary<T>(grad, y, grad_x, n, SeluBackward{}, stream);
+      launch_binary<T>(grad, y, grad_x, n, SeluBackward<T>{}, stream);
     } else {
       launch_binary<T>(grad, y, grad_x, n, SeluBackwardFromInput<T>{}, stream);
     }
