@@ -130,7 +130,7 @@ def _module_kind(m: nn.Module) -> Optional[tuple[str, str]]:
     if isinstance(m, (nn.Linear, _ConvNd)):
         return WEIGHT, name
     if isinstance(m, snn.SELUAlphaDropout):
-        return SELU, f"{name} (selu_ext, fused)"
+        return SELU, name  # selu_ext's fused SELU + AlphaDropout
     if isinstance(m, snn.SELU):
         return SELU, f"{name} (selu_ext)"
     if isinstance(m, nn.SELU):
@@ -698,25 +698,28 @@ def _analyze(events: list[_Event], inputs: list[tuple[str, float, float]]) -> li
              "variance 1 back to itself; these layers start the next ones off the fixed point"],
             "use SELU (selu_ext.nn.SELU) for every hidden activation", keys(idx)))
 
-    # Each run of SELUs outside the band, in each pass; a run described identically in
-    # both passes is reported once.
-    runs: dict[tuple, list[str]] = {}
+    # Each run of SELUs outside the band: the eval pass's, then the train pass's that
+    # start elsewhere (dropout acts only there). A run goes to the first cause that
+    # explains it (acts in that pass and sits between the last SELU inside the band
+    # and the first one outside), else to a "drift" finding.
+    drift_evidence, drift_layers, starts = [], [], {}
     for pass_name in ("eval", "train"):
         for last_in, run in _episodes(events, pass_name):
-            # A cause explains a run when it acts in this pass and sits between the
-            # last SELU inside the band and the first one outside.
-            credited = tuple(i for i, c in enumerate(causes) if pass_name in c.passes
-                             and any(last_in <= p < run[0] for p in c.positions))
-            text = _describe_episode(events, pass_name, run, selus)
-            runs.setdefault((text, credited, run[0]), []).append(pass_name)
-    drift_evidence, drift_layers = [], []
-    for (text, credited, first), passes in runs.items():
-        text = f"{' and '.join(passes)} pass{'es' if len(passes) > 1 else ''}: {text}"
-        for i in credited:
-            causes[i].evidence.append("then, " + text)
-        if not credited:
-            drift_evidence.append(text)
-            drift_layers.append(events[first].key)
+            if run[0] in starts:
+                starts[run[0]][0] += " (train pass alike)"
+                continue
+            credited = next((c for c in causes if pass_name in c.passes
+                             and any(last_in <= p < run[0] for p in c.positions)), None)
+            text = [f"{pass_name} pass: " + _describe_episode(events, pass_name, run, selus)]
+            starts[run[0]] = text
+            if credited is not None:
+                credited.evidence.append(text)
+            else:
+                drift_evidence.append(text)
+                drift_layers.append(events[run[0]].key)
+    for c in causes:
+        c.evidence = ["then, " + e[0] if isinstance(e, list) else e for e in c.evidence]
+    drift_evidence = [e[0] for e in drift_evidence]
     findings = [c.finding() for c in causes]
     if drift_evidence:
         findings.append(Finding(
