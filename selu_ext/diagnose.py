@@ -702,24 +702,25 @@ def _analyze(events: list[_Event], inputs: list[tuple[str, float, float]]) -> li
     # start elsewhere (dropout acts only there). A run goes to the first cause that
     # explains it (acts in that pass and sits between the last SELU inside the band
     # and the first one outside), else to a "drift" finding.
-    drift_evidence, drift_layers, starts = [], [], {}
+    runs: dict[int, dict] = {}  # first SELU of a run -> its description and owner
     for pass_name in ("eval", "train"):
         for last_in, run in _episodes(events, pass_name):
-            if run[0] in starts:
-                starts[run[0]][0] += " (train pass alike)"
+            if run[0] in runs:
+                runs[run[0]]["alike"] = True
                 continue
-            credited = next((c for c in causes if pass_name in c.passes
-                             and any(last_in <= p < run[0] for p in c.positions)), None)
-            text = [f"{pass_name} pass: " + _describe_episode(events, pass_name, run, selus)]
-            starts[run[0]] = text
-            if credited is not None:
-                credited.evidence.append(text)
-            else:
-                drift_evidence.append(text)
-                drift_layers.append(events[run[0]].key)
-    for c in causes:
-        c.evidence = ["then, " + e[0] if isinstance(e, list) else e for e in c.evidence]
-    drift_evidence = [e[0] for e in drift_evidence]
+            owner = next((c for c in causes if pass_name in c.passes
+                          and any(last_in <= p < run[0] for p in c.positions)), None)
+            runs[run[0]] = {"text": f"{pass_name} pass: "
+                            + _describe_episode(events, pass_name, run, selus),
+                            "owner": owner, "alike": False}
+    drift_evidence, drift_layers = [], []
+    for first, r in runs.items():
+        text = r["text"] + (" (train pass alike)" if r["alike"] else "")
+        if r["owner"] is not None:
+            r["owner"].evidence.append("then, " + text)
+        else:
+            drift_evidence.append(text)
+            drift_layers.append(events[first].key)
     findings = [c.finding() for c in causes]
     if drift_evidence:
         findings.append(Finding(
