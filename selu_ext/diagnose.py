@@ -156,10 +156,17 @@ def _function_kind(func) -> Optional[tuple[str, str]]:
     return (kind, name) if kind else None
 
 
+def _mean_var(t: Tensor) -> tuple[float, float]:
+    """Mean and population variance in float64, outside the tracer's function mode
+    (these are diagnose's own ops, not the model's)."""
+    with torch._C.DisableTorchFunction():
+        var, mean = torch.var_mean(t.detach().to(torch.float64), correction=0)
+        return mean.item(), var.item()
+
+
 def _weight_stats(weight: Tensor, fan_in: float):
     """(variance x fan_in, number of weights) of a weight tensor."""
-    w = weight.detach().to(torch.float64)
-    return w.var(unbiased=False).item() * fan_in, w.numel()
+    return _mean_var(weight)[1] * fan_in, weight.numel()
 
 
 def weight_band(n_weights: int) -> tuple[float, float]:
@@ -192,7 +199,7 @@ def _module_event(key: str, m: nn.Module, kind: str, type_name: str) -> _Event:
         ev.fan_in = forward_fan_in(m)
         ev.var_fan_in, ev.n_weights = _weight_stats(m.weight, ev.fan_in)
         if m.bias is not None:
-            ev.bias_mean = m.bias.detach().to(torch.float64).mean().item()
+            ev.bias_mean = _mean_var(m.bias)[0]
     ev.p = getattr(m, "p", None)
     return ev
 
@@ -219,7 +226,7 @@ def _function_event(key: str, func_name: str, kind: str, args, kwargs) -> _Event
             ev.var_fan_in, ev.n_weights = _weight_stats(w, ev.fan_in)
         b = _arg(args, kwargs, 2, "bias")
         if isinstance(b, Tensor):
-            ev.bias_mean = b.detach().to(torch.float64).mean().item()
+            ev.bias_mean = _mean_var(b)[0]
     elif kind in (DROPOUT, ALPHA_DROPOUT):
         p = _arg(args, kwargs, 1, "p")
         ev.p = p if isinstance(p, float) else None
@@ -231,8 +238,7 @@ def _output_stats(out) -> Optional[tuple[float, float]]:
         out = out[0]
     if not isinstance(out, Tensor) or not out.is_floating_point() or out.numel() < 2:
         return None
-    o = out.detach().to(torch.float64)
-    return o.mean().item(), o.var(unbiased=False).item()
+    return _mean_var(out)
 
 
 class _Tracer(TorchFunctionMode):
@@ -786,8 +792,7 @@ def _floating_inputs(inputs: tuple) -> list[tuple[str, float, float]]:
     for i, x in enumerate(inputs):
         if isinstance(x, Tensor) and x.is_floating_point() and x.numel() >= 2:
             name = "input" if len(inputs) == 1 else f"input[{i}]"
-            xd = x.detach().to(torch.float64)
-            out.append((name, xd.mean().item(), xd.var(unbiased=False).item()))
+            out.append((name, *_mean_var(x)))
     return out
 
 
