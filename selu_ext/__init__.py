@@ -16,7 +16,7 @@ import json as _json
 
 from . import ops  # noqa: F401  (loads the operators first)
 from . import functional, init, nn  # noqa: F401
-from .diagnose import diagnose
+from .diagnose import SelfNormalizationWarning, diagnose
 from ._C import build_info as _build_info_json
 from .functional import (
     ALPHA,
@@ -46,6 +46,7 @@ __all__ = [
     "SELUAlphaDropoutFunction",
     "build_info",
     "diagnose",
+    "SelfNormalizationWarning",
     "functional",
     "init",
     "nn",

@@ -169,7 +169,7 @@ def _weight_stats(weight: Tensor, fan_in: float):
     return _mean_var(weight)[1] * fan_in, weight.numel()
 
 
-def weight_band(n_weights: int) -> tuple[float, float]:
+def _weight_band(n_weights: int) -> tuple[float, float]:
     """The band of variance x fan_in for a layer of ``n_weights`` weights: WEIGHT_BAND,
     widened to the sampling spread of a correctly drawn small layer."""
     spread = WEIGHT_SAMPLE_SIGMAS * math.sqrt(2.0 / max(n_weights, 1))
@@ -345,7 +345,11 @@ def _merge_order(a: list[str], b: list[str]) -> list[str]:
 
 @dataclass(frozen=True)
 class LayerRow:
-    """One call of a layer, in execution order. ``weight_var_x_fan_in`` is 1.0 for
+    """One call of a layer, in execution order. ``kind`` is ``"weight"`` (Linear,
+    ConvNd, ConvTransposeNd, F.linear, F.conv*), ``"selu"``, ``"dropout"``,
+    ``"alpha_dropout"``, ``"norm"`` or ``"activation"`` (any other). ``name`` is the
+    module's name, or ``"<module>.<function>()"`` for a call inside a forward,
+    ``#2``, ``#3`` ... for repeated calls. ``weight_var_x_fan_in`` is 1.0 for
     LeCun-normal weights; the statistics are those of a SELU's output over all
     elements of the batch, in each pass (None for other layers)."""
 
@@ -542,7 +546,7 @@ def _off_lecun(events: list[_Event]) -> list[int]:
     out = []
     for i, ev in enumerate(events):
         if ev.kind == WEIGHT and ev.var_fan_in is not None and _feeds_selu(events, i):
-            lo, hi = weight_band(ev.n_weights)
+            lo, hi = _weight_band(ev.n_weights)
             if not lo <= ev.var_fan_in <= hi:
                 out.append(i)
     return out

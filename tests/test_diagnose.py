@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import selu_ext
-from selu_ext.diagnose import (ACTIVATION_MEAN_MAX, ACTIVATION_VAR_BAND, WEIGHT_BAND, Finding,
-                               SelfNormalizationWarning)
+from selu_ext.diagnose import (ACTIVATION_MEAN_MAX, ACTIVATION_VAR_BAND, INPUT_MEAN_MAX,
+                               INPUT_VAR_BAND, WEIGHT_BAND, Finding, SelfNormalizationWarning)
 from selu_ext.init import forward_fan_in, self_normalizing_
 
 from conftest import DEVICES, require_device
@@ -358,7 +358,7 @@ def test_bad_arguments():
     with pytest.raises(TypeError, match="selu_ext.diagnose: argument 'model' must be a torch.nn.Module"):
         selu_ext.diagnose(lambda x: x, _input())
     with pytest.raises(TypeError, match="selu_ext.diagnose: argument 'example_input' must be a Tensor"):
-        selu_ext.diagnose(_mlp(), [[1.0]] and {"x": _input()})
+        selu_ext.diagnose(_mlp(), {"x": _input()})
     with pytest.raises(TypeError, match="self_normalizing_: argument 'model'"):
         self_normalizing_(torch.zeros(3, 3))
     with pytest.raises(ValueError, match="lazy module"):
@@ -465,3 +465,32 @@ def test_readme_section_is_the_example_output(tmp_path):
 def test_finding_str():
     f = Finding("init", ("a",), "Weights off.", ("e1", "e2"), "fix it")
     assert str(f) == "[init] Weights off.\n    evidence: e1\n    evidence: e2\n    fix: fix it"
+
+
+def test_bands_match_their_stored_measurement():
+    """The constants are the ones benchmarks/diagnose_bands.py measured (its stored
+    output names them), the measurement supports them, and the README quotes it."""
+    text = (ROOT / "benchmarks" / "results" / "diagnose" / "bands.txt").read_text()
+    assert text.splitlines()[0] == (
+        f"selu_ext.diagnose bands: activation |mean| <= {ACTIVATION_MEAN_MAX:g}, variance "
+        f"[{ACTIVATION_VAR_BAND[0]:g}, {ACTIVATION_VAR_BAND[1]:g}]; weights variance x fan_in "
+        f"[{WEIGHT_BAND[0]:g}, {WEIGHT_BAND[1]:g}]; input |mean| <= {INPUT_MEAN_MAX:g}, "
+        f"variance [{INPUT_VAR_BAND[0]:g}, {INPUT_VAR_BAND[1]:g}]")
+    # Correct MLPs of width >= 32 and every ConvNet: all layers inside.
+    rows = re.findall(r"^\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+(\d+)/(\d+)$", text, re.M)
+    widths = {int(r[0]): r for r in rows[:6]}
+    for width, r in widths.items():
+        assert (r[4] == r[5]) == (width >= 32), r
+    assert all(r[4] == r[5] for r in rows[6:])
+    # Weights: inside for c in the band, not just outside it.
+    scaled = dict(re.findall(r"^\s+([\d.]+)\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+(yes|no) ", text, re.M))
+    inside = sorted(float(c) for c, ok in scaled.items() if ok == "yes")
+    assert (inside[0], inside[-1]) == WEIGHT_BAND
+    assert scaled["0.80"] == scaled["1.25"] == "no"
+    # README quotes the width-32 row and the width-16 misses.
+    r32, r16 = widths[32], widths[16]
+    section = (ROOT / "README.md").read_text().split("## Is my network self-normalizing?", 1)[1]
+    section = " ".join(section.split("\n## ", 1)[0].split())
+    assert (f"(|mean| ≤ {float(r32[1]):.2f}, variance {float(r32[2]):.2f} to "
+            f"{float(r32[3]):.2f})") in section
+    assert f"at width 16, {int(r16[5]) - int(r16[4])} of {r16[5]} layers fell outside" in section
