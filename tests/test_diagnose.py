@@ -494,3 +494,15 @@ def test_bands_match_their_stored_measurement():
     assert (f"(|mean| ≤ {float(r32[1]):.2f}, variance {float(r32[2]):.2f} to "
             f"{float(r32[3]):.2f})") in section
     assert f"at width 16, {int(r16[5]) - int(r16[4])} of {r16[5]} layers fell outside" in section
+    # Inputs: every measured point of the input band keeps the first SELU inside.
+    table = text.split("v \\ m", 1)[1].splitlines()
+    means = [float(m) for m in table[0].split()]
+    cells = []
+    for line in table[1:]:
+        v, *row = line.split()
+        for m, cell in zip(means, row):
+            if abs(m) <= INPUT_MEAN_MAX and INPUT_VAR_BAND[0] <= float(v) <= INPUT_VAR_BAND[1]:
+                cells.append(cell)
+    assert len(cells) == 15 and not any(c.endswith("*") for c in cells)
+    values = sorted(float(c) for c in cells)
+    assert f"(output variance {values[0]:.2f} to {values[-1]:.2f})" in section
