@@ -640,6 +640,20 @@ def _analyze(events: list[_Event], inputs: list[tuple[str, float, float]]) -> li
             "use SELU activations (selu_ext.nn.SELU, or torch.nn.SELU and selu_ext.nn.convert), "
             "or do not use diagnose on this model")]
 
+    causes = _causes(events, inputs)
+    drift = _credit_drift(events, causes)  # first: it adds to the causes' evidence
+    return [c.finding() for c in causes] + drift
+
+
+# Why PyTorch's default Linear / ConvNd init (kaiming_uniform_(a=sqrt(5))) is worth
+# naming: it draws variance x fan_in = 1/3, the most common cause of a collapse.
+_TORCH_DEFAULT_VAR_FAN_IN = 1.0 / 3.0
+
+
+def _causes(events: list[_Event], inputs: list[tuple[str, float, float]]) -> list[_Cause]:
+    """The broken conditions, in the order the report lists them."""
+    selus = [i for i, ev in enumerate(events) if ev.kind == SELU]
+
     def keys(idx):
         return [events[i].key for i in idx]
 
@@ -663,7 +677,8 @@ def _analyze(events: list[_Event], inputs: list[tuple[str, float, float]]) -> li
             f"Weights not LeCun-normal on layers feeding a SELU: {_names(keys(idx))}.",
             [f"weight variance x fan_in {min(values):.2f}" + (f" to {max(values):.2f}" if len(values) > 1 else "")
              + f" (1.0 is LeCun; band [{WEIGHT_BAND[0]:g}, {WEIGHT_BAND[1]:g}]"
-             + ("; PyTorch's default init gives 0.33" if any(0.25 < v < 0.42 for v in values) else "") + ")"],
+             + ("; PyTorch's default init gives 0.33"
+                if any(abs(v - _TORCH_DEFAULT_VAR_FAN_IN) < 0.05 for v in values) else "") + ")"],
             "selu_ext.init.self_normalizing_(model) (LeCun-normal weights, zero biases), or "
             "selu_ext.init.lecun_normal_(layer.weight) for each of these layers", keys(idx)))
     idx = _norms_near_selu(events)
@@ -707,7 +722,13 @@ def _analyze(events: list[_Event], inputs: list[tuple[str, float, float]]) -> li
             [", ".join(sorted({events[i].type for i in idx})) + ": only SELU maps mean 0 / "
              "variance 1 back to itself; these layers start the next ones off the fixed point"],
             "use SELU (selu_ext.nn.SELU) for every hidden activation", keys(idx)))
+    return causes
 
+
+def _credit_drift(events: list[_Event], causes: list[_Cause]) -> list[Finding]:
+    """Adds each run of SELUs outside the band to the evidence of the cause that
+    explains it; returns a "drift" finding for the runs no cause explains."""
+    selus = [i for i, ev in enumerate(events) if ev.kind == SELU]
     # Each run of SELUs outside the band: the eval pass's, then the train pass's that
     # start elsewhere (dropout acts only there). A run goes to the first cause that
     # explains it (acts in that pass and sits between the last SELU inside the band
@@ -731,15 +752,14 @@ def _analyze(events: list[_Event], inputs: list[tuple[str, float, float]]) -> li
         else:
             drift_evidence.append(text)
             drift_layers.append(events[first].key)
-    findings = [c.finding() for c in causes]
-    if drift_evidence:
-        findings.append(Finding(
-            "drift", tuple(dict.fromkeys(drift_layers)),
-            f"Activations leave the band at {_names(list(dict.fromkeys(drift_layers)))}, with no "
-            "cause found above.", tuple(drift_evidence),
-            "look at what runs before these SELUs: residual sums add variance (scale them by "
-            "1/sqrt(2)), large biases shift the mean, custom ops and concatenations change both"))
-    return findings
+    if not drift_evidence:
+        return []
+    layers = tuple(dict.fromkeys(drift_layers))
+    return [Finding(
+        "drift", layers, f"Activations leave the band at {_names(layers)}, with no cause found "
+        "above.", tuple(drift_evidence),
+        "look at what runs before these SELUs: residual sums add variance (scale them by "
+        "1/sqrt(2)), large biases shift the mean, custom ops and concatenations change both")]
 
 
 def _model_events(model: nn.Module) -> list[_Event]:
