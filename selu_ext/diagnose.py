@@ -779,9 +779,10 @@ def _convert_warnings(model: nn.Module) -> None:
     """One SelfNormalizationWarning naming the mistakes ``convert`` can see without
     running the model (layers taken in registration order): nn.Dropout next to SELU,
     and non-LeCun weights on layers feeding a SELU."""
-    events = _model_events(model)
-    if not any(ev.kind == SELU for ev in events):
+    # Before reading any weight: most models convert() meets may have no SELU.
+    if not any((_module_kind(m) or ("",))[0] == SELU for m in model.modules()):
         return
+    events = _model_events(model)
     problems = []
     idx = _dropouts_near_selu(events)
     if idx:
