@@ -114,11 +114,14 @@ _FUNCTION_KINDS = {
                      "tanh_", "sigmoid", "sigmoid_", "logsigmoid", "tanhshrink", "glu",
                      "threshold"), ACTIVATION),
 }
-_OP_KINDS = {
-    "selu_ext::selu": SELU, "selu_ext::selu_": SELU, "selu_ext::selu_alpha_dropout": SELU,
-    "selu_ext::alpha_dropout": ALPHA_DROPOUT, "selu_ext::alpha_dropout_": ALPHA_DROPOUT,
-    # selu_ext.feature_alpha_dropout draws its channel mask with this op.
-    "selu_ext::dropout_keep_mask": ALPHA_DROPOUT,
+_OP_KINDS = {  # schema name -> (kind, the public function that calls it)
+    "selu_ext::selu": (SELU, "selu_ext.selu"),
+    "selu_ext::selu_": (SELU, "selu_ext.selu"),
+    "selu_ext::selu_alpha_dropout": (SELU, "selu_ext.selu_alpha_dropout"),
+    "selu_ext::alpha_dropout": (ALPHA_DROPOUT, "selu_ext.alpha_dropout"),
+    "selu_ext::alpha_dropout_": (ALPHA_DROPOUT, "selu_ext.alpha_dropout"),
+    # feature_alpha_dropout draws its channel mask with this op (only in training).
+    "selu_ext::dropout_keep_mask": (ALPHA_DROPOUT, "selu_ext.feature_alpha_dropout"),
 }
 
 
@@ -148,9 +151,7 @@ def _module_kind(m: nn.Module) -> Optional[tuple[str, str]]:
 
 def _function_kind(func) -> Optional[tuple[str, str]]:
     if isinstance(func, torch._ops.OpOverload):
-        op = func.name()
-        kind = _OP_KINDS.get(op)
-        return (kind, op.replace("::", ".")) if kind else None
+        return _OP_KINDS.get(func.name())
     name = getattr(func, "__name__", None)
     kind = _FUNCTION_KINDS.get(name) if isinstance(name, str) else None
     return (kind, name) if kind else None

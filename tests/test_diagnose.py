@@ -280,6 +280,29 @@ def test_functional_dropout_and_linear_are_seen():
     assert report.findings[1].layers == ("0.dropout()", "1.dropout()")
 
 
+def test_calls_made_only_in_training_are_placed_in_order():
+    # selu_ext's functional dropouts run no op in eval mode: the train pass alone
+    # sees them, and the report puts them where they ran.
+    class Block(nn.Module):
+        def __init__(self, dropout):
+            super().__init__()
+            self.linear, self.dropout = nn.Linear(WIDTH, WIDTH), dropout
+
+        def forward(self, x):
+            return self.dropout(F.selu(self.linear(x)), 0.1, self.training)
+
+    model = self_normalizing_(nn.Sequential(Block(selu_ext.alpha_dropout),
+                                            Block(selu_ext.feature_alpha_dropout)),
+                              generator=torch.Generator().manual_seed(8))
+    report = selu_ext.diagnose(model, _input())
+    assert report.ok, str(report)
+    assert [(r.name, r.kind) for r in report.rows] == [
+        ("0.linear", "weight"), ("0.selu()", "selu"), ("0.alpha_dropout()", "alpha_dropout"),
+        ("1.linear", "weight"), ("1.selu()", "selu"), ("1.feature_alpha_dropout()", "alpha_dropout")]
+    assert [r.type for r in report.rows if r.kind != "weight"] == [
+        "F.selu", "selu_ext.alpha_dropout", "F.selu", "selu_ext.feature_alpha_dropout"]
+
+
 # ---------------------------------------------------------------------------
 # ConvNets, compiled modules, no SELU, CUDA
 
