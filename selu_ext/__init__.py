@@ -4,6 +4,7 @@
     y = selu_ext.selu(x)                     # torch.nn.functional.selu, fused
     layer = selu_ext.nn.SELU()               # torch.nn.SELU drop-in
     selu_ext.init.lecun_normal_(linear.weight)
+    print(selu_ext.diagnose(model, x))       # is the network self-normalizing?
 
 See README.md for the operators, the build switches and the benchmark
 (``python -m selu_ext.bench``).
@@ -15,6 +16,7 @@ import json as _json
 
 from . import ops  # noqa: F401  (loads the operators first)
 from . import functional, init, nn  # noqa: F401
+from .diagnose import SelfNormalizationWarning, diagnose
 from ._C import build_info as _build_info_json
 from .functional import (
     ALPHA,
@@ -43,6 +45,8 @@ __all__ = [
     "AlphaDropoutFunction",
     "SELUAlphaDropoutFunction",
     "build_info",
+    "diagnose",
+    "SelfNormalizationWarning",
     "functional",
     "init",
     "nn",

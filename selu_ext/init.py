@@ -12,9 +12,10 @@ import math
 from typing import Optional
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+from torch.nn.modules.conv import _ConvNd
 
-__all__ = ["lecun_normal_", "KERAS_TRUNCATION_STD"]
+__all__ = ["lecun_normal_", "self_normalizing_", "forward_fan_in", "KERAS_TRUNCATION_STD"]
 
 # Standard deviation of a unit normal truncated to [-2, 2]: Keras' LecunNormal
 # divides by it so the truncated weights still have variance 1 / fan_in.
@@ -50,7 +51,11 @@ def lecun_normal_(tensor: Tensor, truncated: bool = False,
             0.87962566103423978 so the variance is still 1/fan_in.
         generator: a :class:`torch.Generator` for reproducible draws.
     """
-    fan_in = _fan_in(tensor)
+    return _fill_lecun(tensor, _fan_in(tensor), truncated, generator)
+
+
+def _fill_lecun(tensor: Tensor, fan_in: float, truncated: bool,
+                generator: Optional[torch.Generator]) -> Tensor:
     std = 1.0 / math.sqrt(fan_in)
     with torch.no_grad():
         if not truncated:
@@ -58,3 +63,57 @@ def lecun_normal_(tensor: Tensor, truncated: bool = False,
         std /= KERAS_TRUNCATION_STD
         return torch.nn.init.trunc_normal_(tensor, mean=0.0, std=std, a=-2.0 * std, b=2.0 * std,
                                            generator=generator)
+
+
+def forward_fan_in(module: nn.Module) -> float:
+    """The number of inputs summed into each output of a Linear, ConvNd or
+    ConvTransposeNd: the n of the fixed-point analysis, whose weights need variance
+    1 / n. ``in_features`` for Linear; ``in_channels / groups * prod(kernel_size)``
+    for ConvNd. For ConvTransposeNd, ``in_channels / groups * prod(kernel_size) /
+    prod(stride)``: each input is scattered over ``prod(kernel_size)`` outputs
+    ``stride`` apart, so an output receives that many terms on average (exactly, in
+    the interior, when the kernel size is a multiple of the stride). That is not
+    ``torch.nn.init``'s fan_in of a transposed weight (``weight.shape[1] *
+    prod(kernel_size)``, its forward fan-out), which ``lecun_normal_(weight)`` uses.
+    """
+    if isinstance(module, nn.Linear):
+        return float(module.in_features)
+    if isinstance(module, _ConvNd):
+        n = module.in_channels // module.groups * math.prod(module.kernel_size)
+        if module.transposed:
+            return n / math.prod(module.stride)
+        return float(n)
+    raise TypeError(f"selu_ext.init.forward_fan_in: expected a Linear, ConvNd or "
+                    f"ConvTransposeNd module, got {type(module).__name__}")
+
+
+def self_normalizing_(model: nn.Module, truncated: bool = False,
+                      generator: Optional[torch.Generator] = None) -> nn.Module:
+    """Initialize ``model`` for self-normalization, in place: LeCun-normal weights
+    (variance ``1 / forward_fan_in(layer)``) and zero biases for every Linear, ConvNd
+    and ConvTransposeNd in it (output layers included), the fix
+    :func:`selu_ext.diagnose` suggests for weights off the LeCun band. Other layers
+    are left alone. Returns ``model``.
+
+    ConvTransposeNd layers are included, with the fan-in their forward pass really
+    sums (see :func:`forward_fan_in`), because a SELU after a transposed convolution
+    needs the same variance-1 input as after any other layer.
+
+    Args:
+        model: any module (or a single layer).
+        truncated, generator: as for :func:`lecun_normal_`.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError("selu_ext.init.self_normalizing_: argument 'model' must be a "
+                        f"torch.nn.Module, not {type(model).__name__}")
+    for name, m in model.named_modules():
+        if not isinstance(m, (nn.Linear, _ConvNd)):
+            continue
+        if isinstance(m.weight, nn.parameter.UninitializedParameter):
+            raise ValueError(f"selu_ext.init.self_normalizing_: layer '{name or type(m).__name__}' "
+                             "is a lazy module whose weight is not materialized yet; run one "
+                             "forward pass first")
+        _fill_lecun(m.weight, forward_fan_in(m), truncated, generator)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    return model

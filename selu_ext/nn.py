@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from . import functional as F
+from .diagnose import _convert_warnings
 from .init import lecun_normal_
 
 __all__ = [
@@ -281,6 +282,7 @@ def convert(model: nn.Module, inplace: bool = False, fuse: bool = True) -> nn.Mo
     registered on replaced modules are not carried over, and calls to
     ``torch.nn.functional.selu`` inside a model's ``forward`` are not converted.
     """
+    _convert_warnings(model)
     if not inplace:
         model = copy.deepcopy(model)
     new = _replacement(model)
