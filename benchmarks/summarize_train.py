@@ -26,6 +26,12 @@ def _mb(r, key):
     return f"{r[key] / 1e6:.1f}"
 
 
+def _first(r):
+    """The first step of a compiled model: its compilation (only the first batch
+    size measured compiles; dynamic shapes serve the others)."""
+    return "-" if r is None or r.get("first_step_s") is None else f"{r['first_step_s']:.1f}"
+
+
 def _pct(r, key):
     if r is None or r.get(key) is None:
         return "-"
@@ -49,9 +55,10 @@ def step_table(rows, device):
     if compiled:
         out += ["", "With `torch.compile` of each model:", ""]
         out += _table(step, ["model", "batch"] + [f"{i} ms" for i in COMPILED] +
-                      ["time saving captured"],
+                      ["time saving captured", "first step s (compile)"],
                       lambda by: [_ms(by.get(i)) for i in COMPILED] +
-                      [_pct(by.get("compile(selu_ext)"), "share_time_pct")])
+                      [_pct(by.get("compile(selu_ext)"), "share_time_pct"),
+                       " / ".join(_first(by.get(i)) for i in COMPILED)])
     return out
 
 

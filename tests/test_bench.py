@@ -243,7 +243,8 @@ def test_bench_cuda_graphs_rows():
 
 from selu_ext.bench import percall, train  # noqa: E402
 
-STEP = ["--device", "cpu", "--quick", "--percall", "--train", "--no-compile", "--train-batches", "8"]
+STEP = ["--device", "cpu", "--quick", "--percall", "--train", "--no-compile", "--train-batches", "8",
+        "--train-models", "mlp,convnet"]
 
 
 @pytest.fixture(scope="module")
@@ -301,7 +302,7 @@ def test_train_rows(step_run):
         assert r["status"] == "ok", r
         assert r["size"] == 8 and r["threads"] == 1
         assert 0 < r["p20_ms"] <= r["median_ms"] <= r["p80_ms"], r
-        assert r["saved_bytes"] > 0 and r["peak_mem"] is None
+        assert r["saved_bytes"] > 0 and r["peak_mem"] is None and r["first_step_s"] > 0
     for m in train.MODELS:
         by = {r["role"]: r for r in rows if r["op"] == f"train_{m}"}
         # torch.nn keeps SELU's input and the dropout's noise; selu_ext keeps what the
@@ -380,6 +381,9 @@ def test_train_flags_parse():
     cfg = cli.config_from_args(cli.build_parser().parse_args(argv), argv)
     assert cfg.train_models == ["convnet"] and cfg.train_batches == [64, 256]
     assert cfg.train_compile is False and cfg.compile is None
+    quick = ["--device", "cpu", "--quick", "--train"]
+    cfg = cli.config_from_args(cli.build_parser().parse_args(quick), quick)
+    assert cfg.train_models == ["mlp"] and cfg.train_batches is None and cfg.quick
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args(["--train-models", "resnet"])
 

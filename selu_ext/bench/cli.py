@@ -153,12 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
            "backward (CUDA: peak memory) and the share of the attainable saving selu_ext "
            "captures (in the default run)")
     a("--train-models", type=_choices(TRAIN_MODELS), default=None,
-      help="training-step models: mlp, convnet (default both)")
+      help="training-step models: mlp, convnet (default both; --quick mlp)")
     a("--train-batches", type=parse_sizes, default=None,
       help="training-step batch sizes (default 64,256,1024; --quick 64)")
     a("--no-train-compile", dest="train_compile", action="store_false",
-      help="skip the torch.compile variants of the training step only (on a 2-core CPU "
-           "their compilation takes minutes)")
+      help="skip the torch.compile variants of the training step only (their compilation "
+           "took 6-100 s per model on a loaded 2-core CPU; the rows say how long: first step)")
     a("--quick", action="store_true",
       help="a short run (CPU: under 30 s): sizes 2^12 and 2^20 (CUDA: and 2^24), float32 "
            "(CUDA: and bfloat16), fewer samples, no torch.compile on CPU; explicit flags still "
@@ -259,7 +259,7 @@ def config_from_args(ns: argparse.Namespace, argv) -> "object":
         modes=(ns.modes or list(MODES)) if sweep else [],
         per_call=ns.percall or whole,
         train=ns.train or whole,
-        train_models=ns.train_models or list(TRAIN_MODELS),
+        train_models=ns.train_models or (["mlp"] if quick else list(TRAIN_MODELS)),
         train_batches=ns.train_batches,
         train_compile=ns.train_compile,
         dtypes=dtypes,
