@@ -14,5 +14,5 @@ PY=${PYTHON:-python}
 OUT=benchmarks/results/cpu_train
 mkdir -p "$OUT"
 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" $PY -m selu_ext.bench --device cpu --percall --train \
-  --json "$OUT/train.json" "$@" | tee "$OUT/train.txt"
+  --threads 1 --json "$OUT/train.json" "$@" | tee "$OUT/train.txt"
 $PY benchmarks/summarize.py

@@ -158,7 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
       help="training-step batch sizes (default 64,256,1024; --quick 64)")
     a("--no-train-compile", dest="train_compile", action="store_false",
       help="skip the torch.compile variants of the training step only (their compilation "
-           "took 6-100 s per model on a loaded 2-core CPU; the rows say how long: first step)")
+           "took 5-100 s per model on a loaded 2-core CPU, the longest with inductor's "
+           "on-disk cache cold; each row's first_step_s says how long)")
     a("--quick", action="store_true",
       help="a short run (CPU: under 30 s): sizes 2^12 and 2^20 (CUDA: and 2^24), float32 "
            "(CUDA: and bfloat16), fewer samples, no torch.compile on CPU; explicit flags still "

@@ -36,6 +36,9 @@ from .interleaved import time_interleaved
 SIZES = (16, 4096, 65536)
 QUICK_SIZES = (16, 4096)
 MODES = ("call_nograd", "call_inference", "call_grad", "call_fwdbwd")
+# (rounds, seconds per block): 25 rounds of ~4 ms blocks on the CPU (hundreds of
+# calls each); fewer on CUDA, where the GPU run's time is short (benchmarks/gpu_run.sh).
+ROUNDS = {"cpu": (25, 4e-3), "cuda": (15, 2e-3), "quick": (7, 1e-3)}
 MODE_TEXT = {
     "call_nograd": "f(x) under torch.no_grad()",
     "call_inference": "f(x) under torch.inference_mode()",
@@ -160,9 +163,9 @@ def measure_pair(runner, case: Case, mode: str, size: int, threads: int) -> list
                 rows[0]["status"] = "not timed: selu_ext's result is WRONG"
                 return rows
             calls = {r["impl"]: make_call(fn, mode, x, g) for r, fn in zip(rows, fns)}
-            quick = cfg.quick
+            rounds, block_s = ROUNDS["quick" if cfg.quick else cfg.device]
             tms = time_interleaved(calls, cfg.device, threads=threads if cfg.device == "cpu" else None,
-                                   rounds=7 if quick else 25, block_s=1e-3 if quick else 4e-3)
+                                   rounds=rounds, block_s=block_s)
     except Exception as e:
         msg = str(e).strip().splitlines()
         for r in rows:

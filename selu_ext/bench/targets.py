@@ -192,7 +192,8 @@ def _step_targets(d: list[dict], dev: str) -> list[dict]:
         out.append(named(_target(
             "cpu.call.vs_torch", dev,
             "per call, every function, module and mode at 16 and 4096 float32 elements, 1 thread: "
-            "torch time / selu_ext time (selu_ext <= 1.0x torch)", rows, speed, 1.0, "x"), rows, speed))
+            "selu_ext's speedup over torch (torch time / selu_ext time)", rows, speed, 1.0, "x"),
+            rows, speed))
         rows = _select(d, op="train_mlp", mode="step", role="ext", size=256)
         out.append(named(_target(
             "cpu.train_mlp.share_time.256", dev,
@@ -200,8 +201,9 @@ def _step_targets(d: list[dict], dev: str) -> list[dict]:
             "saving (torch - floor)", rows, share, 90.0, "%"), rows, share))
     else:
         out.append(named(_target(
-            f"{dev}.call.vs_torch", dev, "per call, every function, module, mode and size: torch "
-            "time / selu_ext time", calls, speed, 1.0, "x", info=True), calls, speed))
+            f"{dev}.call.vs_torch", dev, "per call, every function, module, mode and size: "
+            "selu_ext's speedup over torch (torch time / selu_ext time)", calls, speed, 1.0, "x",
+            info=True), calls, speed))
     rows = [r for r in d if str(r.get("op")).startswith("train_") and r.get("role") == "ext"]
     for key, what in (("share_time_pct", "time"), ("share_mem_pct", "memory")):
         val = lambda r, key=key: r.get(key)  # noqa: E731
