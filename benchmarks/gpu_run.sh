@@ -29,10 +29,12 @@
 #
 # Time: the whole default run must fit one device call of at most 9 minutes, start
 # included. DEADLINE_S (default 510 s from the script's start) bounds it: the
-# fixed steps took build ~60 s, test ~200 s, fallback ~75 s, example ~35 s on the
-# H100 (sanitize is short), and the two benchmark steps get what is left, each
-# keeping time for the steps after it (--budget; the benchmark stops measuring
-# at its budget and keeps its rows, so a slow step shortens the sweep, not the run).
+# fixed steps took build 56 s, test 196 s, fallback 73 s, example 33 s in the
+# stored H100 run (results/h100/summary.md; sanitize was not timed), and the two
+# benchmark steps get what is left, each keeping time for the steps after it
+# (--budget: the benchmark stops measuring at its budget and keeps its rows, so a
+# slow step shortens the sweep, not the run). The bench step runs the per-call rows
+# and the training step first, then the sweep, float32 first.
 set -uo pipefail
 OUT=${1:?usage: benchmarks/gpu_run.sh OUTDIR [build test fallback sanitize bench graphs example]}
 shift
