@@ -221,9 +221,15 @@ def measure_point(runner, name: str, variants: dict, batch: int, threads: int,
             r["status"] = f"ERROR: {type(e).__name__}: {msg[0][:200] if msg else ''}"
     if steps:
         quick = cfg.quick
-        tms = time_interleaved(steps, cfg.device, threads=threads if cfg.device == "cpu" else None,
-                               rounds=3 if quick else 7, block_s=2e-3, warmup=1,
-                               budget_s=1.0 if quick else 10.0, max_rounds=5 if quick else 40)
+        try:
+            tms = time_interleaved(steps, cfg.device, threads=threads if cfg.device == "cpu" else None,
+                                   rounds=3 if quick else 7, block_s=2e-3, warmup=1,
+                                   budget_s=1.0 if quick else 10.0, max_rounds=5 if quick else 40)
+        except Exception as e:  # a step that ran once and then failed: none is timed
+            tms = {}
+            for r in rows:
+                if r["impl"] in steps:
+                    r["status"] = f"ERROR: timing: {type(e).__name__}: {str(e)[:200]}"
         for r in rows:
             tm = tms.get(r["impl"])
             if tm is not None:
