@@ -13,6 +13,10 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
 OUT=benchmarks/results/cpu_train
 mkdir -p "$OUT"
+# A fresh inductor cache: the compiled variants' first step is then the cold
+# compilation a user's first run pays, not a cache hit of an earlier run.
+export TORCHINDUCTOR_CACHE_DIR=$(mktemp -d)
+trap 'rm -rf "$TORCHINDUCTOR_CACHE_DIR"' EXIT
 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" $PY -m selu_ext.bench --device cpu --percall --train \
   --threads 1 --json "$OUT/train.json" "$@" | tee "$OUT/train.txt"
 $PY benchmarks/summarize.py
