@@ -15,6 +15,14 @@ stored JSON; nothing is typed by hand. Needs only the standard library.
 README.md gets the summary between ``<!-- bench-summary:start -->`` and
 ``<!-- bench-summary:end -->``; without the file or the markers the markdown goes
 to stdout instead (or to --out).
+
+The training-step headline comes from ``benchmarks/results/<machine>/train.json``
+(``python -m selu_ext.bench --percall --train --json ...``; benchmarks/cpu_train.sh
+makes the stored CPU run) and from any bench.json with training-step rows: step time and memory of torch.nn, selu_ext and the
+floor, the share of the attainable saving selu_ext captures, per-call ratios, and
+those targets. It goes between ``<!-- train-summary:start -->`` and
+``<!-- train-summary:end -->`` when README.md has them (with --stdout or --out,
+after the summary).
 """
 
 from __future__ import annotations
@@ -26,8 +34,11 @@ import json
 import os
 import sys
 
+import summarize_train
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 START, END = "<!-- bench-summary:start -->", "<!-- bench-summary:end -->"
+TRAIN_START, TRAIN_END = "<!-- train-summary:start -->", "<!-- train-summary:end -->"
 M = 2**20
 
 
@@ -61,9 +72,9 @@ def _targets_module():
     return mod
 
 
-def load_runs(results_dir):
+def load_runs(results_dir, name="bench.json"):
     runs = []
-    for path in sorted(glob.glob(os.path.join(results_dir, "*", "bench.json"))):
+    for path in sorted(glob.glob(os.path.join(results_dir, "*", name))):
         with open(path) as f:
             doc = json.load(f)
         doc["_path"] = os.path.relpath(path, ROOT)
@@ -222,17 +233,28 @@ def main(argv=None):
     ap.add_argument("--stdout", action="store_true", help="print the markdown instead")
     args = ap.parse_args(argv)
     runs = load_runs(args.results)
+    # Training-step rows: the stored train.json runs, and any full run that has them.
+    train_runs = load_runs(args.results, "train.json") + [
+        r for r in runs if any(row["mode"] == "step" for row in r["rows"])]
     if args.only:
         runs = [r for r in runs if r["_machine"] in args.only]
+        train_runs = [r for r in train_runs if r["_machine"] in args.only]
     md = summarize(runs)
+    train_md = summarize_train.train_summary(train_runs, _targets_module())
     if args.out:
         with open(args.out, "w") as f:
-            f.write(md)
+            f.write(md + "\n## Training step\n\n" + train_md)
         print(f"summary written to {args.out}", file=sys.stderr)
         return 0
     if not args.stdout and os.path.exists(args.readme):
         with open(args.readme) as f:
             text = f.read()
+        if TRAIN_START in text and TRAIN_END in text and text.index(TRAIN_START) < text.index(TRAIN_END):
+            head, rest = text.split(TRAIN_START, 1)
+            text = head + TRAIN_START + "\n" + train_md + TRAIN_END + rest.split(TRAIN_END, 1)[1]
+            with open(args.readme, "w") as f:
+                f.write(text)
+            print(f"training-step summary written into {os.path.relpath(args.readme)}", file=sys.stderr)
         if START in text and END in text and text.index(START) < text.index(END):
             head, rest = text.split(START, 1)
             _, tail = rest.split(END, 1)
@@ -245,6 +267,8 @@ def main(argv=None):
     elif not args.stdout:
         print(f"{os.path.relpath(args.readme)} not found; printing instead", file=sys.stderr)
     sys.stdout.write(md)
+    if args.stdout:
+        sys.stdout.write("\n## Training step\n\n" + train_md)
     return 0
 
 

@@ -236,3 +236,185 @@ def test_bench_cuda_graphs_rows():
     # Every candidate, compiled ones included, was captured and timed.
     bad = [line for line in rows if " ok " not in line]
     assert not bad, "\n".join(bad)
+
+
+# ---------------------------------------------------------------------------
+# Per-call rows (percall.py) and the training step (train.py)
+
+from selu_ext.bench import percall, train  # noqa: E402
+
+STEP = ["--device", "cpu", "--quick", "--percall", "--train", "--no-compile", "--train-batches", "8",
+        "--train-models", "mlp,convnet"]
+
+
+@pytest.fixture(scope="module")
+def step_run(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("step") / "train.json")
+    out = io.StringIO()
+    rc = bench.main(STEP + ["--json", path], out=out)
+    with open(path) as f:
+        return rc, out.getvalue(), json.load(f), path
+
+
+def test_percall_rows(step_run):
+    rc, text, doc, _ = step_run
+    assert rc == 0, text
+    rows = [r for r in doc["rows"] if r["mode"].startswith("call_")]
+    assert not [r for r in doc["rows"] if r["mode"] in ("forward", "backward", "fwdbwd")]
+    assert {(r["op"], r["mode"], r["size"], r["role"]) for r in rows} == {
+        (c.op, m, s, role) for c in percall.CASES for m in percall.MODES
+        for s in percall.QUICK_SIZES for role in ("eager", "ext")}
+    for r in rows:
+        assert r["status"] == "ok", r
+        assert r["dtype"] == "float32" and r["device"] == "cpu" and r["threads"] == 1
+        assert 0 < r["p20_ms"] <= r["median_ms"] <= r["p80_ms"], r
+        assert r["samples"] == 7 and r["calls_per_sample"] >= 1
+        assert r["version"] == selu_ext.__version__ and r["torch_version"] == torch.__version__
+    ext = [r for r in rows if r["role"] == "ext"]
+    assert all(r["speedup_vs_eager"] > 0 for r in ext)
+    assert {r["check"] for r in ext} == {"vs-torch", "dropout-formula"}
+    assert {r["impl"] for r in rows if r["op"] == "selu_alpha_dropout"} == {
+        "F.alpha_dropout(F.selu(x))", "selu_ext.selu_alpha_dropout"}
+    tg = {t["target"]: t for t in doc["targets"]}
+    assert tg["cpu.call.vs_torch"]["result"] in ("PASS", "MISS")
+    assert tg["cpu.call.vs_torch"]["n_rows"] == len(ext)
+
+
+def test_percall_check_catches_a_wrong_output():
+    case = next(c for c in percall.CASES if c.op == "selu_alpha_dropout")
+    x = torch.randn(4096)
+    y = selu_ext.selu_alpha_dropout(x, 0.1, True)
+    assert percall.check(case, y, y, x, 0.1) == ("dropout-formula", "")
+    kind, wrong = percall.check(case, y * 1.01, y, x, 0.1)
+    assert wrong
+    sel = percall.CASES[0]
+    assert percall.check(sel, selu_ext.selu(x), F.selu(x), x, 0.1) == ("vs-torch", "")
+    assert percall.check(sel, selu_ext.selu(x)[:-1], F.selu(x), x, 0.1)[1]
+
+
+def test_train_rows(step_run):
+    rc, text, doc, _ = step_run
+    rows = [r for r in doc["rows"] if r["mode"] == "step"]
+    assert {(r["op"], r["impl"], r["role"]) for r in rows} == {
+        (f"train_{m}", impl, role) for m in train.MODELS
+        for impl, role in (("torch.nn", "eager"), ("selu_ext", "ext"), ("floor", "floor"))}
+    for r in rows:
+        assert r["status"] == "ok", r
+        assert r["size"] == 8 and r["threads"] == 1
+        assert 0 < r["p20_ms"] <= r["median_ms"] <= r["p80_ms"], r
+        assert r["saved_bytes"] > 0 and r["peak_mem"] is None and r["first_step_s"] > 0
+    for m in train.MODELS:
+        by = {r["role"]: r for r in rows if r["op"] == f"train_{m}"}
+        # torch.nn keeps SELU's input and the dropout's noise; selu_ext keeps what the
+        # next layer keeps anyway plus a 16-byte rng state per fused op.
+        assert by["eager"]["saved_bytes"] > by["ext"]["saved_bytes"] >= by["floor"]["saved_bytes"]
+        assert by["ext"]["saved_bytes"] - by["floor"]["saved_bytes"] <= 16 * 8
+        assert by["ext"]["share_mem_pct"] > 99.9
+        assert by["ext"]["share_time_pct"] is None or isinstance(by["ext"]["share_time_pct"], float)
+        assert "of the attainable time saving" in by["ext"]["note"]
+    tg = {t["target"]: t for t in doc["targets"]}
+    assert tg["cpu.train_mlp.share_time.256"]["result"] == "n/a"  # batch 8 only
+    assert "Training step" in text
+
+
+def test_share_on_synthetic_numbers():
+    # The run: torch 80.6 ms, selu_ext 63.6 ms, floor 57.2 ms.
+    assert train.share(80.6, 63.6, 57.2) == pytest.approx(100 * 17.0 / 23.4)
+    assert train.share(80.6, 57.2, 57.2) == pytest.approx(100.0)
+    assert train.share(10.0, 12.0, 8.0) == pytest.approx(-100.0)
+    assert train.share(10.0, 9.0, 10.0) is None and train.share(10.0, None, 8.0) is None
+
+    def row(role, impl, ms, kept, size=256):
+        return dict(op="train_mlp", mode="step", dtype="float32", size=size, device="cpu",
+                    threads=1, impl=impl, role=role, status="ok", median_ms=ms, saved_bytes=kept,
+                    note="")
+
+    rows = [row("eager", "torch.nn", 80.6, 1000), row("ext", "selu_ext", 63.6, 400),
+            row("floor", "floor", 57.2, 300), row("compile", "compile(torch.nn)", 50.0, 900),
+            row("ext_compile", "compile(selu_ext)", 49.0, 300),
+            row("floor_compile", "compile(floor)", 40.0, 300)]
+    train.fill_shares(rows, "cpu")
+    ext, ext_c = rows[1], rows[4]
+    assert ext["share_time_pct"] == pytest.approx(72.649, abs=1e-3)
+    assert ext["share_mem_pct"] == pytest.approx(100 * 600 / 700)
+    assert ext_c["share_time_pct"] == pytest.approx(10.0) and ext_c["share_mem_pct"] == 100.0
+    res = {t["target"]: t for t in targets.evaluate(rows)}
+    t = res["cpu.train_mlp.share_time.256"]
+    assert t["result"] == "MISS" and t["value"] == pytest.approx(72.649, abs=1e-3)
+    assert t["where"] == "train_mlp step 2^8"
+    rows[1]["share_time_pct"] = 95.0
+    assert {t["target"]: t for t in targets.evaluate(rows)}["cpu.train_mlp.share_time.256"][
+        "result"] == "PASS"
+
+
+def test_percall_target_on_synthetic_rows():
+    def row(op, mode, size, speedup, role="ext"):
+        return dict(op=op, mode=mode, dtype="float32", size=size, device="cpu", threads=1,
+                    impl=op, role=role, status="ok", median_ms=1.0, speedup_vs_eager=speedup)
+
+    rows = [row("selu", "call_nograd", 16, 1.2), row("nn.SELU", "call_fwdbwd", 4096, 0.9),
+            row("selu", "call_grad", 65536, 0.5)]  # 65536: not in the target
+    t = {t["target"]: t for t in targets.evaluate(rows)}["cpu.call.vs_torch"]
+    assert t["result"] == "MISS" and t["value"] == 0.9 and t["n_rows"] == 2
+    assert t["where"] == "nn.SELU call_fwdbwd 2^12"
+    rows[1]["speedup_vs_eager"] = 1.0
+    assert {t["target"]: t for t in targets.evaluate(rows)}["cpu.call.vs_torch"]["result"] == "PASS"
+
+
+@pytest.mark.parametrize("argv, parts", [
+    ([], (True, True, True)),
+    (["--percall"], (False, True, False)),
+    (["--train"], (False, False, True)),
+    (["--percall", "--train"], (False, True, True)),
+    (["--ops", "selu"], (True, False, False)),
+    (["--modes", "forward", "--train"], (True, False, True)),
+])
+def test_parts_of_a_run(argv, parts):
+    ns = cli.build_parser().parse_args(["--device", "cpu"] + argv)
+    cfg = cli.config_from_args(ns, argv)
+    assert (bool(cfg.ops and cfg.modes), cfg.per_call, cfg.train) == parts
+
+
+def test_train_flags_parse():
+    argv = ["--device", "cpu", "--train", "--train-models", "convnet", "--train-batches", "64,2^8",
+            "--no-train-compile"]
+    cfg = cli.config_from_args(cli.build_parser().parse_args(argv), argv)
+    assert cfg.train_models == ["convnet"] and cfg.train_batches == [64, 256]
+    assert cfg.train_compile is False and cfg.compile is None
+    quick = ["--device", "cpu", "--quick", "--train"]
+    cfg = cli.config_from_args(cli.build_parser().parse_args(quick), quick)
+    assert cfg.train_models == ["mlp"] and cfg.train_batches is None and cfg.quick
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["--train-models", "resnet"])
+
+
+def test_train_floor_and_convert():
+    model = train.build_model("mlp")
+    kinds = lambda m: [type(c).__name__ for c in m]  # noqa: E731
+    assert kinds(train.floor(model)).count("Identity") == 16
+    assert "SELU" in kinds(model) and "SELU" not in kinds(train.floor(model))
+    variants = train.build_variants("convnet", "cpu", compile_=False)
+    assert set(variants) == {"torch.nn", "selu_ext", "floor"}
+    assert "SELUAlphaDropout" in kinds(variants["selu_ext"][1])
+    assert train.eval_check(variants, train.make_input("convnet", 4, "cpu")[0]) == ""
+
+
+def test_summarize_training_step(step_run, tmp_path):
+    _, _, _, path = step_run
+    results = tmp_path / "results" / "cpu_train"
+    results.mkdir(parents=True)
+    with open(path) as f:
+        (results / "train.json").write_text(f.read())
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n<!-- bench-summary:start -->\n<!-- bench-summary:end -->\n"
+                      "## Training step\n<!-- train-summary:start -->\nold\n"
+                      "<!-- train-summary:end -->\ntail\n")
+    subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "summarize.py"),
+                    "--results", str(tmp_path / "results"), "--readme", str(readme)], check=True)
+    text = readme.read_text()
+    section = text.split("<!-- train-summary:start -->")[1].split("<!-- train-summary:end -->")[0]
+    assert "old" not in section and text.endswith("tail\n")
+    assert "### cpu_train:" in section and "results/cpu_train/train.json" in section
+    assert "| MLP | 8 |" in section and "| ConvNet | 8 |" in section
+    assert "| `F.alpha_dropout(F.selu(x))` |" in section and "| `nn.SELU` |" in section
+    assert "selu_ext's speedup over torch" in section and "| first step s" not in section

@@ -14,7 +14,9 @@ evaluated from the rows; plots and the README summary are drawn from stored rows
 
 Layout: candidates.py (ops, implementations, references), checks.py (correctness),
 timing.py (timers, copy bandwidth), memory.py (saved bytes, peak memory),
-runner.py (the loop), targets.py, report.py (table, JSON, CSV, plot), cli.py.
+runner.py (the loop), targets.py, report.py (table, JSON, CSV, plot), cli.py;
+percall.py (per-call rows of every function and module, --percall), train.py (the
+training step, --train) and interleaved.py (their interleaved timer).
 
 From Python::
 

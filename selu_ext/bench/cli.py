@@ -11,6 +11,7 @@ import sys
 from typing import Optional
 
 from .candidates import DTYPES, MODES, OPS, ROLES
+from .train import MODELS as TRAIN_MODELS
 
 CUDA_SIZES = [2**k for k in (12, 16, 20, 22, 24, 26, 28)]
 CPU_SIZES = [2**k for k in range(12, 25, 2)]  # 2^12, 2^14, ..., 2^24
@@ -99,7 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
             "ATEN_CPU_CAPABILITY=avx2); SELU+AlphaDropout fused against F.selu+F.alpha_dropout;\n"
             "AlphaDropout against F.alpha_dropout. Every result is checked against a float64\n"
             "reference before it is timed (a wrong one is reported WRONG, not timed). Prints a\n"
-            "table as it goes, then the targets (PASS/MISS) evaluated from the rows."),
+            "table as it goes, then the targets (PASS/MISS) evaluated from the rows.\n\n"
+            "A run has three parts: the sweep (--ops, --modes, --dtypes, --sizes), the per-call\n"
+            "rows (--percall) and the training step (--train). The default run has all three;\n"
+            "--percall and --train run only the parts they name, --ops or --modes add the sweep."),
         epilog=(
             "modes: forward (y = f(x)); backward (only the backward, on a prepared graph, via\n"
             "  torch.autograd.grad(..., retain_graph=True)); fwdbwd (both); percall (wall-clock\n"
@@ -112,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
             "  python -m selu_ext.bench --quick\n"
             "  python -m selu_ext.bench --device cuda --json out/bench.json --csv out/bench.csv\n"
             "  python -m selu_ext.bench --ops selu --modes forward --dtypes fp32 --sizes 2^16..2^24\n"
+            "  python -m selu_ext.bench --percall --train --no-compile --json out/step.json\n"
             "  python -m selu_ext.bench --from-json out/bench.json --plot out/bench.png"))
     a = p.add_argument
     a("--device", choices=["cpu", "cuda", "auto"], default="auto",
@@ -134,6 +139,27 @@ def build_parser() -> argparse.ArgumentParser:
       help="CPU intra-op thread counts, one sweep each (default: 1 and the machine's count); "
            "ignored on CUDA")
     a("--p", type=float, default=0.1, help="dropout probability (default 0.1)")
+    a("--percall", action="store_true",
+      help="per-call rows: every public function and module (selu, alpha_dropout, "
+           "feature_alpha_dropout, selu_alpha_dropout, nn.SELU, nn.AlphaDropout, "
+           "nn.FeatureAlphaDropout, nn.SELUAlphaDropout) against its torch equivalent at 16, "
+           "4096 and 65536 float32 elements, under no_grad, inference_mode, with grad and "
+           "forward+backward, interleaved, one CPU thread (in the default run)")
+    a("--train", action="store_true",
+      help="training step: forward, backward, optimizer step and zero_grad of a 784-8x512-10 "
+           "SELU MLP and the tutorial's ConvNet at batch 64, 256, 1024, for torch.nn, "
+           "selu_ext.nn.convert, the floor (SELU and AlphaDropout as nn.Identity) and "
+           "torch.compile of each (--no-compile skips those): step time, bytes kept for "
+           "backward (CUDA: peak memory) and the share of the attainable saving selu_ext "
+           "captures (in the default run)")
+    a("--train-models", type=_choices(TRAIN_MODELS), default=None,
+      help="training-step models: mlp, convnet (default both; --quick mlp)")
+    a("--train-batches", type=parse_sizes, default=None,
+      help="training-step batch sizes (default 64,256,1024; --quick 64)")
+    a("--no-train-compile", dest="train_compile", action="store_false",
+      help="skip the torch.compile variants of the training step only (their compilation "
+           "took 5-100 s per model on a loaded 2-core CPU, the longest with inductor's "
+           "on-disk cache cold; each row's first_step_s says how long)")
     a("--quick", action="store_true",
       help="a short run (CPU: under 30 s): sizes 2^12 and 2^20 (CUDA: and 2^24), float32 "
            "(CUDA: and bfloat16), fewer samples, no torch.compile on CPU; explicit flags still "
@@ -225,10 +251,18 @@ def config_from_args(ns: argparse.Namespace, argv) -> "object":
                          "(and a GPU)")
     if not 0.0 <= ns.p < 1.0:
         raise SystemExit("selu_ext.bench: --p must be in [0, 1)")
+    # The parts of the run: all three by default; otherwise those named.
+    sweep = bool(ns.ops or ns.modes) or not (ns.percall or ns.train)
+    whole = not (ns.ops or ns.modes or ns.percall or ns.train)
     return Config(
         device=device,
-        ops=ns.ops or list(OPS),
-        modes=ns.modes or list(MODES),
+        ops=(ns.ops or list(OPS)) if sweep else [],
+        modes=(ns.modes or list(MODES)) if sweep else [],
+        per_call=ns.percall or whole,
+        train=ns.train or whole,
+        train_models=ns.train_models or (["mlp"] if quick else list(TRAIN_MODELS)),
+        train_batches=ns.train_batches,
+        train_compile=ns.train_compile,
         dtypes=dtypes,
         sizes=sizes,
         percall_sizes=ns.percall_sizes or ([4096] if quick else [4096, 16384, 65536]),

@@ -24,6 +24,7 @@ ROW_FIELDS = [
     *[f"speedup_vs_{r}" for r in SPEEDUP_ROLES],
     "peak_mem", "saved_bytes", "max_err", "max_ulp", "n_buffers", "samples", "calls_per_sample",
     "note", "version", "torch_version",
+    "share_time_pct", "share_mem_pct", "first_step_s",  # training-step rows (train.py)
 ]
 META_FIELDS = ["device_name", "torch_cpu_capability", "selu_ext_cpu_capability", "date",
                "command", "build_info"]

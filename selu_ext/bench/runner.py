@@ -34,7 +34,7 @@ import torch
 
 import selu_ext
 
-from . import checks, memory, report, targets, timing
+from . import checks, memory, percall, report, targets, timing, train
 from .candidates import (DTYPES, MODES, OP_DEFS, SWEEP_MODES, Impl, build_impls,
                          compile_unavailable_reason, keep_mask)
 
@@ -69,6 +69,11 @@ class Config:
     plot: Optional[str] = None
     cuda_graphs: bool = False  # CUDA: time replays of captured graphs (GPU time only)
     emit_rows: bool = False  # internal: print rows as JSON lines (the avx2 peer subprocess)
+    per_call: bool = False  # per-call rows of every function and module (percall.py)
+    train: bool = False  # the training-step rows (train.py)
+    train_models: list = field(default_factory=lambda: list(train.MODELS))
+    train_batches: Optional[list] = None  # None: train.BATCHES (--quick: QUICK_BATCHES)
+    train_compile: bool = True  # the torch.compile variants of the training step
     command: str = ""
 
 
@@ -155,12 +160,15 @@ class Runner:
         self.graph_stream = None  # --cuda-graphs: the stream rows are measured on
 
     # -- helpers -------------------------------------------------------------
-    def emit(self, row: dict) -> None:
+    def emit(self, row: dict, show: bool = True) -> None:
+        """Store a row (``show``: and print it as a line of the table; the per-call and
+        training-step parts print their own)."""
         self.rows.append(row)
         report.fill_speedups(self._group(row))
         if self.cfg.emit_rows:
             print("@row " + json.dumps(row, default=str), file=self.out)
-        print(report.format_row(row), file=self.out)
+        if show:
+            print(report.format_row(row), file=self.out)
         self.out.flush()
 
     def _group(self, row):
@@ -257,6 +265,10 @@ class Runner:
                 for threads in cfg.threads:
                     self.set_threads(threads)
                     self.run_percall(self.impls_for("selu"), threads)
+            if cfg.per_call:
+                percall.run(self)
+            if cfg.train:
+                train.run(self)
             # dtype, then op, then threads: a run cut short by its budget still has
             # every op in the first dtypes (float32 first), and the thread counts of
             # one op and dtype are measured next to each other, in the same state of

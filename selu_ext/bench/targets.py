@@ -142,6 +142,7 @@ def evaluate(rows: Iterable[dict]) -> list[dict]:
                                    lambda r: r.get("max_ulp"), 2.0, "ULP", higher_is_better=False,
                                    info=True))
         out.append(_memory_target(d, dev))
+        out += _step_targets(d, dev)
     return out
 
 
@@ -171,6 +172,45 @@ def _memory_target(d: list[dict], dev: str) -> dict:
     return _target(f"{dev}.fused.memory", dev,
                    "fused op: bytes kept for backward beyond the next Linear <= 1/3 of nn.SELU+nn.AlphaDropout",
                    pairs, lambda r: r["_ratio"], 1 / 3, "ratio", higher_is_better=False)
+
+
+def _step_targets(d: list[dict], dev: str) -> list[dict]:
+    """Per-call rows (percall.py) and training-step rows (train.py); their worst
+    row is named by op, mode and size (size = batch for a training step)."""
+    def named(res: dict, rows: list[dict], value, higher_is_better: bool = True) -> dict:
+        vals = [(value(r), r) for r in rows if _ok(r) and value(r) is not None]
+        if vals:
+            r = (min if higher_is_better else max)(vals, key=lambda vr: vr[0])[1]
+            res["where"] = f"{r['op']} {r['mode']} {_sz(r['size'])}"
+        return res
+
+    calls = [r for r in d if r.get("role") == "ext" and str(r.get("mode")).startswith("call_")]
+    speed, share = _speedup("eager"), lambda r: r.get("share_time_pct")  # noqa: E731
+    out = []
+    if dev == "cpu":
+        rows = [r for r in calls if r["size"] in (16, 4096) and r.get("threads") == 1]
+        out.append(named(_target(
+            "cpu.call.vs_torch", dev,
+            "per call, every function, module and mode at 16 and 4096 float32 elements, 1 thread: "
+            "selu_ext's speedup over torch (torch time / selu_ext time)", rows, speed, 1.0, "x"),
+            rows, speed))
+        rows = _select(d, op="train_mlp", mode="step", role="ext", size=256)
+        out.append(named(_target(
+            "cpu.train_mlp.share_time.256", dev,
+            "training step, MLP at batch 256: selu_ext captures >= 90% of the attainable time "
+            "saving (torch - floor)", rows, share, 90.0, "%"), rows, share))
+    else:
+        out.append(named(_target(
+            f"{dev}.call.vs_torch", dev, "per call, every function, module, mode and size: "
+            "selu_ext's speedup over torch (torch time / selu_ext time)", calls, speed, 1.0, "x",
+            info=True), calls, speed))
+    rows = [r for r in d if str(r.get("op")).startswith("train_") and r.get("role") == "ext"]
+    for key, what in (("share_time_pct", "time"), ("share_mem_pct", "memory")):
+        val = lambda r, key=key: r.get(key)  # noqa: E731
+        out.append(named(_target(
+            f"{dev}.train.share_{what}", dev, f"training step, every model and batch: share of the "
+            f"attainable {what} saving captured", rows, val, 90.0, "%", info=True), rows, val))
+    return out
 
 
 def format_value(t: dict) -> str:

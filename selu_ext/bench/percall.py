@@ -1,0 +1,234 @@
+"""Per-call cost of every public function and module against its torch equivalent
+(``python -m selu_ext.bench --percall``; part of the default run).
+
+At the sizes self-normalizing networks use, a step is bound by what each call
+costs on the host (Python wrapper, dispatcher, autograd node), not by the kernel.
+These rows time single calls on small tensors (16, 4096 and 65536 float32
+elements), in four modes:
+
+    call_nograd     y = f(x) under torch.no_grad()
+    call_inference  y = f(x) under torch.inference_mode()
+    call_grad       y = f(x) with x requiring grad (the autograd node is built)
+    call_fwdbwd     torch.autograd.grad(f(x), x, g)
+
+torch and selu_ext are timed interleaved (alternating blocks of calls, see
+interleaved.py), on one CPU thread (CUDA: wall clock, synchronized once per
+block), and stored as rows: the torch equivalent with role "eager", selu_ext with
+role "ext" and its speedup_vs_eager (torch time / selu_ext time).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import selu_ext
+
+from . import report
+from .interleaved import time_interleaved
+
+SIZES = (16, 4096, 65536)
+QUICK_SIZES = (16, 4096)
+MODES = ("call_nograd", "call_inference", "call_grad", "call_fwdbwd")
+# (rounds, seconds per block): 25 rounds of ~4 ms blocks on the CPU (hundreds of
+# calls each); fewer on CUDA, where the GPU run's time is short (benchmarks/gpu_run.sh).
+ROUNDS = {"cpu": (25, 4e-3), "cuda": (15, 2e-3), "quick": (7, 1e-3)}
+MODE_TEXT = {
+    "call_nograd": "f(x) under torch.no_grad()",
+    "call_inference": "f(x) under torch.inference_mode()",
+    "call_grad": "f(x), x requires grad",
+    "call_fwdbwd": "torch.autograd.grad(f(x), x, g)",
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One public function or module and its torch equivalent. ``make_*`` take the
+    dropout probability and return the callable (a module in training mode)."""
+
+    op: str
+    torch_name: str
+    ext_name: str
+    make_torch: Callable[[float], Callable]
+    make_ext: Callable[[float], Callable]
+    dropout: bool = False  # random output: checked against the AlphaDropout formula
+    fused: bool = False  # SELU before the dropout
+    feature: bool = False  # an (N, C, *) input, whole channels dropped
+
+
+def _train(module: nn.Module) -> nn.Module:
+    return module.train()
+
+
+CASES = (
+    Case("selu", "F.selu", "selu_ext.selu", lambda p: F.selu, lambda p: selu_ext.selu),
+    Case("alpha_dropout", "F.alpha_dropout", "selu_ext.alpha_dropout",
+         lambda p: lambda x: F.alpha_dropout(x, p, True),
+         lambda p: lambda x: selu_ext.alpha_dropout(x, p, True), dropout=True),
+    Case("feature_alpha_dropout", "F.feature_alpha_dropout", "selu_ext.feature_alpha_dropout",
+         lambda p: lambda x: F.feature_alpha_dropout(x, p, True),
+         lambda p: lambda x: selu_ext.feature_alpha_dropout(x, p, True), dropout=True,
+         feature=True),
+    Case("selu_alpha_dropout", "F.alpha_dropout(F.selu(x))", "selu_ext.selu_alpha_dropout",
+         lambda p: lambda x: F.alpha_dropout(F.selu(x), p, True),
+         lambda p: lambda x: selu_ext.selu_alpha_dropout(x, p, True), dropout=True, fused=True),
+    Case("nn.SELU", "nn.SELU", "selu_ext.nn.SELU",
+         lambda p: nn.SELU(), lambda p: selu_ext.nn.SELU()),
+    Case("nn.AlphaDropout", "nn.AlphaDropout", "selu_ext.nn.AlphaDropout",
+         lambda p: _train(nn.AlphaDropout(p)), lambda p: _train(selu_ext.nn.AlphaDropout(p)),
+         dropout=True),
+    Case("nn.FeatureAlphaDropout", "nn.FeatureAlphaDropout", "selu_ext.nn.FeatureAlphaDropout",
+         lambda p: _train(nn.FeatureAlphaDropout(p)),
+         lambda p: _train(selu_ext.nn.FeatureAlphaDropout(p)), dropout=True, feature=True),
+    Case("nn.SELUAlphaDropout", "nn.Sequential(nn.SELU, nn.AlphaDropout)",
+         "selu_ext.nn.SELUAlphaDropout",
+         lambda p: _train(nn.Sequential(nn.SELU(), nn.AlphaDropout(p))),
+         lambda p: _train(selu_ext.nn.SELUAlphaDropout(p)), dropout=True, fused=True),
+)
+
+
+def shape_of(case: Case, size: int) -> tuple:
+    """Flat for element-wise ops; (2, 8, size / 16) for feature dropout, so 16
+    channels' masks are drawn at every size."""
+    return (2, 8, size // 16) if case.feature else (size,)
+
+
+def mode_context(mode: str):
+    if mode == "call_nograd":
+        return torch.no_grad()
+    if mode == "call_inference":
+        return torch.inference_mode()
+    return contextlib.nullcontext()
+
+
+def make_call(fn: Callable, mode: str, x: torch.Tensor, g: torch.Tensor) -> Callable[[], object]:
+    if mode == "call_fwdbwd":
+        return lambda: torch.autograd.grad(fn(x), x, g)
+    return lambda: fn(x)
+
+
+def check(case: Case, y_ext: torch.Tensor, y_torch: torch.Tensor, x: torch.Tensor,
+          p: float) -> tuple[str, str]:
+    """(check kind, what is wrong or ''): selu_ext's output against torch's (SELU),
+    or against the AlphaDropout formula for the mask it drew."""
+    if y_ext.shape != y_torch.shape or y_ext.dtype != y_torch.dtype:
+        return "shape+dtype", f"{tuple(y_ext.shape)} {y_ext.dtype} vs torch's " \
+                              f"{tuple(y_torch.shape)} {y_torch.dtype}"
+    if y_ext.requires_grad != y_torch.requires_grad:
+        return "requires_grad", f"requires_grad {y_ext.requires_grad}, torch's {y_torch.requires_grad}"
+    x, y_ext, y_torch = x.detach(), y_ext.detach(), y_torch.detach()
+    if not case.dropout:
+        ok = torch.allclose(y_ext, y_torch, rtol=1e-5, atol=1e-6)
+        return "vs-torch", "" if ok else "values differ from torch's"
+    pre = F.selu(x) if case.fused else x
+    a, b, dropped = selu_ext.alpha_dropout_coefficients(p)
+    kept = y_ext != dropped
+    expected = torch.where(kept, pre * a + b, torch.full_like(pre, dropped))
+    ok = torch.allclose(y_ext, expected, rtol=1e-5, atol=1e-6)
+    return "dropout-formula", "" if ok else "kept values are not a * x + b"
+
+
+def new_row(runner, case: Case, mode: str, size: int, threads: int, impl: str, role: str) -> dict:
+    r = {k: None for k in report.ROW_FIELDS}
+    r.update(op=case.op, mode=mode, dtype="float32", size=size, device=runner.cfg.device,
+             threads=threads, impl=impl, role=role, status="ok", check="", note="",
+             n_buffers=1, version=selu_ext.__version__, torch_version=torch.__version__)
+    return r
+
+
+def measure_pair(runner, case: Case, mode: str, size: int, threads: int) -> list[dict]:
+    """The torch row and the selu_ext row of one (case, mode, size)."""
+    cfg = runner.cfg
+    gen = torch.Generator(device=cfg.device).manual_seed(cfg.seed * 1_000_003 + size)
+    shape = shape_of(case, size)
+    x = torch.randn(shape, generator=gen, device=cfg.device)
+    g = torch.randn(shape, generator=gen, device=cfg.device)
+    if mode in ("call_grad", "call_fwdbwd"):
+        x.requires_grad_()
+    rows = [new_row(runner, case, mode, size, threads, case.torch_name, "eager"),
+            new_row(runner, case, mode, size, threads, case.ext_name, "ext")]
+    try:
+        fns = (case.make_torch(cfg.p), case.make_ext(cfg.p))
+        with mode_context(mode):
+            kind, wrong = check(case, fns[1](x), fns[0](x), x, cfg.p)
+            rows[1]["check"] = kind
+            if wrong:
+                rows[1]["status"], rows[1]["note"] = "WRONG", wrong
+                rows[0]["status"] = "not timed: selu_ext's result is WRONG"
+                return rows
+            calls = {r["impl"]: make_call(fn, mode, x, g) for r, fn in zip(rows, fns)}
+            rounds, block_s = ROUNDS["quick" if cfg.quick else cfg.device]
+            tms = time_interleaved(calls, cfg.device, threads=threads if cfg.device == "cpu" else None,
+                                   rounds=rounds, block_s=block_s)
+    except Exception as e:
+        msg = str(e).strip().splitlines()
+        for r in rows:
+            r["status"] = f"ERROR: {type(e).__name__}: {msg[0][:200] if msg else ''}"
+        return rows
+    for r in rows:
+        tm = tms[r["impl"]]
+        r.update(median_ms=tm.median * 1e3, p20_ms=tm.p20 * 1e3, p80_ms=tm.p80 * 1e3,
+                 samples=len(tm.times), calls_per_sample=tm.calls_per_sample,
+                 note=f"{MODE_TEXT[mode]}, shape {tuple(shape)}; wall clock per call, "
+                      "interleaved with its peer")
+    return rows
+
+
+HEADER = (f"{'function or module':<24}{'mode':<16}{'size':>6}  {'torch us (p20..p80)':<28}"
+          f"{'selu_ext us (p20..p80)':<28}selu_ext/torch")
+
+
+def _us(r: dict) -> str:
+    if r["status"] != "ok" or r.get("median_ms") is None:
+        return report.short_status(r["status"])
+    return f"{r['median_ms'] * 1e3:.1f} ({r['p20_ms'] * 1e3:.1f}..{r['p80_ms'] * 1e3:.1f})"
+
+
+def format_pair(rows: list[dict]) -> str:
+    """One line per pair: both times in microseconds and selu_ext's time over torch's;
+    a row that is not ok adds a line with its status and note."""
+    t, e = rows
+    sp = e.get("speedup_vs_eager")
+    line = (f"{e['op']:<24}{e['mode']:<16}{e['size']:>6}  {_us(t):<28}{_us(e):<28}"
+            f"{(f'{1 / sp:.2f}x' if sp else '-')}")
+    for r in rows:
+        if r["status"] != "ok":
+            line += f"\n    {r['impl']}: {r['status']}" + (f" | {r['note']}" if r.get("note") else "")
+    return line
+
+
+def run(runner) -> None:
+    """Every case, mode and size, torch row then selu_ext row."""
+    cfg = runner.cfg
+    threads = 1 if cfg.device == "cpu" else cfg.threads[0]
+    sizes = QUICK_SIZES if cfg.quick else SIZES
+    note_load(runner, "per-call start")
+    print(f"\nPer call: every public function and module against its torch equivalent, float32, "
+          f"{threads} thread(s); wall clock per call, torch and selu_ext interleaved\n{HEADER}",
+          file=runner.out)
+    for case in CASES:
+        for size in sizes:
+            for mode in MODES:
+                if runner.over_budget():
+                    return
+                rows = measure_pair(runner, case, mode, size, threads)
+                for row in rows:
+                    runner.emit(row, show=False)
+                print(format_pair(rows), file=runner.out)
+        runner.checkpoint()
+    note_load(runner, "per-call end")
+
+
+def note_load(runner, label: str) -> None:
+    """The machine's load average, kept in the run's meta: timings taken while other
+    processes compete for the cores are noisier (interleaving keeps the ratios fair)."""
+    try:
+        runner.meta.setdefault("loadavg", []).append([label, list(os.getloadavg())])
+    except (AttributeError, OSError):
+        pass

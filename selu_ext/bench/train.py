@@ -1,0 +1,283 @@
+"""One optimizer step of a self-normalizing network, as users run it
+(``python -m selu_ext.bench --train``; part of the default run).
+
+Two models, each in up to six variants built from the same torch.nn model:
+
+    mlp      784 -> 8 x (Linear 512, SELU, AlphaDropout 0.05) -> 10, SGD with momentum
+    convnet  the tutorial's MNIST ConvNet: Conv2d(1, 32, 3), SELU, AlphaDropout 0.25,
+             Flatten, Linear(21632, 256), SELU, Linear(256, 10); Adam (lr 1e-3)
+
+    torch.nn            the model as written (role eager)
+    selu_ext            selu_ext.nn.convert(model) (role ext)
+    floor               SELU and AlphaDropout replaced by nn.Identity (role floor): the
+                        most any activation library could save
+    compile(...)        torch.compile of each of the three (roles compile,
+                        ext_compile, floor_compile; skipped with --no-compile)
+
+A step is forward, cross-entropy, backward, optimizer step and zero_grad. The
+variants of one (model, batch) are timed interleaved (see interleaved.py); each
+row has the median step time with p20/p80, the bytes autograd keeps for backward
+beyond the parameters (saved_tensors_hooks, each storage once) and on CUDA the
+peak memory of a step. selu_ext's rows carry the share of the attainable saving
+it captures, (torch - selu_ext) / (torch - floor), for time and memory.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import selu_ext
+from selu_ext.init import lecun_normal_
+
+from . import memory, report
+from .interleaved import time_interleaved
+from .percall import note_load
+
+MODELS = ("mlp", "convnet")
+BATCHES = (64, 256, 1024)
+QUICK_BATCHES = (64,)
+# impl name -> (role, variant it compiles or None)
+VARIANTS = {
+    "torch.nn": ("eager", None),
+    "selu_ext": ("ext", None),
+    "floor": ("floor", None),
+    "compile(torch.nn)": ("compile", "torch.nn"),
+    "compile(selu_ext)": ("ext_compile", "selu_ext"),
+    "compile(floor)": ("floor_compile", "floor"),
+}
+# selu_ext's role -> (torch's role, floor's role) for the shares.
+SHARE_PEERS = {"ext": ("eager", "floor"), "ext_compile": ("compile", "floor_compile")}
+DESCRIPTION = {
+    "mlp": "MLP 784-8x512-10, AlphaDropout 0.05, SGD(momentum 0.9)",
+    "convnet": "tutorial ConvNet on 1x28x28, AlphaDropout 0.25, Adam",
+}
+
+
+def build_model(name: str) -> nn.Sequential:
+    """The torch.nn model, LeCun-normal weights and zero biases (seeded)."""
+    gen = torch.Generator().manual_seed(0)
+    if name == "mlp":
+        layers: list[nn.Module] = []
+        width = 784
+        for _ in range(8):
+            layers += [nn.Linear(width, 512), nn.SELU(), nn.AlphaDropout(0.05)]
+            width = 512
+        model = nn.Sequential(*layers, nn.Linear(width, 10))
+    elif name == "convnet":
+        model = nn.Sequential(nn.Conv2d(1, 32, 3), nn.SELU(), nn.AlphaDropout(0.25), nn.Flatten(),
+                              nn.Linear(32 * 26 * 26, 256), nn.SELU(), nn.Linear(256, 10))
+    else:
+        raise ValueError(f"selu_ext.bench: unknown training model {name!r}; expected one of "
+                         f"{', '.join(MODELS)}")
+    for m in model:
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            lecun_normal_(m.weight, generator=gen)
+            nn.init.zeros_(m.bias)
+    return model.train()
+
+
+def floor(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` with every SELU and AlphaDropout replaced by nn.Identity."""
+    model = copy.deepcopy(model)
+    for name, child in list(model.named_children()):
+        if isinstance(child, (nn.SELU, nn.AlphaDropout)):
+            setattr(model, name, nn.Identity())
+        else:
+            setattr(model, name, floor(child))
+    return model
+
+
+def make_input(name: str, batch: int, device: str):
+    gen = torch.Generator().manual_seed(batch)
+    shape = (batch, 784) if name == "mlp" else (batch, 1, 28, 28)
+    x = torch.randn(shape, generator=gen).to(device)
+    y = torch.randint(0, 10, (batch,), generator=gen).to(device)
+    return x, y
+
+
+def make_optimizer(name: str, model: nn.Module) -> torch.optim.Optimizer:
+    if name == "mlp":
+        return torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    return torch.optim.Adam(model.parameters(), lr=1e-3)
+
+
+def build_variants(name: str, device: str, compile_: bool) -> dict:
+    """impl name -> (role, module, optimizer). Each variant has its own copy of the
+    same initial weights."""
+    base = build_model(name)
+    modules = {"torch.nn": base, "selu_ext": selu_ext.nn.convert(base), "floor": floor(base)}
+    out = {}
+    for impl, (role, source) in VARIANTS.items():
+        if source is not None and not compile_:
+            continue
+        module = copy.deepcopy(modules[source or impl]).to(device)
+        opt = make_optimizer(name, module)
+        if source is not None:
+            # dynamic: one compilation serves every batch size.
+            module = torch.compile(module, dynamic=True)
+        out[impl] = (role, module, opt)
+    return out
+
+
+def make_step(model: nn.Module, opt: torch.optim.Optimizer, x, y):
+    def step():
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return step
+
+
+def share(torch_value: Optional[float], ext_value: Optional[float],
+          floor_value: Optional[float]) -> Optional[float]:
+    """Percent of the attainable saving (torch - floor) that selu_ext captures
+    (torch - selu_ext); None when a value is missing or the floor saves nothing."""
+    if torch_value is None or ext_value is None or floor_value is None:
+        return None
+    attainable = torch_value - floor_value
+    if attainable <= 0:
+        return None
+    return 100.0 * (torch_value - ext_value) / attainable
+
+
+def eval_check(variants: dict, x) -> str:
+    """'' if selu_ext's model gives torch.nn's outputs in eval mode (same weights,
+    so it must), else what differs."""
+    ref, ext = variants["torch.nn"][1], variants["selu_ext"][1]
+    try:
+        with torch.no_grad():
+            a, b = ref.eval()(x), ext.eval()(x)
+        return "" if torch.allclose(a, b, rtol=1e-4, atol=1e-5) else \
+            f"eval-mode outputs differ from torch.nn's (max {float((a - b).abs().max()):.3g})"
+    finally:
+        ref.train()
+        ext.train()
+
+
+def _memory(model, x, y, step, device) -> tuple[Optional[int], Optional[int], str]:
+    """(bytes kept for backward beyond the parameters, CUDA peak of a step, error)."""
+    try:
+        kept = memory.saved_bytes(lambda: F.cross_entropy(model(x), y), exclude=model.parameters())
+    except Exception as e:
+        return None, None, f"saved bytes not measured: {type(e).__name__}"
+    return kept, memory.peak_memory(step, device), ""
+
+
+def fill_shares(rows: list[dict], device: str) -> None:
+    """share_time_pct and share_mem_pct on selu_ext's rows, and a note saying so."""
+    by_role = {r["role"]: r for r in rows if r["status"] == "ok"}
+    mem_key = "peak_mem" if device == "cuda" else "saved_bytes"
+    for role, (torch_role, floor_role) in SHARE_PEERS.items():
+        r, t, f = by_role.get(role), by_role.get(torch_role), by_role.get(floor_role)
+        if r is None or t is None or f is None:
+            continue
+        r["share_time_pct"] = share(t["median_ms"], r["median_ms"], f["median_ms"])
+        r["share_mem_pct"] = share(t.get(mem_key), r.get(mem_key), f.get(mem_key))
+        fmt = lambda v: "-" if v is None else f"{v:.1f}%"  # noqa: E731
+        r["note"] = (r["note"] + "; " if r["note"] else "") + (
+            f"captures {fmt(r['share_time_pct'])} of the attainable time saving and "
+            f"{fmt(r['share_mem_pct'])} of the memory saving ({t['impl']} -> {f['impl']})")
+
+
+def measure_point(runner, name: str, variants: dict, batch: int, threads: int,
+                  wrong: str = "") -> list[dict]:
+    """The rows of one (model, batch); ``wrong``: why selu_ext's variants are not
+    timed (eval_check's verdict)."""
+    cfg = runner.cfg
+    x, y = make_input(name, batch, cfg.device)
+    rows, steps = [], {}
+    for impl, (role, module, opt) in variants.items():
+        r = {k: None for k in report.ROW_FIELDS}
+        r.update(op=f"train_{name}", mode="step", dtype="float32", size=batch, device=cfg.device,
+                 threads=threads, impl=impl, role=role, status="ok", check="finite-loss",
+                 note="", version=selu_ext.__version__, torch_version=torch.__version__)
+        rows.append(r)
+        if wrong and role in SHARE_PEERS:
+            r.update(status="WRONG", check="eval-vs-torch.nn", note=wrong)
+            continue
+        step = make_step(module, opt, x, y)
+        try:
+            t0 = time.perf_counter()
+            step()
+            runner.sync()
+            r["first_step_s"] = round(time.perf_counter() - t0, 2)  # a compiled model: its compilation
+            with torch.no_grad():
+                loss = float(F.cross_entropy(module(x), y))
+            if loss != loss or abs(loss) == float("inf"):
+                r["status"] = f"WRONG: loss {loss}"
+                continue
+            r["saved_bytes"], r["peak_mem"], err = _memory(module, x, y, step, cfg.device)
+            if err:
+                r["note"] = (r["note"] + "; " if r["note"] else "") + err
+            steps[impl] = step
+        except Exception as e:
+            msg = str(e).strip().splitlines()
+            r["status"] = f"ERROR: {type(e).__name__}: {msg[0][:200] if msg else ''}"
+    if steps:
+        quick = cfg.quick
+        try:
+            tms = time_interleaved(steps, cfg.device, threads=threads if cfg.device == "cpu" else None,
+                                   rounds=3 if quick else 7, block_s=2e-3, warmup=1,
+                                   budget_s=1.0 if quick else 10.0, max_rounds=5 if quick else 40)
+        except Exception as e:  # a step that ran once and then failed: none is timed
+            tms = {}
+            for r in rows:
+                if r["impl"] in steps:
+                    r["status"] = f"ERROR: timing: {type(e).__name__}: {str(e)[:200]}"
+        for r in rows:
+            tm = tms.get(r["impl"])
+            if tm is not None:
+                r.update(median_ms=tm.median * 1e3, p20_ms=tm.p20 * 1e3, p80_ms=tm.p80 * 1e3,
+                         samples=len(tm.times), calls_per_sample=tm.calls_per_sample)
+                if r["role"].endswith("compile") and r["first_step_s"] > 3 * tm.median:
+                    r["note"] = f"first step {r['first_step_s']:.1f} s (compile)" + (
+                        "; " + r["note"] if r["note"] else "")
+    fill_shares(rows, cfg.device)
+    return rows
+
+
+HEADER = (f"{'model':<9}{'batch':>6}  {'variant':<20}{'step ms (p20..p80)':<28}{'kept MB':>9}"
+          f"{'peak MB':>9}  note")
+
+
+def format_row(r: dict) -> str:
+    mb = lambda v: "-" if v is None else f"{v / 1e6:.1f}"  # noqa: E731
+    if r["status"] == "ok" and r.get("median_ms") is not None:
+        t = f"{r['median_ms']:.2f} ({r['p20_ms']:.2f}..{r['p80_ms']:.2f})"
+    else:
+        t = report.short_status(r["status"])
+    line = (f"{r['op'][len('train_'):]:<9}{r['size']:>6}  {r['impl']:<20}{t:<28}"
+            f"{mb(r.get('saved_bytes')):>9}{mb(r.get('peak_mem')):>9}  {r.get('note') or ''}")
+    if r["status"] != "ok":
+        line += f"\n    {r['status']}"
+    return line
+
+
+def run(runner) -> None:
+    """Each model's variants at each batch size, one thread on the CPU (--threads:
+    its first count)."""
+    cfg = runner.cfg
+    threads = cfg.threads[0]
+    compile_ = cfg.compile is not False and cfg.train_compile
+    runner.set_threads(threads)
+    note_load(runner, "train start")
+    for name in cfg.train_models:
+        print(f"\nTraining step: {DESCRIPTION[name]}, {threads} thread(s), variants interleaved; "
+              f"kept = bytes autograd keeps for backward beyond the parameters\n{HEADER}",
+              file=runner.out)
+        variants = build_variants(name, cfg.device, compile_)
+        wrong = eval_check(variants, make_input(name, 8, cfg.device)[0])
+        for batch in cfg.train_batches or (QUICK_BATCHES if cfg.quick else BATCHES):
+            if runner.over_budget():
+                return
+            for r in measure_point(runner, name, variants, batch, threads, wrong):
+                runner.emit(r, show=False)
+                print(format_row(r), file=runner.out)
+            runner.checkpoint()
+    note_load(runner, "train end")
