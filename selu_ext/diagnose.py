@@ -152,6 +152,14 @@ def _module_kind(m: nn.Module) -> Optional[tuple[str, str]]:
 def _function_kind(func) -> Optional[tuple[str, str]]:
     if isinstance(func, torch._ops.OpOverload):
         return _OP_KINDS.get(func.name())
+    # selu_ext's functions hand __torch_function__ modes themselves (as F.* do).
+    from . import functional as sf
+
+    if getattr(func, "__module__", None) == sf.__name__:
+        kind = _FUNCTION_KINDS.get(func.__name__)
+        if func.__name__ == "selu_alpha_dropout":
+            kind = SELU
+        return (kind, f"selu_ext.{func.__name__}") if kind else None
     name = getattr(func, "__name__", None)
     kind = _FUNCTION_KINDS.get(name) if isinstance(name, str) else None
     return (kind, name) if kind else None
