@@ -269,30 +269,20 @@ def feature_alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False,
 
 def _apply_feature_mask(input: Tensor, p: float, inplace: bool, rng: Tensor) -> Tensor:
     """The body of feature_alpha_dropout, also compiled by TorchScript (nn.py)."""
-    n, c = input.shape[0], input.shape[1]
-    noise_shape = [n, c] + [1] * (input.dim() - 2)
-    sa = 1.7580993408473766  # scale * alpha, as _SCALE_ALPHA
-    a = 0.0
-    b = -0.0
-    dropped = -0.0
-    if p < 1.0:
-        a = 1.0 / math.sqrt((sa * sa * p + 1.0) * (1.0 - p))
-        b = sa * a * p
-        dropped = -sa * a * (1.0 - p)
-    # An all-zeros (N, C) input through alpha_dropout gives `dropped` where the mask
-    # drops and b > dropped where it keeps: the mask of the same Philox stream, and a
-    # batched operator under vmap (each sample its own mask with
-    # randomness="different", an error with "error"), which dropout_keep_mask is not.
-    ref = input
+    if p >= 1.0:  # every channel dropped: x * 0, as PyTorch (signed zeros included)
+        zero = torch.zeros((), dtype=input.dtype, device=input.device)
+        return input.mul_(zero) if inplace else input.mul(zero)
+    # The (N, C) coefficients straight from the dropout kernels over the channel
+    # grid: alpha_dropout(0) is the shift (b where kept, `dropped` where not) and
+    # alpha_dropout_backward(1) the scale (a or 0), each rounded once to the dtype as
+    # PyTorch rounds its noise. Built from the input (a view of its (N, C) corner),
+    # so that under vmap they are batched and take vmap's randomness setting.
+    corner = input
     for _ in range(input.dim() - 2):
-        ref = ref.select(-1, 0)
-    zeros = torch.zeros_like(ref)  # (N, C), batched under vmap as the input is
-    keep = torch.ops.selu_ext.alpha_dropout(zeros, p, rng) > dropped / 2
-    keep = keep.view(noise_shape)
-    zero = torch.zeros((), dtype=input.dtype, device=input.device)
-    scale = torch.where(keep, torch.full((), a, dtype=input.dtype, device=input.device), zero)
-    shift = torch.where(keep, torch.full((), b, dtype=input.dtype, device=input.device),
-                        torch.full((), dropped, dtype=input.dtype, device=input.device))
+        corner = corner.select(-1, 0)
+    shape = corner.shape + (1,) * (input.dim() - 2)
+    shift = torch.ops.selu_ext.alpha_dropout(torch.zeros_like(corner), p, rng).view(shape)
+    scale = torch.ops.selu_ext.alpha_dropout_backward(torch.ones_like(corner), p, rng).view(shape)
     # x * scale, then + shift, as PyTorch does (two roundings): the in-place and
     # out-of-place forms, and PyTorch's, give the same bits for the same mask.
     if inplace:
@@ -302,8 +292,10 @@ def _apply_feature_mask(input: Tensor, p: float, inplace: bool, rng: Tensor) -> 
 
 # ---------------------------------------------------------------------------
 # The operators bound through torch.autograd.Function, for code that composes
-# Functions. They add no formula of their own: backward and jvp call the
-# operators, which are themselves differentiable (csrc/autograd.cpp).
+# Functions. They add no formula of their own: backward calls the operators, which
+# are themselves differentiable (csrc/autograd.cpp). They define no jvp (Dynamo
+# cannot trace a Function that does): forward-mode AD is the functions' (selu,
+# alpha_dropout, ...), which run the operators directly.
 
 
 class _BelowAutograd:
@@ -345,17 +337,12 @@ class SELUFunction(torch.autograd.Function):
         if inplace:
             ctx.mark_dirty(input)
         ctx.save_for_backward(output)
-        ctx.save_for_forward(output)
 
     @staticmethod
     def backward(ctx, grad):
         (result,) = ctx.saved_tensors
         return ops.selu_backward(grad, result, True), None
 
-    @staticmethod
-    def jvp(ctx, t, _):
-        (result,) = ctx.saved_tensors
-        return ops.selu_backward(t, result, True)
 
 
 class AlphaDropoutFunction(torch.autograd.Function):
@@ -382,17 +369,12 @@ class AlphaDropoutFunction(torch.autograd.Function):
             ctx.mark_dirty(input)
         ctx.p = p
         ctx.save_for_backward(rng_state)
-        ctx.save_for_forward(rng_state)
 
     @staticmethod
     def backward(ctx, grad):
         (rng_state,) = ctx.saved_tensors
         return ops.alpha_dropout_backward(grad, ctx.p, rng_state), None, None, None
 
-    @staticmethod
-    def jvp(ctx, t, *_):
-        (rng_state,) = ctx.saved_tensors
-        return ops.alpha_dropout_backward(t, ctx.p, rng_state)
 
 
 class SELUAlphaDropoutFunction(torch.autograd.Function):
@@ -412,14 +394,9 @@ class SELUAlphaDropoutFunction(torch.autograd.Function):
     def setup_context(ctx, inputs, output):
         ctx.p = inputs[1]
         ctx.save_for_backward(output, inputs[2])
-        ctx.save_for_forward(output, inputs[2])
 
     @staticmethod
     def backward(ctx, grad):
         result, rng_state = ctx.saved_tensors
         return ops.selu_alpha_dropout_backward(grad, result, ctx.p, rng_state), None, None
 
-    @staticmethod
-    def jvp(ctx, t, *_):
-        result, rng_state = ctx.saved_tensors
-        return ops.selu_alpha_dropout_backward(t, result, ctx.p, rng_state)
