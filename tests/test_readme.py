@@ -32,3 +32,17 @@ def test_ci_runs_the_quickstart_test_command():
     assert commands[0].endswith("python -m selu_ext.bench --quick")
     assert commands[1].endswith("python -m pytest")
     assert "README.md" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_readme_saved_bytes_table_is_generated():
+    # README's "Where the memory saving applies" table is benchmarks/saved_bytes.py's
+    # output (exact byte counts, so it regenerates bit for bit), stored beside it.
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("saved_bytes",
+                                                  ROOT / "benchmarks" / "saved_bytes.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    table = mod.table()
+    assert table in (ROOT / "README.md").read_text()
+    assert table == (ROOT / "benchmarks" / "results" / "memory" / "saved_bytes.md").read_text()

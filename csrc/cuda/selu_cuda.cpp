@@ -80,10 +80,14 @@ struct CudaBackend {
 
 }  // namespace
 
+namespace {
+
 // (seed, offset) for one CUDA dropout call, from torch's CUDA generator for the
 // device: 4 offsets reserved, as one curand Philox call per thread would. Written
-// by a kernel, so under CUDA graph capture each replay reads that replay's state.
-at::Tensor dropout_rng_state_for_cuda(c10::Device device) {
+// into a device tensor by a kernel, so under CUDA graph capture each replay reads
+// that replay's state; when no graph is being captured and `on_host` is allowed,
+// the values are known on the host and go into a CPU tensor, without a launch.
+at::Tensor draw_rng_state(c10::Device device, bool on_host) {
   const c10::DeviceIndex index = device.has_index() ? device.index() : c10::cuda::current_device();
   c10::cuda::CUDAGuard guard(index);
   auto* gen = at::get_generator_or_default<at::CUDAGeneratorImpl>(
@@ -92,6 +96,12 @@ at::Tensor dropout_rng_state_for_cuda(c10::Device device) {
   {
     std::lock_guard<std::mutex> lock(gen->mutex_);
     state = gen->philox_cuda_state(4);
+  }
+  if (on_host && !state.captured_) {
+    at::Tensor out = at::empty({2}, at::TensorOptions().dtype(at::kLong));
+    out.mutable_data_ptr<int64_t>()[0] = static_cast<int64_t>(state.seed_.val);
+    out.mutable_data_ptr<int64_t>()[1] = static_cast<int64_t>(state.offset_.val);
+    return out;
   }
   at::Tensor out = at::empty({2}, at::TensorOptions().dtype(at::kLong).device(at::kCUDA, index));
   cuda::launch_write_rng_state(state, out.mutable_data_ptr<int64_t>(), stream());
@@ -99,29 +109,14 @@ at::Tensor dropout_rng_state_for_cuda(c10::Device device) {
   return out;
 }
 
-// The same draw, as a CPU tensor when no CUDA graph is being captured (the values
-// are known on the host then): no launch. Under capture, the device tensor above.
+}  // namespace
+
+// The operator's: always on the device (its fake kernel says so).
+at::Tensor dropout_rng_state_for_cuda(c10::Device device) { return draw_rng_state(device, false); }
+
+// Eager calls (python_module.cpp): the ops read a CPU rng_state on the host.
 at::Tensor dropout_rng_state_for_cuda_eager(c10::Device device) {
-  const c10::DeviceIndex index = device.has_index() ? device.index() : c10::cuda::current_device();
-  c10::cuda::CUDAGuard guard(index);
-  auto* gen = at::get_generator_or_default<at::CUDAGeneratorImpl>(
-      std::nullopt, at::cuda::detail::getDefaultCUDAGenerator(index));
-  at::PhiloxCudaState state;
-  {
-    std::lock_guard<std::mutex> lock(gen->mutex_);
-    state = gen->philox_cuda_state(4);
-  }
-  if (state.captured_) {
-    at::Tensor out =
-        at::empty({2}, at::TensorOptions().dtype(at::kLong).device(at::kCUDA, index));
-    cuda::launch_write_rng_state(state, out.mutable_data_ptr<int64_t>(), stream());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-    return out;
-  }
-  at::Tensor out = at::empty({2}, at::TensorOptions().dtype(at::kLong));
-  out.mutable_data_ptr<int64_t>()[0] = static_cast<int64_t>(state.seed_.val);
-  out.mutable_data_ptr<int64_t>()[1] = static_cast<int64_t>(state.offset_.val);
-  return out;
+  return draw_rng_state(device, true);
 }
 
 TORCH_LIBRARY_IMPL(selu_ext, CUDA, m) {
