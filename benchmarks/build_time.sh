@@ -32,7 +32,10 @@ rm -rf "$src/build/temp-"* "$src/build/temp."*
 (cd "$src" && CXX="$wrapper" TORCH_NO_COMPILER_WRAPPER=1 USE_CUDA=0 MAX_JOBS=1 \
   "$python" setup.py build_ext --inplace >"$log.out" 2>&1) || { tail -30 "$log.out"; exit 1; }
 echo "build of $src ($(cd "$src" && git rev-parse --short HEAD 2>/dev/null || echo exported))"
-echo "compiler: $(${CXX:-g++} --version | head -1); CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+flags=$(grep -m1 '^flags' /proc/cpuinfo)
+has() { [[ " $flags " == *" $1 "* ]] && echo yes || echo no; }
+echo "compiler: $(${CXX:-g++} --version | head -1); CPU: $(grep -m1 'model name' /proc/cpuinfo |
+  cut -d: -f2 | xargs) (avx2: $(has avx2), avx512f: $(has avx512f)), $(nproc) cores"
 awk '$3 != "" && $3 !~ /probe/ { s = $1 + $2; t += s; printf "%8.1f s  %s\n", s, $3 }
      END { printf "%8.1f s  total CPU\n", t }' "$log"
 rm -f "$log.out"
