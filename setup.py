@@ -143,16 +143,18 @@ def _cxx():
 
 
 def _compiler_kind(cxx):
-    """'gcc', 'clang', 'msvc' or 'unknown', from the compiler's own banner."""
+    """'gcc', 'clang', 'msvc' or 'unknown', from the macros the compiler predefines
+    (its banner does not always say: `c++ --version` names neither gcc nor g++)."""
     if IS_WINDOWS and os.path.basename(cxx).lower().startswith("cl"):
         return "msvc"
     try:
-        out = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=60).stdout
+        out = subprocess.run([cxx, "-dM", "-E", "-x", "c++", os.devnull], capture_output=True,
+                             text=True, timeout=60).stdout
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-    if "clang" in out:
+    if "__clang__" in out:
         return "clang"
-    return "gcc" if re.search(r"\b(g\+\+|gcc|GCC)\b", out) else "unknown"
+    return "gcc" if "__GNUC__" in out else "unknown"
 
 
 def _cpu_variants(kind):
