@@ -62,7 +62,8 @@ check() {  # check <what> <command...>
     echo "ok    ${what} ($((SECONDS - start)) s)"
   else
     echo "FAIL  ${what}"
-    sed 's/^/      /' "$gen/log" | head -40
+    # The errors, not the warnings that may come before them.
+    { grep -E -A4 'error' "$gen/log" || cat "$gen/log"; } | sed 's/^/      /' | head -40
     failed=1
   fi
 }
