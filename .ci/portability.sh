@@ -63,7 +63,8 @@ check() {  # check <what> <command...>
   else
     echo "FAIL  ${what}"
     # The errors, not the warnings that may come before them.
-    { grep -E -A4 'error' "$gen/log" || cat "$gen/log"; } | sed 's/^/      /' | head -40
+    grep -E -A4 'error' "$gen/log" >"$gen/errors" || cp "$gen/log" "$gen/errors"
+    head -40 "$gen/errors" | sed 's/^/      /'
     failed=1
   fi
 }
