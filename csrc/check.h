@@ -25,7 +25,14 @@ namespace selu_ext {
 // Messages are cut at this many bytes; every message of this library fits.
 inline constexpr size_t kMessageBytes = 1024;
 
-[[noreturn]] __attribute__((format(printf, 4, 5), noinline, cold)) inline void check_failed(
+// GCC and clang check the format against the arguments; MSVC has no such attribute.
+#if defined(__GNUC__) || defined(__clang__)
+#define SELU_EXT_PRINTF_COLD __attribute__((format(printf, 4, 5), noinline, cold))
+#else
+#define SELU_EXT_PRINTF_COLD __declspec(noinline)
+#endif
+
+[[noreturn]] SELU_EXT_PRINTF_COLD inline void check_failed(
     const char* func, const char* file, unsigned line, const char* fmt, ...) {
   char msg[kMessageBytes];
   va_list args;

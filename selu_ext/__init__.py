@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import json as _json
 
-from . import ops  # noqa: F401  (loads the operators first)
-from . import functional, init, nn  # noqa: F401
-from .diagnose import SelfNormalizationWarning, diagnose
-from ._C import build_info as _build_info_json
-from .functional import (
+from . import _load
+
+_load.load()  # the operators first; a clear error if the library does not load
+from . import ops  # noqa: E402,F401
+from . import functional, init, nn  # noqa: E402,F401
+from .diagnose import SelfNormalizationWarning, diagnose  # noqa: E402
+from ._C import build_info as _build_info_json  # noqa: E402
+from .functional import (  # noqa: E402
     ALPHA,
     SCALE,
     AlphaDropoutFunction,
@@ -62,8 +65,11 @@ def build_info() -> dict:
     ``cuda_version``, ``cuda_archs`` and where they came from; the CPU kernel
     variants ``cpu_capabilities_compiled`` / ``cpu_capabilities_supported`` (by this
     CPU) / ``cpu_capability`` (in use; ``SELU_EXT_CPU_CAPABILITY`` overrides);
-    ``sanitize`` and ``debug`` build switches; ``compiler`` and ``cxx11_abi`` (the
-    std::string ABI it was compiled with, which must be torch's).
+    ``cpu_variants_built`` (what setup.py compiled for this platform); ``openmp``
+    (compiled with OpenMP) and ``cpu_parallel`` (how at::parallel_for runs, and why);
+    ``sanitize`` and ``debug`` build switches; ``compiler`` and ``compiler_built``
+    (the compiler setup.py called); ``cxx11_abi`` (the std::string ABI it was
+    compiled with, which must be torch's).
     """
     import torch
 

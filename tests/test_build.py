@@ -1,10 +1,13 @@
-"""The build: CUDA_HOME found through nvcc wrappers and symlinks, and, in CI, CUDA
-kernels compiled and linked even without a GPU."""
+"""The build: CUDA_HOME found through nvcc wrappers and symlinks; in CI, CUDA kernels
+compiled and linked even without a GPU; wheel metadata that pins the torch it was
+built against, an import error that names both torches; OpenMP only as torch's."""
 
 import importlib.util
 import os
 import pathlib
 import stat
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -77,3 +80,95 @@ def test_ci_compiled_the_cuda_kernels():
     # must have compiled and linked although CI has no GPU.
     assert torch.version.cuda is not None, "CI must install the CUDA build of torch"
     assert selu_ext.build_info()["cuda"]
+
+
+_FAILING_LOAD = r'''
+import importlib.abc
+import sys
+
+import torch
+
+MESSAGE, MISSING = sys.argv[1], sys.argv[2] == "missing"
+
+
+class FailToLoad(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "selu_ext._C":
+            if MISSING:
+                raise ModuleNotFoundError(MESSAGE, name=name)
+            raise ImportError(MESSAGE)
+        return None
+
+
+# What a wheel built against a CUDA torch meets beside a CPU-only torch 2.13.
+sys.meta_path.insert(0, FailToLoad())
+torch.__version__ = "2.13.0+cpu"
+torch.version.cuda = None
+try:
+    import selu_ext  # noqa: F401
+except ImportError as err:
+    print(type(err).__name__, err)
+else:
+    print("imported")
+'''
+
+
+def _import_with_failing_library(message, missing=False):
+    out = subprocess.run([sys.executable, "-c", _FAILING_LOAD, message,
+                          "missing" if missing else "broken"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def test_import_error_names_the_torch_built_against_and_found():
+    from selu_ext import _built_with
+
+    raw = "libc10_cuda.so: cannot open shared object file: No such file or directory"
+    msg = _import_with_failing_library(raw)
+    assert msg.startswith("ImportError selu_ext: its compiled library does not load")
+    assert raw in msg  # the linker's own words stay in the message
+    assert f"against torch {_built_with.TORCH_VERSION};" in msg
+    assert "the installed torch is 2.13.0+cpu (a CPU-only build)" in msg
+    assert "pip install --no-build-isolation -e ." in msg
+    assert f"or install torch {_built_with.TORCH_VERSION}." in msg
+
+
+def test_import_error_when_the_library_was_never_built():
+    msg = _import_with_failing_library("No module named 'selu_ext._C'", missing=True)
+    assert msg.startswith("ImportError selu_ext: its compiled library selu_ext._C is not built")
+    assert "pip install --no-build-isolation -e ." in msg
+
+
+def test_wheel_metadata_pins_the_torch_it_was_built_against(tmp_path):
+    # The metadata pip writes into a wheel (egg_info is the step that makes it);
+    # USE_CUDA=0 only skips the CUDA checks, which do not change the requirement.
+    env = dict(os.environ, USE_CUDA="0")
+    out = subprocess.run([sys.executable, "setup.py", "-q", "egg_info", "--egg-base",
+                          str(tmp_path)], capture_output=True, text=True, cwd=ROOT, env=env,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr
+    requires = (tmp_path / "selu_ext.egg-info" / "requires.txt").read_text().splitlines()
+    assert f"torch=={torch.__version__.split('+')[0]}" in requires
+
+
+def test_source_distribution_keeps_the_supported_range(monkeypatch):
+    setup = _setup_module()
+    monkeypatch.setattr(sys, "argv", ["setup.py", "sdist"])
+    assert setup._torch_requirement(torch) == "torch>=2.11,<2.15"
+
+
+def test_openmp_choice_is_stated_and_links_torchs_runtime():
+    info = selu_ext.build_info()
+    assert isinstance(info["openmp"], bool)
+    assert info["cpu_parallel"].startswith(("on", "off", "not needed"))
+    assert info["cpu_parallel"].startswith("on") == info["openmp"]
+    setup = _setup_module()
+    ours = setup._elf_needed(selu_ext._C.__file__)
+    if ours is None:
+        pytest.skip("readelf cannot read this build")
+    torch_lib = pathlib.Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"
+    theirs = setup._omp_runtime(setup._elf_needed(str(torch_lib)))
+    runtimes = [n for n in ours if setup._omp_runtime([n])]
+    # One thread pool: with OpenMP exactly torch's runtime, without it none at all.
+    assert runtimes == ([theirs] if info["openmp"] else [])

@@ -23,40 +23,35 @@ struct Variant {
 
 bool always() { return true; }
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 // F16C and LZCNT straight from CPUID: not every compiler's __builtin_cpu_supports
 // names them (clang's older lists do not).
 bool has_f16c_lzcnt() {
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
   unsigned a = 0, b = 0, c = 0, d = 0;
   if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 29))) return false;  // F16C
   if (!__get_cpuid(0x80000001u, &a, &b, &c, &d) || !(c & (1u << 5))) return false;  // LZCNT
   return true;
-#else
-  return false;
-#endif
 }
 
 bool has_avx2() {
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
   // Every feature the avx2 and avx512 variants are compiled for (their #pragma GCC
   // target): a VM's CPU model may expose AVX2 and mask F16C, and the float16
   // conversions would then fault instead of falling back to the baseline variant.
   return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
          __builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2") &&
          __builtin_cpu_supports("popcnt") && has_f16c_lzcnt();
-#else
-  return false;
-#endif
 }
 
 bool has_avx512() {
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
   return has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
          __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
-#else
-  return false;
-#endif
 }
+#else
+// Other architectures and compilers (MSVC included) build the baseline variant only
+// (kernels_avx2.cpp / kernels_avx512.cpp return nullptr there), so no CPU check runs.
+bool has_avx2() { return false; }
+bool has_avx512() { return false; }
+#endif
 
 // Narrowest first.
 const Variant kVariants[] = {

@@ -13,7 +13,13 @@
 #endif
 #define SELU_EXT_ISA baseline
 #define SELU_EXT_ISA_NAME "baseline"
+// MSVC has no GCC/Clang vector extensions: it gets the scalar loops
+// (SELU_EXT_SCALAR_KERNELS=1 builds them on other compilers too, to test them).
+#if defined(SELU_EXT_SCALAR_KERNELS) || (defined(_MSC_VER) && !defined(__clang__))
+#include "scalar_kernels.h"
+#else
 #include "vec_kernels.h"
+#endif
 
 namespace selu_ext::cpu {
 const Kernels* kernels_baseline() { return &baseline::kTable; }

@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #endif
@@ -53,9 +54,13 @@ typedef int64_t i64v __attribute__((vector_size(kVB)));
 typedef uint64_t u64v __attribute__((vector_size(kVB)));
 typedef int32_t i32h __attribute__((vector_size(kVB / 2)));  // kL64 lanes
 
+// The scalar is converted to the lane type first: clang refuses an implicit
+// vector/scalar conversion that could truncate (0xFFFFFFFFull is unsigned long
+// long; a u64v lane is uint64_t, unsigned long on LP64 Linux).
 template <typename V, typename S>
 SELU_VI V splat(S s) {
-  return V{} + s;
+  using Lane = std::remove_cvref_t<decltype(V{}[0])>;
+  return V{} + static_cast<Lane>(s);
 }
 
 template <typename V>

@@ -1,0 +1,209 @@
+// selu_ext CPU kernels as plain scalar loops over selu.h's math: the baseline
+// variant for compilers without GCC/Clang vector extensions (MSVC), which
+// auto-vectorise what they can. Same results as the vector kernels: the same
+// math (selu.h), the same mask layout (one Philox call per 4 elements of a
+// 128-element block), float16/bfloat16 rounded by c10's bit-exact conversions.
+//
+// Built in place of vec_kernels.h by kernels_baseline.cpp under MSVC, or anywhere
+// with SELU_EXT_SCALAR_KERNELS=1 (setup.py), which is how it is tested on Linux.
+// Do not include anywhere else: it defines functions with internal linkage.
+
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+
+#include <cstdint>
+
+#include "../selu.h"
+#include "kernels.h"
+
+#ifndef SELU_EXT_ISA
+#error "define SELU_EXT_ISA before including scalar_kernels.h"
+#endif
+
+namespace selu_ext::cpu::SELU_EXT_ISA {
+namespace {
+
+// Storage type and opmath type of each DType.
+template <DType D>
+struct Elem;
+template <>
+struct Elem<DType::kHalf> {
+  using T = c10::Half;
+  using A = float;
+};
+template <>
+struct Elem<DType::kBFloat16> {
+  using T = c10::BFloat16;
+  using A = float;
+};
+template <>
+struct Elem<DType::kFloat> {
+  using T = float;
+  using A = float;
+};
+template <>
+struct Elem<DType::kDouble> {
+  using T = double;
+  using A = double;
+};
+
+template <DType D>
+void selu_forward_t(const void* x, void* y, int64_t n) {
+  using T = typename Elem<D>::T;
+  using A = typename Elem<D>::A;
+  const T* in = static_cast<const T*>(x);
+  T* out = static_cast<T*>(y);
+  for (int64_t i = 0; i < n; ++i) out[i] = T(selu_forward<A>(A(in[i])));
+}
+
+template <DType D>
+void selu_backward_t(const void* grad, const void* y, void* grad_x, int64_t n) {
+  using T = typename Elem<D>::T;
+  using A = typename Elem<D>::A;
+  const T* g = static_cast<const T*>(grad);
+  const T* v = static_cast<const T*>(y);
+  T* out = static_cast<T*>(grad_x);
+  for (int64_t i = 0; i < n; ++i) out[i] = T(selu_backward_from_output<A>(A(g[i]), A(v[i])));
+}
+
+// Calls f(i, keep) for i in [0, n), element begin + i's keep flag computed a
+// 128-element block at a time: 32 Philox calls, word j of call t for element 32j + t.
+template <typename F>
+void for_each_keep(int64_t begin, int64_t n, const DropoutArgs& args, uint32_t threshold, F f) {
+  bool keep[kDropoutBlock];
+  int64_t done = 0;
+  while (done < n) {
+    const int64_t index = begin + done;
+    const int64_t block_start = index - index % kDropoutBlock;
+    const int64_t lead = index - block_start;
+    const int64_t count =
+        (kDropoutBlock - lead) < (n - done) ? (kDropoutBlock - lead) : (n - done);
+    const uint64_t first_group = static_cast<uint64_t>(block_start / kDropoutBlock) * kDropoutLanes;
+    for (int64_t t = 0; t < kDropoutLanes; ++t) {
+      const Philox4 r = dropout_random(args.rng.seed, args.rng.offset, first_group + t);
+      for (int j = 0; j < 4; ++j) keep[kDropoutLanes * j + t] = r.v[j] >= threshold;
+    }
+    for (int64_t e = 0; e < count; ++e) f(done + e, keep[lead + e]);
+    done += count;
+  }
+}
+
+template <typename A>
+AlphaDropoutParams<A> params_for(const DropoutArgs& args) {
+  return make_alpha_dropout_params<A>(args.p, static_cast<A>(args.kept_bound));
+}
+
+template <DType D>
+void alpha_dropout_forward_t(const void* x, void* z, int64_t begin, int64_t n,
+                             const DropoutArgs& args) {
+  using T = typename Elem<D>::T;
+  using A = typename Elem<D>::A;
+  const T* in = static_cast<const T*>(x);
+  T* out = static_cast<T*>(z);
+  const AlphaDropoutParams<A> q = params_for<A>(args);
+  for_each_keep(begin, n, args, q.threshold, [&](int64_t i, bool keep) {
+    out[i] = T(alpha_dropout_forward<A>(A(in[i]), keep, q));
+  });
+}
+
+template <DType D>
+void alpha_dropout_backward_t(const void* grad, void* grad_x, int64_t begin, int64_t n,
+                              const DropoutArgs& args) {
+  using T = typename Elem<D>::T;
+  using A = typename Elem<D>::A;
+  const T* g = static_cast<const T*>(grad);
+  T* out = static_cast<T*>(grad_x);
+  const AlphaDropoutParams<A> q = params_for<A>(args);
+  for_each_keep(begin, n, args, q.threshold, [&](int64_t i, bool keep) {
+    out[i] = T(alpha_dropout_backward<A>(A(g[i]), keep, q));
+  });
+}
+
+template <DType D>
+void selu_alpha_dropout_forward_t(const void* x, void* z, int64_t begin, int64_t n,
+                                  const DropoutArgs& args) {
+  using T = typename Elem<D>::T;
+  using A = typename Elem<D>::A;
+  const T* in = static_cast<const T*>(x);
+  T* out = static_cast<T*>(z);
+  const AlphaDropoutParams<A> q = params_for<A>(args);
+  const T above = T(static_cast<A>(args.kept_above));
+  for_each_keep(begin, n, args, q.threshold, [&](int64_t i, bool keep) {
+    const A y = selu_forward<A>(A(in[i]));
+    const T v = T(alpha_dropout_forward<A>(y, keep, q));
+    // A kept unit with selu(x) > 0 is stored above kept_bound (selu.h).
+    out[i] = keep && y > A(0) && A(v) <= q.kept_bound ? above : v;
+  });
+}
+
+template <DType D>
+void selu_alpha_dropout_backward_t(const void* grad, const void* z, void* grad_x, int64_t begin,
+                                   int64_t n, const DropoutArgs& args) {
+  using T = typename Elem<D>::T;
+  using A = typename Elem<D>::A;
+  const T* g = static_cast<const T*>(grad);
+  const T* zv = static_cast<const T*>(z);
+  T* out = static_cast<T*>(grad_x);
+  const AlphaDropoutParams<A> q = params_for<A>(args);
+  for_each_keep(begin, n, args, q.threshold, [&](int64_t i, bool keep) {
+    out[i] = T(selu_alpha_dropout_backward<A>(A(g[i]), A(zv[i]), keep, q));
+  });
+}
+
+void keep_mask_k(bool* out, int64_t begin, int64_t n, const DropoutArgs& args) {
+  const uint32_t threshold = args.p >= 1.0 ? 0xFFFFFFFFu : drop_threshold(args.p);
+  for_each_keep(begin, n, args, threshold, [&](int64_t i, bool keep) { out[i] = keep; });
+}
+
+// dtype dispatch, in one place: K<D>(args...) for the DType d.
+#define SELU_EXT_BY_DTYPE(K, d, ...)          \
+  switch (d) {                                \
+    case DType::kHalf:                        \
+      K<DType::kHalf>(__VA_ARGS__);           \
+      break;                                  \
+    case DType::kBFloat16:                    \
+      K<DType::kBFloat16>(__VA_ARGS__);       \
+      break;                                  \
+    case DType::kFloat:                       \
+      K<DType::kFloat>(__VA_ARGS__);          \
+      break;                                  \
+    case DType::kDouble:                      \
+      K<DType::kDouble>(__VA_ARGS__);         \
+      break;                                  \
+  }
+
+void selu_forward_e(DType d, const void* x, void* y, int64_t n) {
+  SELU_EXT_BY_DTYPE(selu_forward_t, d, x, y, n)
+}
+void selu_backward_e(DType d, const void* g, const void* y, void* gx, int64_t n) {
+  SELU_EXT_BY_DTYPE(selu_backward_t, d, g, y, gx, n)
+}
+void alpha_dropout_forward_e(DType d, const void* x, void* z, int64_t b, int64_t n,
+                             const DropoutArgs& a) {
+  SELU_EXT_BY_DTYPE(alpha_dropout_forward_t, d, x, z, b, n, a)
+}
+void alpha_dropout_backward_e(DType d, const void* g, void* gx, int64_t b, int64_t n,
+                              const DropoutArgs& a) {
+  SELU_EXT_BY_DTYPE(alpha_dropout_backward_t, d, g, gx, b, n, a)
+}
+void selu_alpha_dropout_forward_e(DType d, const void* x, void* z, int64_t b, int64_t n,
+                                  const DropoutArgs& a) {
+  SELU_EXT_BY_DTYPE(selu_alpha_dropout_forward_t, d, x, z, b, n, a)
+}
+void selu_alpha_dropout_backward_e(DType d, const void* g, const void* z, void* gx, int64_t b,
+                                   int64_t n, const DropoutArgs& a) {
+  SELU_EXT_BY_DTYPE(selu_alpha_dropout_backward_t, d, g, z, gx, b, n, a)
+}
+#undef SELU_EXT_BY_DTYPE
+
+}  // namespace
+
+extern const Kernels kTable;
+const Kernels kTable = {
+    SELU_EXT_ISA_NAME,          selu_forward_e,
+    selu_backward_e,            alpha_dropout_forward_e,
+    alpha_dropout_backward_e,   selu_alpha_dropout_forward_e,
+    selu_alpha_dropout_backward_e, keep_mask_k,
+};
+
+}  // namespace selu_ext::cpu::SELU_EXT_ISA
