@@ -568,11 +568,27 @@ SELU_VI AlphaDropoutParams<S> params_for(const DropoutArgs& args) {
   return make_alpha_dropout_params<S>(args.p, static_cast<S>(args.kept_bound));
 }
 
+// Every element kept: the mask of a block whose kernel can do without its own (see
+// selu_alpha_dropout_backward_t).
+alignas(64) constexpr int32_t kAllKept[kDropoutBlock] = {
+#define SELU_EXT_K8 -1, -1, -1, -1, -1, -1, -1, -1
+#define SELU_EXT_K32 SELU_EXT_K8, SELU_EXT_K8, SELU_EXT_K8, SELU_EXT_K8
+    SELU_EXT_K32, SELU_EXT_K32, SELU_EXT_K32, SELU_EXT_K32
+#undef SELU_EXT_K32
+#undef SELU_EXT_K8
+};
+
+struct AlwaysMask {
+  bool operator()(const char* const*) const { return true; }
+};
+
 // Runs `f(keep, in_packs..., out)` over [begin, begin + n) in 128-element blocks; the
 // partial blocks at either end go through padded buffers. NIn inputs, one output.
-template <DType D, int NIn, typename F>
+// `needs_mask(src)` sees a block's inputs first: where it returns false, f gets every
+// element as kept and the block's Philox call is skipped.
+template <DType D, int NIn, typename F, typename M = AlwaysMask>
 SELU_VI void dropout_loop(const void* const* in, void* out, int64_t begin, int64_t n,
-                          const DropoutArgs& args, uint32_t threshold, F f) {
+                          const DropoutArgs& args, uint32_t threshold, F f, M needs_mask = {}) {
   using P = Pack<D>;
   constexpr int L = P::kLanes;
   constexpr int64_t kElemBytes = P::kBytes / L;
@@ -585,27 +601,26 @@ SELU_VI void dropout_loop(const void* const* in, void* out, int64_t begin, int64
     const int64_t block_start = index - index % B;
     const int64_t lead = index - block_start;  // elements of this block before `begin`
     const int64_t count = (B - lead) < (n - done) ? (B - lead) : (n - done);
-    keep_block(keep, key, block_start);
-    if (lead == 0 && count == B) {
-      const char* src[NIn > 0 ? NIn : 1];
-      for (int k = 0; k < NIn; ++k) src[k] = static_cast<const char*>(in[k]) + done * kElemBytes;
-      char* dst = static_cast<char*>(out) + done * kElemBytes;
-      for (int e = 0; e < B; e += L) {
-        f(load_keep<typename P::I>(keep + e), src, dst, e * kElemBytes);
-      }
-    } else {
-      alignas(64) unsigned char bin[NIn > 0 ? NIn : 1][B * 8];
-      alignas(64) unsigned char bout[B * 8];
-      const char* src[NIn > 0 ? NIn : 1];
-      for (int k = 0; k < NIn; ++k) {
+    const bool whole = lead == 0 && count == B;
+    alignas(64) unsigned char bin[NIn > 0 ? NIn : 1][B * 8];
+    alignas(64) unsigned char bout[B * 8];
+    const char* src[NIn > 0 ? NIn : 1];
+    char* dst = whole ? static_cast<char*>(out) + done * kElemBytes : reinterpret_cast<char*>(bout);
+    for (int k = 0; k < NIn; ++k) {
+      src[k] = static_cast<const char*>(in[k]) + done * kElemBytes;
+      if (!whole) {
         std::memset(bin[k], 0, sizeof(bin[k]));
-        std::memcpy(bin[k] + lead * kElemBytes,
-                    static_cast<const char*>(in[k]) + done * kElemBytes, count * kElemBytes);
+        std::memcpy(bin[k] + lead * kElemBytes, src[k], count * kElemBytes);
         src[k] = reinterpret_cast<const char*>(bin[k]);
       }
-      for (int e = 0; e < B; e += L) {
-        f(load_keep<typename P::I>(keep + e), src, reinterpret_cast<char*>(bout), e * kElemBytes);
-      }
+    }
+    const int32_t* k = kAllKept;
+    if (needs_mask(src)) {
+      keep_block(keep, key, block_start);
+      k = keep;
+    }
+    for (int e = 0; e < B; e += L) f(load_keep<typename P::I>(k + e), src, dst, e * kElemBytes);
+    if (!whole) {
       std::memcpy(static_cast<char*>(out) + done * kElemBytes, bout + lead * kElemBytes,
                   count * kElemBytes);
     }
@@ -666,22 +681,45 @@ void selu_alpha_dropout_forward_t(const void* x, void* z, int64_t begin, int64_t
                      });
 }
 
+// The backward needs no mask where z is not NaN: a dropped unit stores exactly the
+// constant `dropped` (rounded to the dtype), and a kept unit stores that value only
+// when a * y + b rounds onto it, i.e. y = selu(x) within z's rounding of -scale *
+// alpha, where the derivative a * (y + scale * alpha) is itself below that rounding
+// (the error the README already states for gradients read from z). So z == dropped
+// gets grad * 0, exactly what a dropped unit gets, and the block's Philox call, the
+// larger part of this kernel's instructions, is skipped. A NaN z (NaN or infinite x)
+// can be kept or dropped with different gradients: its block regenerates the mask.
 template <DType D>
 void selu_alpha_dropout_backward_t(const void* grad, const void* z, void* grad_x, int64_t begin,
                                    int64_t n, const DropoutArgs& args) {
   using P = Pack<D>;
   using V = typename P::V;
   using S = typename P::S;
+  using I = typename P::I;
+  constexpr int L = P::kLanes;
   const AlphaDropoutParams<S> q = params_for<S>(args);
+  const V dropped = P::round(splat<V>(q.dropped));
+  const auto nan_in_block = [](const char* const* src) {
+    I nan{};
+    for (int64_t e = 0; e < kDropoutBlock; e += L) {
+      const V zv = P::ld(src[1] + e / L * P::kBytes);
+      nan |= (I)(zv != zv);
+    }
+    for (int l = 0; l < L; ++l) {
+      if (nan[l]) return true;
+    }
+    return false;
+  };
   const void* in[2] = {grad, z};
-  dropout_loop<D, 2>(in, grad_x, begin, n, args, q.threshold,
-                     [&](typename P::I keep, const char* const* src, char* dst, int64_t off) {
-                       const V g = P::ld(src[0] + off);
-                       const V zv = P::ld(src[1] + off);
-                       const V d = zv <= q.kept_bound ? zv - q.b + q.a_scale_alpha
-                                                      : splat<V>(q.a_scale);
-                       P::st(dst + off, g * (keep ? d : V{}));
-                     });
+  dropout_loop<D, 2>(
+      in, grad_x, begin, n, args, q.threshold,
+      [&](I keep, const char* const* src, char* dst, int64_t off) {
+        const V g = P::ld(src[0] + off);
+        const V zv = P::ld(src[1] + off);
+        const V d = zv <= q.kept_bound ? zv - q.b + q.a_scale_alpha : splat<V>(q.a_scale);
+        P::st(dst + off, g * ((keep & (I)(zv != dropped)) ? d : V{}));
+      },
+      nan_in_block);
 }
 
 void keep_mask_k(bool* out, int64_t begin, int64_t n, const DropoutArgs& args) {
