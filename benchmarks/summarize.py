@@ -175,7 +175,7 @@ def accuracy_memory(doc):
 def targets_table(doc):
     tg = doc.get("targets")
     if not tg:
-        tg = _targets_module().evaluate(doc["rows"])
+        tg = _targets_module().evaluate(doc["rows"], doc.get("meta"))
     tmod = _targets_module()
     out = ["| result | target | measured | worst row |", "|---|---|---|---|"]
     for t in tg:

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 import selu_ext
 from selu_ext import bench
-from selu_ext.bench import candidates, cli, targets
+from selu_ext.bench import candidates, cli, report, targets
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -85,6 +85,9 @@ def test_rows_produced_and_checked(run):
     assert mem["selu_ext.nn.SELUAlphaDropout"] == 16  # the rng state; the output is the next Linear's input
     assert mem["nn.SELU+nn.AlphaDropout"] > 3 * mem["selu_ext.nn.SELUAlphaDropout"]
     assert "Targets" in text and "WRONG" in text
+    table = [ln for ln in text.splitlines() if ln.split()[:1] and ln.split()[0] in ("op", "selu", "fused")]
+    assert len(table) > 20 and max(map(len, table)) <= 120
+    assert text.rstrip().splitlines()[-1].startswith("Answer: selu_ext is")
 
 
 def test_wrong_candidates_reported_and_not_timed(run):
@@ -174,12 +177,55 @@ def test_targets_from_rows():
 
     rows = [row(speedup_vs_eager=12.0), row(size=2**24, speedup_vs_eager=9.0),
             row(mode="accuracy", max_ulp=1.5)]
-    res = {t["target"]: t for t in targets.evaluate(rows)}
+    # Where torch runs its AVX-512 SELU (a slow expm1), the forward is held to 10x eager.
+    res = {t["target"]: t for t in targets.evaluate(rows, {"torch_cpu_capability": "AVX512"})}
     assert res["cpu.selu.forward.vs_eager.2^20.1thr"]["result"] == "PASS"
     assert res["cpu.selu.forward.vs_eager.2^24.1thr"]["result"] == "MISS"
     assert res["cpu.selu.forward.vs_eager.2^24.1thr"]["value"] == 9.0
+    assert "AVX512" in res["cpu.selu.forward.vs_eager.2^24.1thr"]["text"]
     assert res["cpu.selu.accuracy"]["result"] == "PASS"
     assert res["cpu.selu.backward.vs_eager.2^20.1thr"]["result"] == "n/a"
+    # On its AVX2 path, to never being slower (and to the copy bandwidth).
+    res = {t["target"]: t for t in targets.evaluate(rows, {"torch_cpu_capability": "AVX2"})}
+    assert res["cpu.selu.forward.vs_eager.2^24.1thr"]["result"] == "PASS"
+    assert "AVX2" in res["cpu.selu.forward.vs_eager.2^24.1thr"]["text"]
+    assert "cpu.selu.forward.vs_avx2.2^20.1thr" not in res  # no F.selu[avx2] rows
+
+
+def test_cpu_verdict_shows_every_slower_row_and_copy_targets():
+    def row(**kw):
+        base = dict(op="selu", mode="forward", dtype="float32", size=2**20, device="cpu", threads=1,
+                    impl="selu_ext", role="ext", status="ok", median_ms=1.0)
+        return {**base, **kw}
+
+    rows = [row(op="dropout", mode="backward", speedup_vs_eager=0.49),
+            row(op="dropout", mode="backward", size=2**24, threads=2, speedup_vs_eager=0.7),
+            row(op="dropout", mode="forward", speedup_vs_eager=3.0),
+            row(dtype="bfloat16", size=2**16, pct_copy_bw=40.0, speedup_vs_eager=3.0),
+            row(dtype="bfloat16", size=2**20, pct_copy_bw=60.0, speedup_vs_eager=3.0),
+            row(dtype="float16", size=2**20, pct_copy_bw=60.0, speedup_vs_eager=3.0),
+            row(speedup_vs_eager=3.0), row(threads=2, median_ms=0.6, speedup_vs_eager=3.0)]
+    tg = targets.evaluate(rows, {"torch_cpu_capability": "AVX2"})
+    res = {t["target"]: t for t in tg}
+    never = res["cpu.dropout.backward.never_slower"]
+    assert never["result"] == "MISS" and never["value"] == 0.49
+    assert never["detail"].startswith("2 of 2 rows slower") and "2^24 2thr 0.70x" in never["detail"]
+    assert res["cpu.dropout.forward.never_slower"]["result"] == "PASS"
+    assert res["cpu.dropout.backward.vs_eager.2^20.1thr"]["result"] == "MISS"
+    assert res["cpu.selu.forward.copy_bw.bfloat16.1thr"]["result"] == "MISS"
+    assert res["cpu.selu.forward.copy_bw.bfloat16.1thr"]["where"] == "bfloat16 2^16 1thr"
+    assert res["cpu.selu.forward.copy_bw.float16.1thr"]["result"] == "PASS"
+    scale = res["cpu.selu.forward.scaling.2^20"]
+    assert scale["kind"] == "info" and abs(scale["value"] - 1 / 0.6) < 1e-9
+
+    out = io.StringIO()
+    report.print_targets(tg, out)
+    text = out.getvalue()
+    assert "n/a" not in text.replace("0 n/a", "")  # targets with no rows are counted, not listed
+    assert "not measured by this run" in text
+    line = report.answer(rows, {"device": "cpu", "torch_cpu_capability": "AVX2"})
+    assert "\n" not in line and line.startswith("Answer: selu_ext is 3.00x faster")
+    assert "slower in 2, worst dropout backward float32 2^20 1thr 0.49x" in line
 
 
 def test_plot(run, tmp_path):

@@ -245,6 +245,42 @@ def test_fused_equals_selu_then_alpha_dropout_float64(device, p):
     torch.testing.assert_close(gf, want, rtol=1e-13, atol=1e-14)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+def test_fused_backward_from_z_without_the_mask(dtype):
+    """The CPU fused backward tells dropped units by z == the dropped value, and
+    regenerates the mask only in 128-element blocks holding a NaN z (NaN or infinite
+    x), whose kept and dropped units have different gradients. Saturated kept units
+    (row 3) keep their gradient of ~0 within z's rounding, whichever way they go."""
+    p = 0.5
+    x = make_input((8, 128), torch.float32, "cpu", seed=11, scale=3.0).to(dtype)
+    rng = _state(21)
+    keep = _keep(rng, x, p)
+    nan_at = (0, int((~keep[0]).nonzero()[0]))  # a dropped unit: its z is NaN too
+    inf_at = (2, int(keep[2].nonzero()[0]))      # a kept one: z = +inf
+    x[nan_at] = math.nan
+    x[inf_at] = math.inf
+    x[0, int(keep[0].nonzero()[0])] = math.nan  # and a kept NaN in the same block
+    x[3, :64] = -200.0  # saturated: about half of them kept
+    g = make_input((8, 128), torch.float32, "cpu", seed=12, scale=1.0).to(dtype)
+    z = ops.selu_alpha_dropout(x, p, rng)
+    gx = ops.selu_alpha_dropout_backward(g, z, p, rng)
+    a = selu_ext.alpha_dropout_coefficients(p)[0]
+    x64, g64 = x.to(torch.float64), g.to(torch.float64)
+    want = torch.where(keep, a * selu_grad_reference(x64, g64), 0 * g64)
+    nan = x64.isnan() | x64.isinf()
+    tol = {torch.float32: 1e-5, torch.bfloat16: 2e-2, torch.float64: 1e-12}[dtype]
+    torch.testing.assert_close(gx.to(torch.float64)[~nan], want[~nan], rtol=tol, atol=tol)
+    # Rows 0 and 2 hold NaN z: the mask decides, so a dropped NaN unit gets grad * 0
+    # (PyTorch: alpha_dropout's grad * 0, then selu's backward of 0) and a kept one
+    # grad * a * scale (NaN x takes selu's scale branch, as in PyTorch).
+    assert gx[nan_at].item() == 0.0
+    for i, j in nan.nonzero().tolist():
+        want_ij = a * selu_ext.SCALE * g64[i, j].item() if keep[i, j] else 0.0
+        assert gx[i, j].item() == pytest.approx(want_ij, rel=tol, abs=tol)
+    dropped = ~keep & ~nan
+    assert (gx[dropped] == 0).all() and torch.equal(gx[dropped].signbit(), (g[dropped] < 0))
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_alpha_dropout_backward_values(device, dtype):

@@ -10,6 +10,8 @@
 
 #if defined(__x86_64__)
 #define SELU_EXT_ISA_SSE2 1
+#elif defined(__aarch64__)
+#define SELU_EXT_ISA_NEON 1  // Advanced SIMD is part of every AArch64 CPU
 #endif
 #define SELU_EXT_ISA baseline
 #define SELU_EXT_ISA_NAME "baseline"

@@ -17,6 +17,8 @@
 #include <type_traits>
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
+#elif defined(SELU_EXT_ISA_NEON)
+#include <arm_neon.h>
 #endif
 
 #include "../selu.h"
@@ -77,12 +79,15 @@ SELU_VI void store(void* p, V v) {
 
 // Fused multiply-add, a * b + c rounded once, where the instruction set has it
 // (the generic expression would leave the choice of which product to fuse to the
-// compiler). Without FMA (baseline x86-64) it is two roundings.
+// compiler). Without FMA (baseline x86-64) it is two roundings. AArch64 always has it,
+// so its baseline variant computes what the AVX2 one does.
 SELU_VI f32v fma_v(f32v a, f32v b, f32v c) {
 #if defined(SELU_EXT_ISA_AVX512)
   return (f32v)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)c);
 #elif defined(SELU_EXT_ISA_AVX2)
   return (f32v)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c);
+#elif defined(SELU_EXT_ISA_NEON)
+  return (f32v)vfmaq_f32((float32x4_t)c, (float32x4_t)a, (float32x4_t)b);
 #else
   return a * b + c;
 #endif
@@ -93,6 +98,8 @@ SELU_VI f64v fma_v(f64v a, f64v b, f64v c) {
   return (f64v)_mm512_fmadd_pd((__m512d)a, (__m512d)b, (__m512d)c);
 #elif defined(SELU_EXT_ISA_AVX2)
   return (f64v)_mm256_fmadd_pd((__m256d)a, (__m256d)b, (__m256d)c);
+#elif defined(SELU_EXT_ISA_NEON)
+  return (f64v)vfmaq_f64((float64x2_t)c, (float64x2_t)a, (float64x2_t)b);
 #else
   return a * b + c;
 #endif
@@ -104,39 +111,98 @@ SELU_VI V mul_split_v(V x, S hi, S lo) {
   return fma_v(splat<V>(hi), x, x * lo);
 }
 
+// Lane-wise max / min that return the second operand where either is NaN (the
+// x86 MAXPS / MINPS rule), so NaN passes through a clamp. One instruction on x86;
+// the generic select elsewhere (NEON's compare + bit-select).
+SELU_VI f32v max_v(f32v lo, f32v x) {
+#if defined(SELU_EXT_ISA_AVX512)
+  return (f32v)_mm512_max_ps((__m512)lo, (__m512)x);
+#elif defined(SELU_EXT_ISA_AVX2)
+  return (f32v)_mm256_max_ps((__m256)lo, (__m256)x);
+#elif defined(SELU_EXT_ISA_SSE2)
+  return (f32v)_mm_max_ps((__m128)lo, (__m128)x);
+#elif defined(SELU_EXT_ISA_NEON)
+  return (f32v)vmaxq_f32((float32x4_t)lo, (float32x4_t)x);  // FMAX: NaN in, NaN out
+#else
+  return lo > x ? lo : x;
+#endif
+}
+
+SELU_VI f32v min_v(f32v hi, f32v x) {
+#if defined(SELU_EXT_ISA_AVX512)
+  return (f32v)_mm512_min_ps((__m512)hi, (__m512)x);
+#elif defined(SELU_EXT_ISA_AVX2)
+  return (f32v)_mm256_min_ps((__m256)hi, (__m256)x);
+#elif defined(SELU_EXT_ISA_SSE2)
+  return (f32v)_mm_min_ps((__m128)hi, (__m128)x);
+#elif defined(SELU_EXT_ISA_NEON)
+  return (f32v)vminq_f32((float32x4_t)hi, (float32x4_t)x);
+#else
+  return hi < x ? hi : x;
+#endif
+}
+
+SELU_VI f64v max_v(f64v lo, f64v x) {
+#if defined(SELU_EXT_ISA_AVX512)
+  return (f64v)_mm512_max_pd((__m512d)lo, (__m512d)x);
+#elif defined(SELU_EXT_ISA_AVX2)
+  return (f64v)_mm256_max_pd((__m256d)lo, (__m256d)x);
+#elif defined(SELU_EXT_ISA_SSE2)
+  return (f64v)_mm_max_pd((__m128d)lo, (__m128d)x);
+#elif defined(SELU_EXT_ISA_NEON)
+  return (f64v)vmaxq_f64((float64x2_t)lo, (float64x2_t)x);
+#else
+  return lo > x ? lo : x;
+#endif
+}
+
+SELU_VI f64v min_v(f64v hi, f64v x) {
+#if defined(SELU_EXT_ISA_AVX512)
+  return (f64v)_mm512_min_pd((__m512d)hi, (__m512d)x);
+#elif defined(SELU_EXT_ISA_AVX2)
+  return (f64v)_mm256_min_pd((__m256d)hi, (__m256d)x);
+#elif defined(SELU_EXT_ISA_SSE2)
+  return (f64v)_mm_min_pd((__m128d)hi, (__m128d)x);
+#elif defined(SELU_EXT_ISA_NEON)
+  return (f64v)vminq_f64((float64x2_t)hi, (float64x2_t)x);
+#else
+  return hi < x ? hi : x;
+#endif
+}
+
 // ---------------------------------------------------------------------------
 // expm1 on x <= 0 (or NaN), the only domain SELU needs.
 //
-// x = k ln2 + r with |r| <= ln2/2 (Cody-Waite), expm1(r) by its Taylor series,
-// then expm1(x) = 2^k expm1(r) + (2^k - 1): with t = 2^k, t - 1 is exact and t * p
-// is exact scaling, so the result is rounded once. Inputs below the clamp have
+// x = k ln2 + r with |r| <= ln2/2 (Cody-Waite), expm1(r) by a polynomial, then
+// expm1(x) = 2^k expm1(r) + (2^k - 1): with t = 2^k, t - 1 is exact and t * p is
+// exact scaling, so the result is rounded once. Inputs below the clamp have
 // expm1(x) == -1 to the last bit (float: e^-30 < 2^-43; double: e^-60 < 2^-86).
-// NaN fails every comparison, so it passes the clamp and comes out NaN.
+// The clamp also maps x > 0 to 0, so lanes whose result the caller discards stay
+// finite. NaN passes both clamps (max_v / min_v) and comes out NaN.
+//
+// float: the polynomial is selu.h's (a minimax fit, one term shorter than the
+// Taylor series for the same accuracy); the scalar code there is this, lane by lane.
 
 SELU_VI f32v expm1_nonpositive(f32v x) {
-  const f32v lo = splat<f32v>(-30.0f);
-  x = x < lo ? lo : x;
+  x = min_v(f32v{}, max_v(splat<f32v>(-30.0f), x));
   const f32v shifter = splat<f32v>(12582912.0f);  // 1.5 * 2^23: adding it rounds to integer
   const f32v j = x * 1.44269504088896341f + shifter;
   const f32v k = j - shifter;
-  f32v r = x - k * 0.693359375f;  // ln2 high part: k * it is exact for |k| < 2^12
-  r = r - k * -2.12194440e-4f;      // ln2 low part
-  f32v q = splat<f32v>(1.0f / 40320.0f);
-  q = q * r + (1.0f / 5040.0f);
-  q = q * r + (1.0f / 720.0f);
-  q = q * r + (1.0f / 120.0f);
-  q = q * r + (1.0f / 24.0f);
-  q = q * r + (1.0f / 6.0f);
-  q = q * r + 0.5f;
-  const f32v p = fma_v(r * r, q, r);  // expm1(r), truncation below 2e-10 relative
-  const u32v t_bits = ((u32v)j - 0x4B400000u + 127u) << 23;  // 2^k
+  f32v r = x - k * kExpm1Ln2Hi;  // k * kExpm1Ln2Hi is exact for |k| < 2^12
+  r = r - k * kExpm1Ln2Lo;
+  f32v q = r * kExpm1Q5 + kExpm1Q4;
+  q = q * r + kExpm1Q3;
+  q = q * r + kExpm1Q2;
+  q = q * r + kExpm1Q1;
+  q = q * r + kExpm1Q0;
+  const f32v p = fma_v(r * r, q, r);  // expm1(r)
+  const u32v t_bits = ((u32v)j - (0x4B400000u - 127u)) << 23;  // 2^k
   const f32v t = (f32v)t_bits;
   return fma_v(t, p, t - 1.0f);
 }
 
 SELU_VI f64v expm1_nonpositive(f64v x) {
-  const f64v lo = splat<f64v>(-60.0);
-  x = x < lo ? lo : x;
+  x = min_v(f64v{}, max_v(splat<f64v>(-60.0), x));
   const f64v shifter = splat<f64v>(6755399441055744.0);  // 1.5 * 2^52
   const f64v j = x * 1.4426950408889634074 + shifter;
   const f64v k = j - shifter;
@@ -157,20 +223,19 @@ SELU_VI f64v expm1_nonpositive(f64v x) {
   q = q * r + 1.0 / 6.0;
   q = q * r + 0.5;
   const f64v p = fma_v(r * r, q, r);
-  const u64v t_bits = ((u64v)j - 0x4338000000000000ull + 1023ull) << 52;
+  const u64v t_bits = ((u64v)j - (0x4338000000000000ull - 1023ull)) << 52;
   const f64v t = (f64v)t_bits;
   return fma_v(t, p, t - 1.0);
 }
 
-// selu, branch-free. ±0 map to themselves, as in PyTorch.
+// selu, branch-free: both branches for every lane, then one select. x >= 0 takes
+// the positive branch so ±0 map to themselves (scale * ±0), as in PyTorch, with no
+// separate zero test.
 template <typename V, typename S>
 SELU_VI V selu_v(V x) {
   using C = SeluConsts<S>;
-  const V zero = V{};
-  const V xn = x > zero ? zero : x;
-  const V neg = mul_split_v<V, S>(expm1_nonpositive(xn), C::scale_alpha_hi, C::scale_alpha_lo);
-  const V y = x > zero ? x * static_cast<S>(kScale) : neg;
-  return x == zero ? x : y;
+  const V neg = mul_split_v<V, S>(expm1_nonpositive(x), C::scale_alpha_hi, C::scale_alpha_lo);
+  return x >= V{} ? x * static_cast<S>(kScale) : neg;
 }
 
 template <typename V, typename S>
@@ -211,15 +276,39 @@ SELU_VI u16v float_to_half(f32v f) {
   return __builtin_convertvector(out, u16v);
 }
 
-SELU_VI f32v bfloat16_to_float(u16v h) {
-  return (f32v)(__builtin_convertvector(h, u32v) << 16);
+// Zero-extends kL32 16-bit values to 32-bit lanes, and back (the values fit). GCC
+// lowers __builtin_convertvector between these widths to four instructions each way
+// under AVX2 (per-half unpacks and inserts); VPMOVZXWD / VPACKUSDW do it in one or two.
+SELU_VI u32v load_widen_u16(const void* p) {
+#if defined(SELU_EXT_ISA_AVX512)
+  return (u32v)_mm512_cvtepu16_epi32(_mm256_loadu_si256(static_cast<const __m256i*>(p)));
+#elif defined(SELU_EXT_ISA_AVX2)
+  return (u32v)_mm256_cvtepu16_epi32(_mm_loadu_si128(static_cast<const __m128i*>(p)));
+#else
+  return __builtin_convertvector(load<u16v>(p), u32v);
+#endif
 }
 
-SELU_VI u16v float_to_bfloat16(f32v f) {
+SELU_VI void store_narrow_u16(void* p, u32v v) {
+#if defined(SELU_EXT_ISA_AVX512)
+  _mm256_storeu_si256(static_cast<__m256i*>(p), _mm512_cvtepi32_epi16((__m512i)v));
+#elif defined(SELU_EXT_ISA_AVX2)
+  const __m256i w = (__m256i)v;
+  _mm_storeu_si128(static_cast<__m128i*>(p),
+                   _mm_packus_epi32(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1)));
+#else
+  store(p, __builtin_convertvector(v, u16v));
+#endif
+}
+
+SELU_VI f32v bfloat16_to_float(const void* p) { return (f32v)(load_widen_u16(p) << 16); }
+
+// The bfloat16 nearest to f (ties to even, NaN -> 0x7FC0, as c10::BFloat16), in the
+// low 16 bits of each lane.
+SELU_VI u32v float_to_bfloat16_bits(f32v f) {
   const u32v u = (u32v)f;
   const u32v rounded = (u + (((u >> 16) & 1u) + 0x7FFFu)) >> 16;
-  const u32v out = f != f ? splat<u32v>(0x7FC0u) : rounded;
-  return __builtin_convertvector(out, u16v);
+  return f != f ? splat<u32v>(0x7FC0u) : rounded;
 }
 
 // A "pack": one register of elements of a storage type (one register of opmath
@@ -251,7 +340,7 @@ struct Pack<DType::kDouble> {
   SELU_VI V round(V v) { return v; }
 };
 
-// float16 <-> float by the F16C / AVX-512 conversion instructions where the
+// float16 <-> float by the F16C / AVX-512 / AArch64 conversion instructions where the
 // variant has them (IEEE round-to-nearest-even, the same values as the bit
 // algorithm above; only NaN payloads may differ), else by the bit algorithm.
 SELU_VI f32v half_to_float_v(u16v h) {
@@ -259,6 +348,8 @@ SELU_VI f32v half_to_float_v(u16v h) {
   return (f32v)_mm512_cvtph_ps((__m256i)h);
 #elif defined(SELU_EXT_ISA_AVX2)
   return (f32v)_mm256_cvtph_ps((__m128i)h);
+#elif defined(SELU_EXT_ISA_NEON)
+  return (f32v)vcvt_f32_f16(vreinterpret_f16_u16((uint16x4_t)h));
 #else
   return half_to_float(h);
 #endif
@@ -269,6 +360,8 @@ SELU_VI u16v float_to_half_v(f32v f) {
   return (u16v)_mm512_cvtps_ph((__m512)f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
 #elif defined(SELU_EXT_ISA_AVX2)
   return (u16v)_mm256_cvtps_ph((__m256)f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+#elif defined(SELU_EXT_ISA_NEON)
+  return (u16v)vreinterpret_u16_f16(vcvt_f16_f32((float32x4_t)f));
 #else
   return float_to_half(f);
 #endif
@@ -293,9 +386,9 @@ struct Pack<DType::kBFloat16> {
   using I = i32v;
   static constexpr int kLanes = kL32;
   static constexpr int kBytes = kVB / 2;
-  SELU_VI V ld(const void* p) { return bfloat16_to_float(load<u16v>(p)); }
-  SELU_VI void st(void* p, V v) { store(p, float_to_bfloat16(v)); }
-  SELU_VI V round(V v) { return bfloat16_to_float(float_to_bfloat16(v)); }
+  SELU_VI V ld(const void* p) { return bfloat16_to_float(p); }
+  SELU_VI void st(void* p, V v) { store_narrow_u16(p, float_to_bfloat16_bits(v)); }
+  SELU_VI V round(V v) { return (f32v)(float_to_bfloat16_bits(v) << 16); }
 };
 
 // ---------------------------------------------------------------------------
@@ -331,18 +424,19 @@ SELU_VI void binary_loop(const void* in0, const void* in1, void* out, int64_t n,
   const char* s0 = static_cast<const char*>(in0);
   const char* s1 = static_cast<const char*>(in1);
   char* dst = static_cast<char*>(out);
-  for (int64_t i = 0; i < n; i += L) {
+  int64_t i = 0;
+  for (; i + L <= n; i += L) {  // the tail test stays out of the loop
     const int64_t off = i / L * P::kBytes;
-    if (n - i >= L) {
-      P::st(dst + off, f(P::ld(s0 + off), P::ld(s1 + off)));
-    } else {
-      const size_t bytes = static_cast<size_t>(n - i) * (P::kBytes / L);
-      alignas(64) unsigned char b0[64] = {}, b1[64] = {}, bo[64];
-      std::memcpy(b0, s0 + off, bytes);
-      std::memcpy(b1, s1 + off, bytes);
-      P::st(bo, f(P::ld(b0), P::ld(b1)));
-      std::memcpy(dst + off, bo, bytes);
-    }
+    P::st(dst + off, f(P::ld(s0 + off), P::ld(s1 + off)));
+  }
+  if (i < n) {
+    const int64_t off = i / L * P::kBytes;
+    const size_t bytes = static_cast<size_t>(n - i) * (P::kBytes / L);
+    alignas(64) unsigned char b0[64] = {}, b1[64] = {}, bo[64];
+    std::memcpy(b0, s0 + off, bytes);
+    std::memcpy(b1, s1 + off, bytes);
+    P::st(bo, f(P::ld(b0), P::ld(b1)));
+    std::memcpy(dst + off, bo, bytes);
   }
 }
 
@@ -371,81 +465,105 @@ void selu_backward_t(const void* grad, const void* v, void* grad_x, int64_t n, b
 }
 
 // ---------------------------------------------------------------------------
-// Philox on 8 lanes of 64 bits (each holding a 32-bit word), four vectors at a time:
-// the 32 counter groups of one 128-element block.
+// Philox of one 128-element block: its 32 counter groups, each in a 64-bit lane
+// that holds a 32-bit word in its low half (VPMULUDQ's 32 x 32 -> 64 layout).
 
 SELU_VI u64v mul_wide(u64v a, uint32_t m) {
-  // 32 x 32 -> 64-bit products; the lanes' upper halves are zero, which the generic
-  // 64-bit multiply cannot know, so use the instruction that assumes it.
+  // 32 x 32 -> 64-bit products of the lanes' low halves; the upper halves carry
+  // garbage (see philox_keep), which the instruction ignores.
 #if defined(SELU_EXT_ISA_AVX512)
   return (u64v)_mm512_mul_epu32((__m512i)a, _mm512_set1_epi64(m));
 #elif defined(SELU_EXT_ISA_AVX2)
   return (u64v)_mm256_mul_epu32((__m256i)a, _mm256_set1_epi64x(m));
 #elif defined(SELU_EXT_ISA_SSE2)
   return (u64v)_mm_mul_epu32((__m128i)a, _mm_set1_epi64x(m));
+#elif defined(SELU_EXT_ISA_NEON)
+  // NEON has no 64-bit lane multiply (GCC would go scalar): narrow, then UMULL.
+  return (u64v)vmull_u32(vmovn_u64((uint64x2_t)a), vdup_n_u32(m));
 #else
-  return a * static_cast<uint64_t>(m);
+  return (a & splat<u64v>(uint64_t{0xFFFFFFFFu})) * static_cast<uint64_t>(m);
 #endif
 }
 
-// Philox state of the 32 counter groups of one 128-element block: kNV vectors of
-// kL64 lanes; lane l of vector v is group offset kL64 * v + l.
-constexpr int kNV = kDropoutLanes / kL64;
-
-struct Block4 {
-  u64v w[4][kNV];  // w[word j][vector v]
-};
-
-SELU_VI Block4 philox_block(uint64_t seed, uint64_t offset, uint64_t first_group) {
-  constexpr uint32_t kM0 = 0xD2511F53u, kM1 = 0xCD9E8D57u;
-  constexpr uint32_t kW0 = 0x9E3779B9u, kW1 = 0xBB67AE85u;
-  const uint64_t ctr_lo = offset / 4;
-  u64v lane;
-  for (int l = 0; l < kL64; ++l) lane[l] = static_cast<uint64_t>(l);
-  const u64v mask32 = splat<u64v>(0xFFFFFFFFull);
-  u64v c0[kNV], c1[kNV], c2[kNV], c3[kNV];
-  for (int v = 0; v < kNV; ++v) {
-    const u64v g = lane + (first_group + static_cast<uint64_t>(kL64) * v);
-    c0[v] = splat<u64v>(ctr_lo & 0xFFFFFFFFull);
-    c1[v] = splat<u64v>(ctr_lo >> 32);
-    c2[v] = g & mask32;
-    c3[v] = g >> 32;
-  }
-  uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
-  for (int round = 0; round < 10; ++round) {
-    for (int v = 0; v < kNV; ++v) {
-      const u64v p0 = mul_wide(c0[v], kM0);
-      const u64v p1 = mul_wide(c2[v], kM1);
-      const u64v n0 = (p1 >> 32) ^ c1[v] ^ static_cast<uint64_t>(k0);
-      const u64v n2 = (p0 >> 32) ^ c3[v] ^ static_cast<uint64_t>(k1);
-      c0[v] = n0;
-      c1[v] = p1 & mask32;
-      c2[v] = n2;
-      c3[v] = p0 & mask32;
-    }
-    k0 += kW0;
-    k1 += kW1;
-  }
-  Block4 out;
-  for (int v = 0; v < kNV; ++v) {
-    out.w[0][v] = c0[v];
-    out.w[1][v] = c1[v];
-    out.w[2][v] = c2[v];
-    out.w[3][v] = c3[v];
+// The low halves of two vectors of 64-bit lanes, in lane order: a's, then b's.
+SELU_VI u32v low_halves(u64v a, u64v b) {
+#if defined(SELU_EXT_ISA_AVX2)
+  // VSHUFPS picks the even 32-bit words per 128-bit half; VPERMQ puts the halves in order.
+  const __m256 even = _mm256_shuffle_ps((__m256)a, (__m256)b, _MM_SHUFFLE(2, 0, 2, 0));
+  return (u32v)_mm256_permute4x64_epi64((__m256i)even, _MM_SHUFFLE(3, 1, 2, 0));
+#elif defined(SELU_EXT_ISA_NEON)
+  return (u32v)vuzp1q_u32((uint32x4_t)a, (uint32x4_t)b);
+#else
+  u32v out;
+  for (int l = 0; l < kL64; ++l) {
+    out[l] = static_cast<uint32_t>(a[l]);
+    out[kL64 + l] = static_cast<uint32_t>(b[l]);
   }
   return out;
+#endif
 }
 
 // Keep flags (-1 kept, 0 dropped) of the 128 elements of one block, in element order.
-SELU_VI void keep_block(int32_t* keep, const DropoutArgs& args, uint32_t threshold,
-                        int64_t block_start) {
+//
+// The 32 groups run as kNV / 2 independent chunks of two vectors (2 * kL64 groups):
+// a chunk's 8 state vectors stay in registers through the 10 rounds (the whole
+// block's 32 vectors would not fit in AVX2's 16 and spilled), and out-of-order
+// execution overlaps the chunks. Each round is 2 multiplies, 2 shifts and 4 XORs
+// per vector: the upper halves of the lanes are never cleared, since every use of a
+// word either ignores them (the multiply) or reads only the low half (the shift by
+// 32 of a product, the final compare).
+constexpr int kNV = kDropoutLanes / kL64;
+
+// The round keys of one call, broadcast once: the XORs read them from L1 instead of
+// re-broadcasting two scalars every round of every chunk.
+struct PhiloxKeys {
+  u64v k0[10], k1[10];
+  uint64_t ctr_lo;
+  uint32_t threshold;
+  explicit PhiloxKeys(const DropoutArgs& args, uint32_t thr)
+      : ctr_lo(args.rng.offset / 4), threshold(thr) {
+    uint32_t a = static_cast<uint32_t>(args.rng.seed), b = static_cast<uint32_t>(args.rng.seed >> 32);
+    for (int round = 0; round < 10; ++round) {
+      k0[round] = splat<u64v>(static_cast<uint64_t>(a));
+      k1[round] = splat<u64v>(static_cast<uint64_t>(b));
+      a += 0x9E3779B9u;
+      b += 0xBB67AE85u;
+    }
+  }
+};
+
+SELU_VI void keep_block(int32_t* keep, const PhiloxKeys& key, int64_t block_start) {
+  constexpr uint32_t kM0 = 0xD2511F53u, kM1 = 0xCD9E8D57u;
   const uint64_t first_group = static_cast<uint64_t>(block_start / kDropoutBlock) * kDropoutLanes;
-  const Block4 r = philox_block(args.rng.seed, args.rng.offset, first_group);
-  const u64v thr = splat<u64v>(static_cast<uint64_t>(threshold));
-  for (int j = 0; j < 4; ++j) {
-    for (int v = 0; v < kNV; ++v) {
-      const i64v k = (i64v)(r.w[j][v] >= thr);
-      store(keep + 32 * j + kL64 * v, __builtin_convertvector(k, i32h));
+  const uint64_t ctr_lo = key.ctr_lo;
+  u64v lane;
+  for (int l = 0; l < kL64; ++l) lane[l] = static_cast<uint64_t>(l);
+  const u32v thr = splat<u32v>(key.threshold);
+  for (int v0 = 0; v0 < kNV; v0 += 2) {
+    u64v c0[2], c1[2], c2[2], c3[2];
+    for (int h = 0; h < 2; ++h) {
+      const u64v g = lane + (first_group + static_cast<uint64_t>(kL64) * (v0 + h));
+      c0[h] = splat<u64v>(ctr_lo);  // low half: the counter's word 0; word 1 below
+      c1[h] = splat<u64v>(ctr_lo >> 32);
+      c2[h] = g;
+      c3[h] = g >> 32;
+    }
+#pragma GCC unroll 10
+    for (int round = 0; round < 10; ++round) {
+      for (int h = 0; h < 2; ++h) {
+        const u64v p0 = mul_wide(c0[h], kM0);
+        const u64v p1 = mul_wide(c2[h], kM1);
+        c0[h] = (p1 >> 32) ^ c1[h] ^ key.k0[round];
+        c2[h] = (p0 >> 32) ^ c3[h] ^ key.k1[round];
+        c1[h] = p1;
+        c3[h] = p0;
+      }
+    }
+    // Word j of groups kL64 * v0 .. + 2 * kL64 - 1 decides elements 32 j + kL64 * v0 ...
+    const u64v* words[4] = {c0, c1, c2, c3};
+    for (int j = 0; j < 4; ++j) {
+      const u32v r = low_halves(words[j][0], words[j][1]);
+      store(keep + 32 * j + kL64 * v0, (i32v)(r >= thr));
     }
   }
 }
@@ -465,43 +583,59 @@ SELU_VI AlphaDropoutParams<S> params_for(const DropoutArgs& args) {
   return make_alpha_dropout_params<S>(args.p, static_cast<S>(args.kept_bound));
 }
 
+// Every element kept: the mask of a block whose kernel can do without its own (see
+// selu_alpha_dropout_backward_t).
+alignas(64) constexpr int32_t kAllKept[kDropoutBlock] = {
+#define SELU_EXT_K8 -1, -1, -1, -1, -1, -1, -1, -1
+#define SELU_EXT_K32 SELU_EXT_K8, SELU_EXT_K8, SELU_EXT_K8, SELU_EXT_K8
+    SELU_EXT_K32, SELU_EXT_K32, SELU_EXT_K32, SELU_EXT_K32
+#undef SELU_EXT_K32
+#undef SELU_EXT_K8
+};
+
+struct AlwaysMask {
+  bool operator()(const char* const*) const { return true; }
+};
+
 // Runs `f(keep, in_packs..., out)` over [begin, begin + n) in 128-element blocks; the
 // partial blocks at either end go through padded buffers. NIn inputs, one output.
-template <DType D, int NIn, typename F>
+// `needs_mask(src)` sees a block's inputs first: where it returns false, f gets every
+// element as kept and the block's Philox call is skipped.
+template <DType D, int NIn, typename F, typename M = AlwaysMask>
 SELU_VI void dropout_loop(const void* const* in, void* out, int64_t begin, int64_t n,
-                          const DropoutArgs& args, uint32_t threshold, F f) {
+                          const DropoutArgs& args, uint32_t threshold, F f, M needs_mask = {}) {
   using P = Pack<D>;
   constexpr int L = P::kLanes;
   constexpr int64_t kElemBytes = P::kBytes / L;
   constexpr int64_t B = kDropoutBlock;
   alignas(64) int32_t keep[B];
+  const PhiloxKeys key(args, threshold);
   int64_t done = 0;
   while (done < n) {
     const int64_t index = begin + done;
     const int64_t block_start = index - index % B;
     const int64_t lead = index - block_start;  // elements of this block before `begin`
     const int64_t count = (B - lead) < (n - done) ? (B - lead) : (n - done);
-    keep_block(keep, args, threshold, block_start);
-    if (lead == 0 && count == B) {
-      const char* src[NIn > 0 ? NIn : 1];
-      for (int k = 0; k < NIn; ++k) src[k] = static_cast<const char*>(in[k]) + done * kElemBytes;
-      char* dst = static_cast<char*>(out) + done * kElemBytes;
-      for (int e = 0; e < B; e += L) {
-        f(load_keep<typename P::I>(keep + e), src, dst, e * kElemBytes);
-      }
-    } else {
-      alignas(64) unsigned char bin[NIn > 0 ? NIn : 1][B * 8];
-      alignas(64) unsigned char bout[B * 8];
-      const char* src[NIn > 0 ? NIn : 1];
-      for (int k = 0; k < NIn; ++k) {
+    const bool whole = lead == 0 && count == B;
+    alignas(64) unsigned char bin[NIn > 0 ? NIn : 1][B * 8];
+    alignas(64) unsigned char bout[B * 8];
+    const char* src[NIn > 0 ? NIn : 1];
+    char* dst = whole ? static_cast<char*>(out) + done * kElemBytes : reinterpret_cast<char*>(bout);
+    for (int k = 0; k < NIn; ++k) {
+      src[k] = static_cast<const char*>(in[k]) + done * kElemBytes;
+      if (!whole) {
         std::memset(bin[k], 0, sizeof(bin[k]));
-        std::memcpy(bin[k] + lead * kElemBytes,
-                    static_cast<const char*>(in[k]) + done * kElemBytes, count * kElemBytes);
+        std::memcpy(bin[k] + lead * kElemBytes, src[k], count * kElemBytes);
         src[k] = reinterpret_cast<const char*>(bin[k]);
       }
-      for (int e = 0; e < B; e += L) {
-        f(load_keep<typename P::I>(keep + e), src, reinterpret_cast<char*>(bout), e * kElemBytes);
-      }
+    }
+    const int32_t* k = kAllKept;
+    if (needs_mask(src)) {
+      keep_block(keep, key, block_start);
+      k = keep;
+    }
+    for (int e = 0; e < B; e += L) f(load_keep<typename P::I>(k + e), src, dst, e * kElemBytes);
+    if (!whole) {
       std::memcpy(static_cast<char*>(out) + done * kElemBytes, bout + lead * kElemBytes,
                   count * kElemBytes);
     }
@@ -562,27 +696,51 @@ void selu_alpha_dropout_forward_t(const void* x, void* z, int64_t begin, int64_t
                      });
 }
 
+// The backward needs no mask where z is not NaN: a dropped unit stores exactly the
+// constant `dropped` (rounded to the dtype), and a kept unit stores that value only
+// when a * y + b rounds onto it, i.e. y = selu(x) within z's rounding of -scale *
+// alpha, where the derivative a * (y + scale * alpha) is itself below that rounding
+// (the error the README already states for gradients read from z). So z == dropped
+// gets grad * 0, exactly what a dropped unit gets, and the block's Philox call, the
+// larger part of this kernel's instructions, is skipped. A NaN z (NaN or infinite x)
+// can be kept or dropped with different gradients: its block regenerates the mask.
 template <DType D>
 void selu_alpha_dropout_backward_t(const void* grad, const void* z, void* grad_x, int64_t begin,
                                    int64_t n, const DropoutArgs& args) {
   using P = Pack<D>;
   using V = typename P::V;
   using S = typename P::S;
+  using I = typename P::I;
+  constexpr int L = P::kLanes;
   const AlphaDropoutParams<S> q = params_for<S>(args);
+  const V dropped = P::round(splat<V>(q.dropped));
+  const auto nan_in_block = [](const char* const* src) {
+    I nan{};
+    for (int64_t e = 0; e < kDropoutBlock; e += L) {
+      const V zv = P::ld(src[1] + e / L * P::kBytes);
+      nan |= (I)(zv != zv);
+    }
+    for (int l = 0; l < L; ++l) {
+      if (nan[l]) return true;
+    }
+    return false;
+  };
   const void* in[2] = {grad, z};
-  dropout_loop<D, 2>(in, grad_x, begin, n, args, q.threshold,
-                     [&](typename P::I keep, const char* const* src, char* dst, int64_t off) {
-                       const V g = P::ld(src[0] + off);
-                       const V zv = P::ld(src[1] + off);
-                       const V d = zv <= q.kept_bound ? zv - q.b + q.a_scale_alpha
-                                                      : splat<V>(q.a_scale);
-                       P::st(dst + off, g * (keep ? d : V{}));
-                     });
+  dropout_loop<D, 2>(
+      in, grad_x, begin, n, args, q.threshold,
+      [&](I keep, const char* const* src, char* dst, int64_t off) {
+        const V g = P::ld(src[0] + off);
+        const V zv = P::ld(src[1] + off);
+        const V d = zv <= q.kept_bound ? zv - q.b + q.a_scale_alpha : splat<V>(q.a_scale);
+        P::st(dst + off, g * ((keep & (I)(zv != dropped)) ? d : V{}));
+      },
+      nan_in_block);
 }
 
 void keep_mask_k(bool* out, int64_t begin, int64_t n, const DropoutArgs& args) {
   const uint32_t threshold = args.p >= 1.0 ? 0xFFFFFFFFu : drop_threshold(args.p);
   alignas(64) int32_t keep[kDropoutBlock];
+  const PhiloxKeys key(args, threshold);
   int64_t done = 0;
   while (done < n) {
     const int64_t index = begin + done;
@@ -590,7 +748,7 @@ void keep_mask_k(bool* out, int64_t begin, int64_t n, const DropoutArgs& args) {
     const int64_t lead = index - block_start;
     const int64_t count =
         (kDropoutBlock - lead) < (n - done) ? (kDropoutBlock - lead) : (n - done);
-    keep_block(keep, args, threshold, block_start);
+    keep_block(keep, key, block_start);
     for (int64_t e = 0; e < count; ++e) out[done + e] = keep[lead + e] != 0;
     done += count;
   }

@@ -297,8 +297,9 @@ def from_json(ns, out) -> int:
     for r in rows:
         print(report.format_row(r), file=out)
     report.fill_speedups(rows)
-    tg = targets.evaluate(rows)
+    tg = targets.evaluate(rows, meta)
     report.print_targets(tg, out)
+    print(report.answer(rows, meta), file=out)
     if ns.json:
         report.write_json(ns.json, meta, rows, tg, {})
     if ns.csv:

@@ -9,6 +9,7 @@ import csv
 import json
 import os
 import sys
+import textwrap
 from typing import Optional, TextIO
 
 from . import targets as _targets
@@ -53,9 +54,18 @@ def _bytes(v) -> str:
     return f"{v}B"
 
 
-HEADER = (f"{'op':<8}{'mode':<9}{'dtype':<9}{'size':>6} {'thr':>3}  {'impl':<33}{'status':<8}"
-          f"{'median_ms':>11} {'p20..p80':>19} {'GB/s':>7} {'%copy':>6} "
-          f"{'xeager':>7} {'xmodule':>7} {'xavx2':>7} {'xcompile':>8} {'saved':>8} {'peak':>8}")
+# The terminal table fits 120 columns: p20..p80 shows as the spread (p80 - p20) /
+# median, and bytes (saved, peak) only on the memory rows, in the note. The JSON and
+# CSV keep every field.
+HEADER = (f"{'op':<8}{'mode':<9}{'dtype':<9}{'size':>5} {'thr':>3} {'impl':<18}{'status':<8}"
+          f"{'median_ms':>9} {'p20-80':>6} {'GB/s':>6} {'%copy':>6} "
+          f"{'xeager':>6} {'xmod':>6} {'xavx2':>6} {'xcomp':>6}")
+WIDTH = 120
+
+
+def _wrap(text: str, indent: str) -> str:
+    return textwrap.fill(text, WIDTH, initial_indent=indent, subsequent_indent=indent + "  ",
+                         break_on_hyphens=False)
 
 
 def short_status(status: str) -> str:
@@ -69,27 +79,34 @@ def short_status(status: str) -> str:
     return "n/a"
 
 
+def _impl_name(name: str, width: int = 17) -> str:
+    return name if len(name) <= width else name[:width - 1] + "~"
+
+
 def format_row(r: dict) -> str:
     status = short_status(r["status"])
     if r["mode"] == "accuracy":
-        timing = f"{'max':>11} {(_num(r.get('max_ulp'), '.3f', 8) + ' ULP'):>19}"
+        timing = f"{'max':>9} {(_num(r.get('max_ulp'), '.1f', 0) + 'ULP'):>6}"
     elif r.get("median_ms") is not None:
-        timing = (f"{r['median_ms']:>11.4f} "
-                  f"{(format(r['p20_ms'], '.4f') + '..' + format(r['p80_ms'], '.4f')):>19}")
+        spread = (r["p80_ms"] - r["p20_ms"]) / r["median_ms"] * 100 if r["median_ms"] else None
+        timing = f"{r['median_ms']:>9.4f} {(_num(spread, '.0f', 0) + '%'):>6}"
     else:
-        timing = f"{'-':>11} {'-':>19}"
-    line = (f"{r['op']:<8}{r['mode']:<9}{r['dtype']:<9}{size_str(r['size']):>6} "
-            f"{(r.get('threads') or '-')!s:>3}  {r['impl'][:32]:<33}{status:<8}{timing} "
-            f"{_num(r.get('gbps'), '.1f', 7)} {_num(r.get('pct_copy_bw'), '.1f', 6)} "
-            f"{_num(r.get('speedup_vs_eager'), '.2f', 7)} {_num(r.get('speedup_vs_module'), '.2f', 7)} "
-            f"{_num(r.get('speedup_vs_eager_avx2'), '.2f', 7)} {_num(r.get('speedup_vs_compile'), '.2f', 8)} "
-            f"{_bytes(r.get('saved_bytes')):>8} {_bytes(r.get('peak_mem')):>8}")
+        timing = f"{'-':>9} {'-':>6}"
+    size = size_str(r["size"]) if (r["size"] or 0) < 10**5 or not r["size"] & (r["size"] - 1) else (
+        f"{r['size'] / 1e6:.1f}M")
+    line = (f"{r['op']:<8}{r['mode']:<9}{r['dtype']:<9}{size:>5} "
+            f"{(r.get('threads') or '-')!s:>3} {_impl_name(r['impl']):<18}{status:<8}{timing} "
+            f"{_num(r.get('gbps'), '.1f', 6)} {_num(r.get('pct_copy_bw'), '.1f', 6)} "
+            f"{_num(r.get('speedup_vs_eager'), '.2f', 6)} {_num(r.get('speedup_vs_module'), '.2f', 6)} "
+            f"{_num(r.get('speedup_vs_eager_avx2'), '.2f', 6)} {_num(r.get('speedup_vs_compile'), '.2f', 6)}")
+    note = r.get("note") or ""
+    if r["mode"] == "memory":
+        note = (f"saved {_bytes(r.get('saved_bytes'))}, peak {_bytes(r.get('peak_mem'))}"
+                + ("; " + note if note else ""))
     if short_status(r["status"]) not in ("ok", "skipped"):
-        line += f"\n    {r['status']}"
-        if r.get("note"):
-            line += f" | {r['note']}"
-    elif r.get("note"):
-        line += f"  [{r['note']}]"
+        line += "\n" + _wrap(r["status"] + (f" | {note}" if note else ""), "    ")
+    elif note:
+        line += "\n" + _wrap(f"[{note}]", "    ")
     return line
 
 
@@ -121,23 +138,53 @@ def print_header(meta: dict, out: TextIO) -> None:
         clock = "CUDA events around the calls as launched"
     else:
         clock = "perf_counter over blocks of >= 1 ms"
-    print(f"dropout p={meta['p']}; {rot}; times are medians per call ({clock}) with p20..p80; "
-          f"GB/s counts each input read once and each output written once", file=out)
+    print(_wrap(f"dropout p={meta['p']}; {rot}; times are medians per call ({clock}); p20-80 is "
+                f"(p80 - p20) / median; GB/s counts each input read once and each output written "
+                f"once", "").lstrip(), file=out)
     out.flush()
 
 
 def print_targets(tgts: list[dict], out: TextIO) -> None:
+    """Every target the run's rows cover; those with no rows at all (sizes, dtypes or
+    thread counts the run never measured, e.g. under --quick) are counted, not listed."""
     print("\nTargets (evaluated from the rows above; worst row shown)", file=out)
+    unmeasured = 0
     for t in tgts:
+        if t["result"] == "n/a" and t.get("detail") == "no rows":
+            unmeasured += 1
+            continue
         where = f" at {t['where']}" if t.get("where") else ""
         extra = f" ({t['detail']})" if t.get("detail") else ""
-        print(f"  {t['result']:<5} {t['text']}: {_targets.format_value(t)}{where} "
-              f"[{_targets.format_threshold(t)}]{extra}", file=out)
+        print(_wrap(f"{t['result']:<5} {t['text']}: {_targets.format_value(t)}{where} "
+                    f"[{_targets.format_threshold(t)}]{extra}", "  "), file=out)
     n_pass = sum(t["result"] == "PASS" for t in tgts)
     n_miss = sum(t["result"] == "MISS" for t in tgts)
-    n_na = sum(t["result"] == "n/a" for t in tgts)
-    print(f"  {n_pass} PASS, {n_miss} MISS, {n_na} n/a", file=out)
+    n_na = sum(t["result"] == "n/a" for t in tgts) - unmeasured
+    print(f"  {n_pass} PASS, {n_miss} MISS, {n_na} n/a"
+          + (f"; {unmeasured} not measured by this run (sizes, dtypes or threads not selected)"
+             if unmeasured else ""), file=out)
     out.flush()
+
+
+def answer(rows: list[dict], meta: dict) -> str:
+    """One line: is selu_ext faster or slower than PyTorch's eager ops, by how much,
+    and where it is slower."""
+    timed = [r for r in rows if r["role"] == "ext" and r.get("speedup_vs_eager") is not None
+             and r["mode"] in ("forward", "backward", "fwdbwd")]
+    if not timed:
+        return "Answer: no selu_ext row was timed against eager PyTorch in this run."
+    sp = sorted(r["speedup_vs_eager"] for r in timed)
+    median = sp[len(sp) // 2]
+    slower = sorted((r for r in timed if r["speedup_vs_eager"] < 1.0), key=lambda r: r["speedup_vs_eager"])
+    path = meta.get("torch_cpu_capability") if meta.get("device") == "cpu" else meta.get("device_name")
+    head = (f"Answer: selu_ext is {median:.2f}x {'faster' if median >= 1.0 else 'slower'} than eager "
+            f"torch ({meta.get('device')} {path}; median of {len(timed)} rows, {sp[0]:.2f}x..{sp[-1]:.2f}x)")
+    if not slower:
+        return head + "; slower in none."
+    w = slower[0]
+    return (head + f"; slower in {len(slower)}, worst {w['op']} {w['mode']} {w['dtype']} "
+            f"{size_str(w['size'])}{' %sthr' % w['threads'] if w.get('threads') else ''} "
+            f"{w['speedup_vs_eager']:.2f}x.")
 
 
 def fill_speedups(rows: list[dict]) -> None:

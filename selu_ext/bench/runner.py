@@ -298,12 +298,15 @@ class Runner:
             self.meta["error"] = _first_line(e)
         self.canary_verdict()
         report.fill_speedups(self.rows)
-        tg = targets.evaluate(self.rows) if not cfg.emit_rows else []
+        tg = targets.evaluate(self.rows, self.meta) if not cfg.emit_rows else []
         if not cfg.emit_rows:
             report.print_targets(tg, self.out)
         self.meta["elapsed_s"] = round(time.perf_counter() - self.t_start, 1)
         res = Result(self.meta, self.rows, tg)
         self.write(res)
+        if not cfg.emit_rows:
+            print(report.answer(self.rows, self.meta), file=self.out)
+            self.out.flush()
         if "error" in self.meta:
             raise SystemExit(f"selu_ext.bench: stopped by an error ({self.meta['error']}); "
                              "the rows measured before it were written")
@@ -669,6 +672,11 @@ class Runner:
         if not ops_ or not modes:
             return
         if cfg.impls and not ({"eager_avx2", "F.selu[avx2]"} & set(cfg.impls)):
+            return
+        if str(self.meta.get("torch_cpu_capability")).upper() == "AVX2":
+            # The peer would time eager F.selu again, on the same kernels.
+            print("\nF.selu[avx2]: skipped, torch already uses its AVX2 kernels here", file=self.out)
+            self.meta["avx2_peer"] = {"skipped": "torch CPU capability is already AVX2"}
             return
         args = [sys.executable, "-m", "selu_ext.bench", "--device", "cpu", "--ops", ",".join(ops_),
                 "--modes", ",".join(modes), "--dtypes", ",".join(cfg.dtypes),

@@ -1,0 +1,34 @@
+#!/bin/bash
+# The CPU kernels alone, without torch: builds csrc/cpu/kernels_{avx2,baseline}.cpp
+# with the flags setup.py uses and times them against memcpy (probe.cpp), then
+# counts instructions per 8 elements under callgrind (load-independent).
+#
+#   benchmarks/cpu_probe/run.sh [n=65536] [reps=301]
+#
+# Prints, per dtype (2 float32, 1 bfloat16, 0 float16): the 5th-percentile time of
+# each kernel in cycles per 8 elements at the clock below, and the instruction counts.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+OUT=${OUT:-/tmp/selu_ext_cpu_probe}
+mkdir -p "$OUT"
+for v in avx2 baseline; do
+  g++ -O3 -std=c++20 -ffp-contract=fast -I"$ROOT/csrc" -c "$ROOT/csrc/cpu/kernels_$v.cpp" -o "$OUT/$v.o" 2>/dev/null
+done
+g++ -O3 -std=c++20 -I"$ROOT/csrc" "$ROOT/benchmarks/cpu_probe/probe.cpp" "$OUT/avx2.o" "$OUT/baseline.o" -o "$OUT/probe"
+GHZ=$(awk -F: '/cpu MHz/ {printf "%.3f", $2 / 1000; exit}' /proc/cpuinfo)
+echo "clock ${GHZ} GHz (from /proc/cpuinfo); $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
+GHZ=$GHZ "$OUT/probe" "${1:-65536}" "${2:-301}" avx2 3
+if command -v valgrind > /dev/null; then
+  echo "instructions per 8 elements (callgrind, n=65536, 10 calls each):"
+  for dt in 2 1 0; do
+    DT=$dt valgrind --tool=callgrind --callgrind-out-file="$OUT/cg.$dt" "$OUT/probe" 65536 10 avx2 1 > /dev/null 2>&1
+    printf "  dtype %s:" $dt
+    callgrind_annotate --inclusive=yes "$OUT/cg.$dt" 2>/dev/null |
+      sed -nE 's/^ *([0-9,]+) .*avx2::\(anonymous namespace\)::([a-z_]+)_e\(.*/\1 \2/p' |
+      while read -r c name; do
+        calls=10; [ "$name" = selu_forward ] && calls=11  # + the warm-up call
+        printf "  %s %.1f" "$name" "$(echo "${c//,/} / ($calls * 8192)" | bc -l)"
+      done
+    echo
+  done
+fi
