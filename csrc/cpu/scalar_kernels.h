@@ -56,14 +56,20 @@ void selu_forward_t(const void* x, void* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] = T(selu_forward<A>(A(in[i])));
 }
 
+// `v` is the forward's output (is_result) or its input, as in vec_kernels.h; a
+// 16-bit output saturates at scale*alpha rounded to 16 bits (selu.h).
 template <DType D>
-void selu_backward_t(const void* grad, const void* y, void* grad_x, int64_t n) {
+void selu_backward_t(const void* grad, const void* v_in, void* grad_x, int64_t n, bool is_result) {
   using T = typename Elem<D>::T;
   using A = typename Elem<D>::A;
   const T* g = static_cast<const T*>(grad);
-  const T* v = static_cast<const T*>(y);
+  const T* v = static_cast<const T*>(v_in);
   T* out = static_cast<T*>(grad_x);
-  for (int64_t i = 0; i < n; ++i) out[i] = T(selu_backward_from_output<A>(A(g[i]), A(v[i])));
+  const A sa = sizeof(T) == 2 ? A(kScaleAlpha16) : SeluConsts<A>::scale_alpha_hi;
+  for (int64_t i = 0; i < n; ++i) {
+    out[i] = is_result ? T(selu_backward_from_output<A>(A(g[i]), A(v[i]), sa))
+                       : T(selu_backward_from_output<A>(A(g[i]), selu_forward<A>(A(v[i]))));
+  }
 }
 
 // Calls f(i, keep) for i in [0, n), element begin + i's keep flag computed a
@@ -175,8 +181,8 @@ void keep_mask_k(bool* out, int64_t begin, int64_t n, const DropoutArgs& args) {
 void selu_forward_e(DType d, const void* x, void* y, int64_t n) {
   SELU_EXT_BY_DTYPE(selu_forward_t, d, x, y, n)
 }
-void selu_backward_e(DType d, const void* g, const void* y, void* gx, int64_t n) {
-  SELU_EXT_BY_DTYPE(selu_backward_t, d, g, y, gx, n)
+void selu_backward_e(DType d, const void* g, const void* y, void* gx, int64_t n, bool is_result) {
+  SELU_EXT_BY_DTYPE(selu_backward_t, d, g, y, gx, n, is_result)
 }
 void alpha_dropout_forward_e(DType d, const void* x, void* z, int64_t b, int64_t n,
                              const DropoutArgs& a) {
