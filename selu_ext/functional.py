@@ -284,9 +284,11 @@ def _apply_feature_mask(input: Tensor, p: float, inplace: bool, rng: Tensor) -> 
     corner = input
     for _ in range(input.dim() - 2):
         corner = corner.select(-1, 0)
-    shape = corner.shape + (1,) * (input.dim() - 2)
-    shift = torch.ops.selu_ext.alpha_dropout(torch.zeros_like(corner), p, rng).view(shape)
-    scale = torch.ops.selu_ext.alpha_dropout_backward(torch.ones_like(corner), p, rng).view(shape)
+    shift = torch.ops.selu_ext.alpha_dropout(torch.zeros_like(corner), p, rng)
+    scale = torch.ops.selu_ext.alpha_dropout_backward(torch.ones_like(corner), p, rng)
+    for _ in range(input.dim() - 2):  # (N, C) -> (N, C, 1, ...); cheaper than view(shape)
+        shift = shift.unsqueeze(-1)
+        scale = scale.unsqueeze(-1)
     # x * scale, then + shift, as PyTorch does (two roundings): the in-place and
     # out-of-place forms, and PyTorch's, give the same bits for the same mask.
     if inplace:
