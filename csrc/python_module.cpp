@@ -13,6 +13,8 @@
 #include <Python.h>
 
 #include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/ops/ones_like.h>
+#include <ATen/ops/zeros_like.h>
 #include <torch/csrc/Exceptions.h>
 #include <torch/csrc/autograd/python_variable.h>
 #include <torch/csrc/jit/frontend/tracer.h>
@@ -45,6 +47,7 @@ SELU_EXT_OP(selu_inplace_op, "selu_ext::selu_", SeluInplaceSig)
 SELU_EXT_OP(alpha_dropout_op, "selu_ext::alpha_dropout", DropoutSig)
 SELU_EXT_OP(alpha_dropout_inplace_op, "selu_ext::alpha_dropout_", DropoutInplaceSig)
 SELU_EXT_OP(selu_alpha_dropout_op, "selu_ext::selu_alpha_dropout", DropoutSig)
+SELU_EXT_OP(alpha_dropout_backward_op, "selu_ext::alpha_dropout_backward", DropoutSig)
 #undef SELU_EXT_OP
 
 // Returned when the call must take selu_ext.functional's general path (torch.jit
@@ -65,7 +68,31 @@ bool check_bool_arg(PyObject* obj, const char* fn, const char* name, int positio
   return false;
 }
 
+// The dtypes selu_ext has kernels for (selu_ext.ops.FLOAT_DTYPES).
+bool is_kernel_dtype(at::ScalarType t) {
+  return t == at::kFloat || t == at::kDouble || t == at::kHalf || t == at::kBFloat16;
+}
+
 PyObject* wrap(at::Tensor&& t) { return THPVariable_Wrap(std::move(t)); }
+
+// `out`, or the input object itself where the op worked in place (out undefined).
+PyObject* out_or_input(at::Tensor&& out, PyObject* input) {
+  if (out.defined()) return wrap(std::move(out));
+  Py_INCREF(input);
+  return input;
+}
+
+// rng_state: None (draw from torch's generator) or a (seed, offset) tensor.
+bool parse_rng_state(PyObject* obj, const char* fn, at::Tensor* rng) {
+  if (obj == Py_None) return true;
+  if (!THPVariable_Check(obj)) {
+    PyErr_Format(PyExc_TypeError, "%s(): 'rng_state' must be a Tensor or None, not %s", fn,
+                 Py_TYPE(obj)->tp_name);
+    return false;
+  }
+  *rng = THPVariable_Unpack(obj);
+  return true;
+}
 
 // _selu(input, inplace, save_output)
 PyObject* py_selu(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
@@ -115,6 +142,13 @@ bool parse_p(PyObject* obj, const char* fn, double* p) {
   return true;
 }
 
+// (input, p, training, inplace, ...) of every dropout function, checked in
+// torch.nn.functional's order; p is returned converted.
+bool parse_dropout_args(PyObject* const* args, const char* fn, double* p) {
+  return check_tensor_arg(args[0], fn) && parse_p(args[1], fn, p) &&
+         check_bool_arg(args[2], fn, "training", 3) && check_bool_arg(args[3], fn, "inplace", 4);
+}
+
 // _alpha_dropout(input, p, training, inplace, rng_state_or_None, fused)
 // fused: selu_alpha_dropout (which has no in-place form).
 PyObject* py_alpha_dropout(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
@@ -127,11 +161,8 @@ PyObject* py_alpha_dropout(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   }
   const bool fused = args[5] == Py_True;
   const char* fn = fused ? "selu_alpha_dropout" : "alpha_dropout";
-  if (!check_tensor_arg(args[0], fn)) return nullptr;
   double p = 0.0;
-  if (!parse_p(args[1], fn, &p)) return nullptr;
-  if (!check_bool_arg(args[2], fn, "training", 3)) return nullptr;
-  if (!check_bool_arg(args[3], fn, "inplace", 4)) return nullptr;
+  if (!parse_dropout_args(args, fn, &p)) return nullptr;
   if (torch::jit::tracer::isTracing()) return general_path();
   at::Tensor self = THPVariable_Unpack(args[0]);
   const bool train = args[2] == Py_True && p != 0.0 && self.sym_numel() != 0;
@@ -140,14 +171,7 @@ PyObject* py_alpha_dropout(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     return args[0];
   }
   at::Tensor rng;
-  if (args[4] != Py_None) {
-    if (!THPVariable_Check(args[4])) {
-      PyErr_Format(PyExc_TypeError, "%s(): 'rng_state' must be a Tensor or None, not %s", fn,
-                   Py_TYPE(args[4])->tp_name);
-      return nullptr;
-    }
-    rng = THPVariable_Unpack(args[4]);
-  }
+  if (!parse_rng_state(args[4], fn, &rng)) return nullptr;
   const bool inplace = args[3] == Py_True;
   at::Tensor out;
   {
@@ -165,11 +189,61 @@ PyObject* py_alpha_dropout(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
       }
     }
   }
-  if (!out.defined()) {
+  return out_or_input(std::move(out), args[0]);
+  END_HANDLE_TH_ERRORS
+}
+
+// _feature_alpha_dropout(input, p, training, inplace, rng_state_or_None)
+// selu_ext.functional.feature_alpha_dropout for the common case, the same ops as its
+// Python body (_apply_feature_mask) without a Python call per op: the (N, C)
+// coefficients from the dropout kernels over the channel grid, then x * scale +
+// shift. Anything unusual (layout, rank, dtype, p == 1, tracing) takes the general
+// path, which raises PyTorch's errors.
+PyObject* py_feature_alpha_dropout(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  HANDLE_TH_ERRORS
+  if (nargs != 5) {
+    PyErr_SetString(PyExc_TypeError,
+                    "selu_ext._C._feature_alpha_dropout takes (input, p, training, inplace, "
+                    "rng_state)");
+    return nullptr;
+  }
+  const char* fn = "feature_alpha_dropout";
+  double p = 0.0;
+  if (!parse_dropout_args(args, fn, &p)) return nullptr;
+  at::Tensor self = THPVariable_Unpack(args[0]);
+  if (args[2] != Py_True || p == 0.0 || self.sym_numel() == 0) {  // as PyTorch
     Py_INCREF(args[0]);
     return args[0];
   }
-  return wrap(std::move(out));
+  if (torch::jit::tracer::isTracing() || p >= 1.0 || self.is_nested() ||
+      self.layout() != at::kStrided || self.dim() < 2 || !is_kernel_dtype(self.scalar_type())) {
+    return general_path();
+  }
+  at::Tensor rng;
+  if (!parse_rng_state(args[4], fn, &rng)) return nullptr;
+  const bool inplace = args[3] == Py_True;
+  at::Tensor out;
+  {
+    pybind11::gil_scoped_release no_gil;
+    const int64_t extra = self.dim() - 2;
+    at::Tensor corner = self;
+    for (int64_t i = 0; i < extra; ++i) corner = corner.select(-1, 0);
+    if (!rng.defined()) rng = selu_ext::dropout_rng_state_eager(self.device());
+    at::Tensor shift = alpha_dropout_op().call(at::zeros_like(corner), p, rng);
+    at::Tensor scale = alpha_dropout_backward_op().call(at::ones_like(corner), p, rng);
+    for (int64_t i = 0; i < extra; ++i) {
+      shift = shift.unsqueeze(-1);
+      scale = scale.unsqueeze(-1);
+    }
+    // x * scale, then + shift, as PyTorch does (two roundings).
+    if (inplace) {
+      self.mul_(scale).add_(shift);
+    } else {
+      out = self.mul(scale);
+      out.add_(shift);
+    }
+  }
+  return out_or_input(std::move(out), args[0]);
   END_HANDLE_TH_ERRORS
 }
 
@@ -233,6 +307,9 @@ PyMethodDef kMethods[] = {
     {"_alpha_dropout",
      reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(py_alpha_dropout)), METH_FASTCALL,
      "Eager entry point of selu_ext.alpha_dropout and selu_alpha_dropout."},
+    {"_feature_alpha_dropout",
+     reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(py_feature_alpha_dropout)),
+     METH_FASTCALL, "Eager entry point of selu_ext.feature_alpha_dropout."},
     {nullptr, nullptr, 0, nullptr},
 };
 

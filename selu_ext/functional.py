@@ -242,6 +242,12 @@ def feature_alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False,
     shift`` with ``(N, C, 1, ...)`` coefficients, as PyTorch does; autograd keeps
     only the ``scale``.
     """
+    if type(input) is Tensor and not has_torch_function_unary(input) and not _is_compiling():
+        _check_p_range(p)
+        out = _C._feature_alpha_dropout(input, p, training, bool(inplace),
+                                        None if seed is None else _seed_state(seed))
+        if out is not NotImplemented:
+            return out
     if has_torch_function_unary(input):
         return handle_torch_function(feature_alpha_dropout, (input,), input, p=p,
                                      training=training, inplace=inplace, seed=seed)
