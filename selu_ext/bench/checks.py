@@ -27,7 +27,7 @@ from torch import Tensor
 import selu_ext
 
 from ..testing import (COMPOSITE_TOL, alpha_dropout_grad_reference, alpha_dropout_reference,
-                       selu_grad_reference, selu_reference, subnormal_floor, ulp32)
+                       selu_grad_reference, selu_reference, subnormal_floor)
 from .candidates import Op
 
 
@@ -198,21 +198,3 @@ def check(ref: Reference, y: Optional[Tensor], gx: Optional[Tensor], random: boo
                                 ratio)
         worst = max(worst, _verdict("input gradient", ratio, gx, gr, ref.x64, problems))
     return Check(not problems, kind, "; ".join(problems), worst)
-
-
-def accuracy_sweep(device) -> Tensor:
-    """float32 inputs for the ULP check: linspace(-100, 100, 1e6), plus +-logspace
-    from 1e-30 to 100 so that tiny arguments (where expm1(x) ~ x) are covered."""
-    lin = torch.linspace(-100, 100, 1_000_000, dtype=torch.float64)
-    log = torch.logspace(-30, 2, 100_000, dtype=torch.float64)
-    return torch.cat([lin, log, -log, torch.zeros(1, dtype=torch.float64)]).to(
-        device=device, dtype=torch.float32)
-
-
-def max_ulp_error(y: Tensor, x: Tensor) -> tuple[float, float]:
-    """(max error in float32 ULPs of the float64 reference, the x where it is)."""
-    ref = selu_reference(x)
-    err = (y.to(torch.float64) - ref).abs() / ulp32(ref)
-    err = torch.nan_to_num(err, nan=math.inf)
-    i = int(torch.argmax(err))
-    return float(err[i]), float(x[i])

@@ -48,6 +48,11 @@ class Timing:
     def p80(self) -> float:
         return quantile(self.times, 0.8)
 
+    def fields(self) -> dict:
+        """The row fields of this timing."""
+        return {"median_ms": self.median * 1e3, "p20_ms": self.p20 * 1e3, "p80_ms": self.p80 * 1e3,
+                "samples": len(self.times), "calls_per_sample": self.calls_per_sample}
+
 
 def sync(device: str) -> None:
     if device == "cuda":
