@@ -178,23 +178,15 @@ def check(ref: Reference, y: Optional[Tensor], gx: Optional[Tensor], random: boo
             if s:
                 problems.append("statistics: " + s)
     worst = 0.0
-    if y is not None:
-        yr = ref.y_ref(keep) if random else ref._get("y_known", lambda: ref.y_ref(keep))
-        key = None if random else "y_bound"
-        ratio = _ratio(y, yr, ref.y_bound(yr, key))
+    for name, tag, t, ref_of, bound in (("forward", "y", y, ref.y_ref, ref.y_bound),
+                                        ("input gradient", "g", gx, ref.g_ref, ref.g_bound)):
+        if t is None:
+            continue
+        r = ref_of(keep) if random else ref._get(tag + "_known", lambda: ref_of(keep))
+        ratio = _ratio(t, r, bound(r, None if random else tag + "_bound"))
         if random:  # an ambiguous unit passes with either value
-            alt = ref.y_ref(~keep)
-            ratio = torch.where(ref.ambiguous(), torch.minimum(ratio, _ratio(y, alt, ref.y_bound(alt))),
-                                ratio)
-        worst = max(worst, _verdict("forward", ratio, y, yr, ref.x64, problems))
-        del ratio, yr
-    if gx is not None:
-        gr = ref.g_ref(keep) if random else ref._get("g_known", lambda: ref.g_ref(keep))
-        key = None if random else "g_bound"
-        ratio = _ratio(gx, gr, ref.g_bound(gr, key))
-        if random:
-            alt = ref.g_ref(~keep)
-            ratio = torch.where(ref.ambiguous(), torch.minimum(ratio, _ratio(gx, alt, ref.g_bound(alt))),
-                                ratio)
-        worst = max(worst, _verdict("input gradient", ratio, gx, gr, ref.x64, problems))
+            alt = ref_of(~keep)
+            ratio = torch.where(ref.ambiguous(), torch.minimum(ratio, _ratio(t, alt, bound(alt))), ratio)
+        worst = max(worst, _verdict(name, ratio, t, r, ref.x64, problems))
+        del ratio, r
     return Check(not problems, kind, "; ".join(problems), worst)

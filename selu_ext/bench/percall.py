@@ -12,7 +12,7 @@ elements), in four modes:
     call_fwdbwd     torch.autograd.grad(f(x), x, g)
 
 torch and selu_ext are timed interleaved (alternating blocks of calls, see
-interleaved.py), on one CPU thread (CUDA: wall clock, synchronized once per
+timing.time_interleaved), on one CPU thread (CUDA: wall clock, synchronized once per
 block), and stored as rows: the torch equivalent with role "eager", selu_ext with
 role "ext" and its speedup_vs_eager (torch time / selu_ext time).
 """
@@ -32,7 +32,7 @@ from selu_ext.testing import COMPOSITE_TOL
 
 from . import report
 from .machine import note_load
-from .interleaved import time_interleaved
+from .timing import time_interleaved
 
 SIZES = (16, 4096, 65536)
 QUICK_SIZES = (16, 4096)

@@ -1,15 +1,9 @@
 """The benchmark loop: for each thread count, op, dtype, size and mode, check every
 implementation against the float64 reference, then time the ones that passed, and
-store one row per (op, mode, dtype, size, device, threads, impl).
-
-    forward, backward, fwdbwd, percall   sweep.py (timed calls; percall: wall clock)
-    accuracy  float32 max error in ULP over a sweep (selu)            accuracy.py
-    memory    bytes kept for backward in Linear -> act -> Linear      memory.py
-
-and, as parts of their own, the per-call rows of every function and module
-(percall.py) and the training step (train.py). The Runner holds the run's state
-(config, metadata, rows, copy bandwidth, budget) and the loop; those modules
-measure.
+store one row per (op, mode, dtype, size, device, threads, impl). The Runner holds
+the run's state (config, metadata, rows, copy bandwidth, budget) and the loop; the
+modes are measured by sweep.py (forward, backward, fwdbwd, percall), accuracy.py and
+memory.py, the other parts by percall.py (--percall) and train.py (--train).
 """
 
 from __future__ import annotations

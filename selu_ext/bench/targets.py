@@ -283,33 +283,20 @@ def _step_targets(d: list[dict], dev: str) -> list[dict]:
     return out
 
 
+# unit -> how a value of it prints, and how its threshold does
+_FORMATS = {"x": ("{:.2f}x", ">= {:g}x"), "%": ("{:.1f}%", ">= {:g}%"), "us": ("{:+.2f} us", "<= {:g} us"),
+            "ULP": ("{:.2f} ULP", "<= {:g} ULP"), "ratio": ("{:.4f}", "<= {:.4f}")}
+
+
 def format_value(t: dict) -> str:
     v = t.get("value")
     if v is None:
         return "-"
-    unit = t["unit"]
-    if unit == "x":
-        return f"{v:.2f}x"
-    if unit == "%":
-        return f"{v:.1f}%"
-    if unit == "us":
-        return f"{v:+.2f} us"
-    if unit == "ULP":
-        return f"{v:.2f} ULP"
-    if unit == "ratio":
-        return f"{v:.4f}"
-    return f"{v:.3g} {unit}"
+    return _FORMATS[t["unit"]][0].format(v) if t["unit"] in _FORMATS else f"{v:.3g} {t['unit']}"
 
 
 def format_threshold(t: dict) -> str:
     unit, thr = t["unit"], t["threshold"]
     if t.get("kind") == "info":
         return "(info)"
-    op = ">=" if unit in ("x", "%") else "<="
-    if unit == "x":
-        return f"{op} {thr:g}x"
-    if unit == "%":
-        return f"{op} {thr:g}%"
-    if unit == "ratio":
-        return f"{op} {thr:.4f}"
-    return f"{op} {thr:g} {unit}"
+    return _FORMATS[unit][1].format(thr) if unit in _FORMATS else f"<= {thr:g} {unit}"

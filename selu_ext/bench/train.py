@@ -15,7 +15,7 @@ Two models, each in up to six variants built from the same torch.nn model:
                         ext_compile, floor_compile; skipped with --no-compile)
 
 A step is forward, cross-entropy, backward, optimizer step and zero_grad. The
-variants of one (model, batch) are timed interleaved (see interleaved.py); each
+variants of one (model, batch) are timed interleaved (see timing.time_interleaved); each
 row has the median step time with p20/p80, the bytes autograd keeps for backward
 beyond the parameters (saved_tensors_hooks, each storage once) and on CUDA the
 peak memory of a step. selu_ext's rows carry the share of the attainable saving
@@ -36,7 +36,7 @@ import selu_ext
 from selu_ext.init import lecun_normal_
 
 from . import memory, report
-from .interleaved import time_interleaved
+from .timing import time_interleaved
 from .machine import note_load
 
 MODELS = ("mlp", "convnet")
