@@ -86,16 +86,12 @@ def evaluate(rows: Iterable[dict], meta: Optional[dict] = None) -> list[dict]:
                         f"selu_ext {mode} >= 92% of copy bandwidth at >= 16M elements ({dtype})",
                         ext(op="selu", mode=mode, dtype=dtype, size=lambda s: s >= 16 * M),
                         lambda r: r.get("pct_copy_bw"), 92.0, "%"))
-            for mode in ("forward", "backward", "fwdbwd"):
-                out.append(_target(
-                    f"cuda.selu.{mode}.vs_eager", dev,
-                    f"selu_ext {mode} >= 1.0x eager F.selu at every size >= 1M (all dtypes)",
-                    ext(op="selu", mode=mode, size=lambda s: s >= M), _speedup("eager"), 1.0, "x"))
-            for mode in ("forward", "backward", "fwdbwd"):
-                out.append(_target(
-                    f"cuda.selu.{mode}.vs_compile", dev,
-                    f"selu_ext {mode} >= 1.0x torch.compile(F.selu) at every size >= 1M (all dtypes)",
-                    ext(op="selu", mode=mode, size=lambda s: s >= M), _speedup("compile"), 1.0, "x"))
+            for peer, what in (("eager", "eager F.selu"), ("compile", "torch.compile(F.selu)")):
+                for mode in ("forward", "backward", "fwdbwd"):
+                    out.append(_target(
+                        f"cuda.selu.{mode}.vs_{peer}", dev,
+                        f"selu_ext {mode} >= 1.0x {what} at every size >= 1M (all dtypes)",
+                        ext(op="selu", mode=mode, size=lambda s: s >= M), _speedup(peer), 1.0, "x"))
             out.append(_percall_target(d, dev))
             for mode, thr in (("forward", 5.0), ("fwdbwd", 3.5)):
                 out.append(_target(
