@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import selu_ext
-from selu_ext.testing import COMPOSITE_TOL
+from selu_ext.testing import COMPOSITE_TOL, alpha_dropout_reference
 
 from . import report
 from .machine import note_load
@@ -127,11 +127,9 @@ def check(case: Case, y_ext: torch.Tensor, y_torch: torch.Tensor, x: torch.Tenso
     if not case.dropout:
         ok = torch.allclose(y_ext, y_torch, *COMPOSITE_TOL[torch.float32])
         return "vs-torch", "" if ok else "values differ from torch's"
-    pre = F.selu(x) if case.fused else x
-    a, b, dropped = selu_ext.alpha_dropout_coefficients(p)
-    kept = y_ext != dropped
-    expected = torch.where(kept, pre * a + b, torch.full_like(pre, dropped))
-    ok = torch.allclose(y_ext, expected, *COMPOSITE_TOL[torch.float32])
+    kept = y_ext != selu_ext.alpha_dropout_coefficients(p)[2]
+    expected = alpha_dropout_reference(x, kept, p, selu=case.fused)
+    ok = torch.allclose(y_ext.to(torch.float64), expected, *COMPOSITE_TOL[torch.float32])
     return "dropout-formula", "" if ok else "kept values are not a * x + b"
 
 
