@@ -19,12 +19,9 @@
 #             float32 and bfloat16, up to 2^24 elements: separates the kernels from
 #             the per-call host cost that bounds the launched timings there
 #   example   benchmarks/snn_example.py
-#   probe     benchmarks/probe_geometry.py: float32 forward kernel variants (block
-#             geometry, expm1) against F.selu and copy_, interleaved (not in the
-#             default list: a development probe)
 #
 # Writes OUTDIR/{env.txt,build.log,tests.log,fallback.log,sanitize.log,bench.txt,
-# bench.json,bench_graphs.txt,bench_graphs.json,example/,probe_geometry.txt,summary.md};
+# bench.json,bench_graphs.txt,bench_graphs.json,example/,summary.md};
 # summary.md ends with each step's result.
 #
 # Time: the whole default run must fit one device call of at most 9 minutes, start
@@ -129,10 +126,6 @@ for step in $STEPS; do
       mkdir -p "$OUT/example"
       $PY benchmarks/snn_example.py --device cuda --out "$OUT/example" > "$OUT/example/log.txt" 2>&1
       note "example: rc=$? ($(( $(date +%s) - t0 ))s)"
-      ;;
-    probe)
-      $PY benchmarks/probe_geometry.py > "$OUT/probe_geometry.txt" 2>&1
-      note "probe_geometry: rc=$? ($(( $(date +%s) - t0 ))s)"
       ;;
     *) note "unknown step $step" ;;
   esac

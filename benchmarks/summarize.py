@@ -28,6 +28,7 @@ after the summary).
 from __future__ import annotations
 
 import argparse
+import functools
 import glob
 import importlib.util
 import json
@@ -40,12 +41,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 START, END = "<!-- bench-summary:start -->", "<!-- bench-summary:end -->"
 TRAIN_START, TRAIN_END = "<!-- train-summary:start -->", "<!-- train-summary:end -->"
 M = 2**20
-
-
-def _size(n):
-    if n and n & (n - 1) == 0:
-        return f"2^{n.bit_length() - 1}"
-    return str(n)
 
 
 def _ms(v):
@@ -62,6 +57,7 @@ def _f(v, fmt):
     return "-" if v is None else format(v, fmt)
 
 
+@functools.lru_cache(maxsize=None)
 def _targets_module():
     """selu_ext/bench/targets.py loaded as a file: it is pure Python, so runs can be
     evaluated without importing torch or building selu_ext."""
@@ -70,6 +66,10 @@ def _targets_module():
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def _size(n):
+    return _targets_module().size_str(n)
 
 
 def load_runs(results_dir, name="bench.json"):

@@ -1,4 +1,5 @@
-"""Shared test helpers: devices, dtypes, the one tolerance table, float64 references.
+"""Shared test helpers: devices, dtypes, and (from selu_ext.testing) the one tolerance
+table and the float64 references.
 
 CUDA tests are parametrized on the "cuda" device and skip cleanly when no GPU is
 visible; with a GPU they all run. SELU_EXT_REQUIRE_CUDA=1 (set by the GPU script)
@@ -7,7 +8,6 @@ turns a missing GPU into a failure, so a GPU run cannot silently skip them.
 
 from __future__ import annotations
 
-import math
 import os
 
 import pytest
@@ -16,25 +16,23 @@ import torch
 import selu_ext
 from selu_ext import ops
 
+# The one tolerance table, the float64 references and the ULP check live in
+# selu_ext.testing (shared with the benchmark); re-exported here for the tests.
+from selu_ext.testing import (  # noqa: F401
+    MAX_ULP32,
+    TOL,
+    assert_close_dtype,
+    selu_grad_reference,
+    selu_reference,
+    ulp32,
+)
+
 HAS_CUDA = torch.cuda.is_available()
 REQUIRE_CUDA = os.environ.get("SELU_EXT_REQUIRE_CUDA", "") == "1"
 BUILT_WITH_CUDA = selu_ext.build_info()["cuda"]
 
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
-
-# The one tolerance table. Forward: against the float64 reference rounded to the
-# dtype. Backward: selu_ext differentiates from the rounded output y (dy/dx = y +
-# scale*alpha where y <= 0), so in float16/bfloat16 the gradient carries the
-# output's rounding error (|error| <= ulp(y)/2 * |grad|), as PyTorch's own in-place
-# SELU backward does; the absolute tolerances below cover it.
-TOL = {
-    # dtype: (forward rtol, forward atol, backward rtol, backward atol)
-    torch.float64: (1e-14, 1e-300, 1e-13, 1e-13),
-    torch.float32: (2.5e-7, 1e-38, 1e-6, 1e-6),  # assert_close_dtype: MAX_ULP32 instead
-    torch.float16: (1e-3, 1e-7, 2e-3, 2e-3),
-    torch.bfloat16: (8e-3, 1e-38, 1.6e-2, 1.6e-2),
-}
 
 
 def pytest_configure(config):
@@ -51,56 +49,6 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(skip)
-
-
-def selu_reference(x: torch.Tensor) -> torch.Tensor:
-    """SELU in float64 (torch's float64 expm1 is libm's, correctly rounded to
-    within an ULP of float64), whatever x's dtype."""
-    xd = x.detach().to(torch.float64)
-    return torch.where(xd > 0, selu_ext.SCALE * xd,
-                       (selu_ext.SCALE * selu_ext.ALPHA) * torch.expm1(xd))
-
-
-def selu_grad_reference(x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-    xd = x.detach().to(torch.float64)
-    d = torch.where(xd > 0, torch.full_like(xd, selu_ext.SCALE),
-                    (selu_ext.SCALE * selu_ext.ALPHA) * torch.exp(xd))
-    return grad.detach().to(torch.float64) * d
-
-
-def ulp32(x: torch.Tensor) -> torch.Tensor:
-    """Unit in the last place of float32 values (as float64); the smallest
-    subnormal step for zeros and subnormals."""
-    a = x.detach().to(torch.float32).abs()
-    nxt = torch.nextafter(a, torch.full_like(a, math.inf))
-    return (nxt - a).to(torch.float64)
-
-
-# float32 forward is held to the README's promise directly: within 2 ULP of the
-# float64 reference (an rtol cannot say that: a relative ULP varies 2x per binade).
-MAX_ULP32 = 2.0
-
-
-def assert_close_dtype(actual, expected64, dtype, which="forward", msg=""):
-    if dtype == torch.float32 and which == "forward":
-        a = actual.detach().to(torch.float64).cpu()
-        e = expected64.detach().to(torch.float64).cpu()
-        assert a.shape == e.shape, (a.shape, e.shape, msg)
-        same_special = torch.equal(a.isnan(), e.isnan()) and torch.equal(
-            torch.where(e.isinf(), a, 0.0), torch.where(e.isinf(), e, 0.0))
-        assert same_special, f"NaN/inf positions or values differ. {msg}"
-        finite = e.isfinite()
-        err = ((a - e).abs() / ulp32(e))[finite]
-        worst = err.max().item() if err.numel() else 0.0
-        if worst > MAX_ULP32:
-            i = int(err.argmax())
-            raise AssertionError(
-                f"float32 forward off by {worst:.2f} ULP (> {MAX_ULP32}) at reference "
-                f"{e[finite][i].item()!r}: got {a[finite][i].item()!r}. {msg}")
-        return
-    rtol, atol = TOL[dtype][:2] if which == "forward" else TOL[dtype][2:]
-    torch.testing.assert_close(actual.to(torch.float64).cpu(), expected64.to(dtype).to(torch.float64).cpu(),
-                               rtol=rtol, atol=atol, equal_nan=True, msg=msg or None)
 
 
 def cpu_capabilities():
@@ -147,6 +95,6 @@ def require_device(device):
 
 __all__ = [
     "HAS_CUDA", "BUILT_WITH_CUDA", "DTYPES", "DEVICES", "TOL", "selu_reference",
-    "selu_grad_reference", "ulp32", "assert_close_dtype", "make_input", "ops",
+    "selu_grad_reference", "ulp32", "MAX_ULP32", "assert_close_dtype", "make_input", "ops",
     "require_device",
 ]

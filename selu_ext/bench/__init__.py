@@ -12,11 +12,13 @@ memory and bytes saved for backward; the run's metadata (versions, build_info,
 device, CPU capability, date, command line) goes with them. The targets are
 evaluated from the rows; plots and the README summary are drawn from stored rows.
 
-Layout: candidates.py (ops, implementations, references), checks.py (correctness),
-timing.py (timers, copy bandwidth), memory.py (saved bytes, peak memory),
-runner.py (the loop), targets.py, report.py (table, JSON, CSV, plot), cli.py;
-percall.py (per-call rows of every function and module, --percall), train.py (the
-training step, --train) and interleaved.py (their interleaved timer).
+Layout, by concern: cli.py (flags -> runner.Config); runner.py (the run's state and
+loop); candidates.py (ops, implementations); sweep.py (one sweep point: inputs, check,
+timing); checks.py (correctness against selu_ext.testing's references and
+tolerances); accuracy.py, memory.py (those modes); percall.py (--percall), train.py
+(--train); timing.py (timers); avx2_peer.py (the F.selu[avx2]
+subprocess); machine.py (metadata, copy bandwidth, canary); targets.py (pure Python),
+report.py (table, JSON, CSV, plot).
 
 From Python::
 

@@ -1,5 +1,6 @@
 """What is benchmarked: three operations, the implementations of each (PyTorch's
-peers and selu_ext), and the float64 references every result is checked against.
+peers and selu_ext); the float64 references every result is checked against are
+in selu_ext.testing (shared with the tests).
 
     op        what                          peers                                  selu_ext
     selu      SELU                          F.selu, nn.SELU, compile(F.selu)       selu_ext.selu
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import math
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -41,16 +41,6 @@ ROLES = PEER_ROLES + ("ext", "ext_variant", "custom")
 
 SEED = 1234  # selu_ext's dropout seed: the mask is dropout_keep_mask([SEED, 0], n, p)
 
-# (rtol, atol) per dtype. Forward: |y - ref| <= atol + rtol*|ref|. Backward (input
-# gradient): |gx - ref| <= atol*|grad| + rtol*|ref|, since the errors of a gradient
-# scale with the incoming gradient (selu_ext differentiates from the rounded output).
-TOL = {
-    torch.float64: (1e-12, 1e-12),
-    torch.float32: (1e-5, 1e-6),
-    torch.float16: (2e-3, 2e-3),
-    torch.bfloat16: (2e-2, 2e-2),
-}
-
 DTYPES = {
     "float32": torch.float32,
     "bfloat16": torch.bfloat16,
@@ -58,21 +48,6 @@ DTYPES = {
     "float64": torch.float64,
 }
 DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
-
-_SA = selu_ext.SCALE * selu_ext.ALPHA
-
-
-# ---------------------------------------------------------------------------
-# float64 references
-
-
-def selu64(x64: Tensor) -> Tensor:
-    return torch.where(x64 > 0, selu_ext.SCALE * x64, _SA * torch.expm1(x64))
-
-
-def selu_grad64(x64: Tensor) -> Tensor:
-    return torch.where(x64 > 0, torch.full_like(x64, selu_ext.SCALE), _SA * torch.exp(x64))
-
 
 @dataclass(frozen=True)
 class Op:
@@ -84,24 +59,6 @@ class Op:
     # once (forward: x in, y out; backward: grad and y (or x) in, grad_x out; the
     # dropout mask is regenerated, so dropout's backward reads only grad).
     passes: dict = field(default_factory=dict)
-
-    def pre(self, x64: Tensor) -> Tensor:
-        """What AlphaDropout sees: selu(x) for the fused op, x for dropout."""
-        return selu64(x64) if self.has_selu else x64
-
-    def forward64(self, x64: Tensor, keep: Optional[Tensor], p: float) -> Tensor:
-        s = self.pre(x64)
-        if not self.has_dropout:
-            return s
-        a, b, dropped = selu_ext.alpha_dropout_coefficients(p)
-        return torch.where(keep, a * s + b, torch.full_like(s, dropped))
-
-    def grad64(self, x64: Tensor, g64: Tensor, keep: Optional[Tensor], p: float) -> Tensor:
-        d = selu_grad64(x64) if self.has_selu else torch.ones_like(x64)
-        if not self.has_dropout:
-            return g64 * d
-        a = selu_ext.alpha_dropout_coefficients(p)[0]
-        return torch.where(keep, a * g64 * d, torch.zeros_like(g64))
 
 
 OP_DEFS = {
@@ -231,10 +188,3 @@ def keep_mask(n: int, p: float, device) -> Tensor:
     explicit rng_state gives the same mask on every device)."""
     rng = torch.tensor([SEED, 0], dtype=torch.int64, device=device)
     return ops.dropout_keep_mask(rng, n, float(p))
-
-
-def ulp32(ref64: Tensor) -> Tensor:
-    """float32 ULP at each float64 reference value (the spacing of float32 at the
-    reference rounded to float32; the smallest subnormal at zero)."""
-    a = ref64.to(torch.float32).abs()
-    return (torch.nextafter(a, torch.full_like(a, math.inf)) - a).to(torch.float64)

@@ -1,5 +1,6 @@
 """Correctness before timing: compare a candidate's forward output and input
-gradient with the float64 reference (tolerances in candidates.TOL).
+gradient with the float64 reference (selu_ext.testing: references and
+COMPOSITE_TOL, the bound every implementation, PyTorch's composites included, meets).
 
 For dropout the reference needs the keep mask. selu_ext runs with a fixed seed, so
 the mask is known. PyTorch's dropout draws it from torch's generator: there the mask
@@ -25,7 +26,9 @@ from torch import Tensor
 
 import selu_ext
 
-from .candidates import TOL, Op, selu64, selu_grad64, ulp32
+from ..testing import (COMPOSITE_TOL, alpha_dropout_grad_reference, alpha_dropout_reference,
+                       selu_grad_reference, selu_reference, subnormal_floor)
+from .candidates import Op
 
 
 @dataclass
@@ -36,14 +39,6 @@ class Check:
     max_err: Optional[float] = None  # max |actual - ref| / tolerance; <= 1 passes
 
 
-def _floor(dtype) -> float:
-    """4 of the dtype's smallest subnormal: a result in the subnormal range (the
-    gradient of a tiny incoming gradient, in float16) carries an absolute rounding
-    error that no relative bound covers."""
-    fi = torch.finfo(dtype)
-    return 4 * fi.smallest_normal * fi.eps
-
-
 class Reference:
     """The float64 reference at one sweep point: input ``x`` (any float dtype),
     incoming gradient ``g``, dropout ``p`` and selu_ext's known keep mask."""
@@ -52,14 +47,14 @@ class Reference:
                  known_keep: Optional[Tensor]):
         self.op, self.dtype, self.p, self.n = op, x.dtype, p, x.numel()
         self.shape = tuple(x.shape)
-        self.rtol, self.atol = TOL[x.dtype]
-        self.floor = _floor(x.dtype)
+        self.rtol, self.atol = COMPOSITE_TOL[x.dtype]
+        self.floor = subnormal_floor(x.dtype)
         self.x64 = x.detach().reshape(-1).to(torch.float64)  # x itself if float64: never in place
         self._g = g
         self._known = None if known_keep is None else known_keep.reshape(-1)
         self._cache: dict = {}
         if op.has_dropout:
-            self.a, self.b, self.dropped = selu_ext.alpha_dropout_coefficients(p)
+            self.dropped = selu_ext.alpha_dropout_coefficients(p)[2]
             # The bound around the dropped value: a scalar, since the value is one.
             self.drop_bound = self.atol + self.rtol * abs(self.dropped) + self.floor
 
@@ -71,8 +66,9 @@ class Reference:
     # forward: what AlphaDropout keeps (a*s + b) or, without dropout, selu(x)
     def kept_y(self) -> Tensor:
         def make():
-            s = selu64(self.x64) if self.op.has_selu else self.x64.clone()
-            return s.mul_(self.a).add_(self.b) if self.op.has_dropout else s
+            if not self.op.has_dropout:
+                return selu_reference(self.x64)
+            return alpha_dropout_reference(self.x64, None, self.p, selu=self.op.has_selu)
         return self._get("kept_y", make)
 
     def g64(self) -> Tensor:
@@ -80,9 +76,10 @@ class Reference:
 
     def kept_g(self) -> Tensor:
         def make():
-            d = selu_grad64(self.x64) if self.op.has_selu else torch.ones_like(self.x64)
-            d.mul_(self.g64())
-            return d.mul_(self.a) if self.op.has_dropout else d
+            if not self.op.has_dropout:
+                return selu_grad_reference(self.x64, self.g64())
+            return alpha_dropout_grad_reference(self.x64, self.g64(), None, self.p,
+                                                selu=self.op.has_selu)
         return self._get("kept_g", make)
 
     def ambiguous(self) -> Tensor:
@@ -181,41 +178,15 @@ def check(ref: Reference, y: Optional[Tensor], gx: Optional[Tensor], random: boo
             if s:
                 problems.append("statistics: " + s)
     worst = 0.0
-    if y is not None:
-        yr = ref.y_ref(keep) if random else ref._get("y_known", lambda: ref.y_ref(keep))
-        key = None if random else "y_bound"
-        ratio = _ratio(y, yr, ref.y_bound(yr, key))
+    for name, tag, t, ref_of, bound in (("forward", "y", y, ref.y_ref, ref.y_bound),
+                                        ("input gradient", "g", gx, ref.g_ref, ref.g_bound)):
+        if t is None:
+            continue
+        r = ref_of(keep) if random else ref._get(tag + "_known", lambda: ref_of(keep))
+        ratio = _ratio(t, r, bound(r, None if random else tag + "_bound"))
         if random:  # an ambiguous unit passes with either value
-            alt = ref.y_ref(~keep)
-            ratio = torch.where(ref.ambiguous(), torch.minimum(ratio, _ratio(y, alt, ref.y_bound(alt))),
-                                ratio)
-        worst = max(worst, _verdict("forward", ratio, y, yr, ref.x64, problems))
-        del ratio, yr
-    if gx is not None:
-        gr = ref.g_ref(keep) if random else ref._get("g_known", lambda: ref.g_ref(keep))
-        key = None if random else "g_bound"
-        ratio = _ratio(gx, gr, ref.g_bound(gr, key))
-        if random:
-            alt = ref.g_ref(~keep)
-            ratio = torch.where(ref.ambiguous(), torch.minimum(ratio, _ratio(gx, alt, ref.g_bound(alt))),
-                                ratio)
-        worst = max(worst, _verdict("input gradient", ratio, gx, gr, ref.x64, problems))
+            alt = ref_of(~keep)
+            ratio = torch.where(ref.ambiguous(), torch.minimum(ratio, _ratio(t, alt, bound(alt))), ratio)
+        worst = max(worst, _verdict(name, ratio, t, r, ref.x64, problems))
+        del ratio, r
     return Check(not problems, kind, "; ".join(problems), worst)
-
-
-def accuracy_sweep(device) -> Tensor:
-    """float32 inputs for the ULP check: linspace(-100, 100, 1e6), plus +-logspace
-    from 1e-30 to 100 so that tiny arguments (where expm1(x) ~ x) are covered."""
-    lin = torch.linspace(-100, 100, 1_000_000, dtype=torch.float64)
-    log = torch.logspace(-30, 2, 100_000, dtype=torch.float64)
-    return torch.cat([lin, log, -log, torch.zeros(1, dtype=torch.float64)]).to(
-        device=device, dtype=torch.float32)
-
-
-def max_ulp_error(y: Tensor, x: Tensor) -> tuple[float, float]:
-    """(max error in float32 ULPs of the float64 reference, the x where it is)."""
-    ref = selu64(x.to(torch.float64))
-    err = (y.to(torch.float64) - ref).abs() / ulp32(ref)
-    err = torch.nan_to_num(err, nan=math.inf)
-    i = int(torch.argmax(err))
-    return float(err[i]), float(x[i])

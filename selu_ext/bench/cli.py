@@ -214,46 +214,28 @@ def config_from_args(ns: argparse.Namespace, argv) -> "object":
 
     from .runner import Config, command_line
 
-    device = ns.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = ns.device if ns.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("selu_ext.bench: --device cuda, but torch.cuda.is_available() is False")
-    quick = ns.quick
-    if ns.sizes:
-        sizes = ns.sizes
-    elif device == "cuda":
-        sizes = QUICK_CUDA_SIZES if quick else CUDA_SIZES
+    quick, cuda = ns.quick, device == "cuda"
+    if cuda:
+        sizes, threads = (QUICK_CUDA_SIZES if quick else CUDA_SIZES), [torch.get_num_threads()]
     else:
         sizes = QUICK_CPU_SIZES if quick else CPU_SIZES
-    if ns.dtypes:
-        dtypes = ns.dtypes
-    elif quick:
-        dtypes = ["float32", "bfloat16"] if device == "cuda" else ["float32"]
-    else:
-        dtypes = list(DTYPES)
-    if device == "cpu":
         threads = ns.threads or list(dict.fromkeys([1, machine_threads()]))
-    else:
-        threads = [torch.get_num_threads()]
     if any(t < 1 for t in threads):
         raise SystemExit("selu_ext.bench: --threads must be positive")
-    compile_ = ns.compile
-    if compile_ is None:
-        compile_ = None if not (quick and device == "cpu") else False
-    budget = ns.budget
-    if budget is None:
-        budget = CUDA_BUDGET_S if device == "cuda" and not ns.emit_rows else None
-    if budget == 0:
-        budget = None
-    if ns.cuda_graphs and device != "cuda":
+    if ns.cuda_graphs and not cuda:
         raise SystemExit("selu_ext.bench: --cuda-graphs times CUDA graphs; it needs --device cuda "
                          "(and a GPU)")
     if not 0.0 <= ns.p < 1.0:
         raise SystemExit("selu_ext.bench: --p must be in [0, 1)")
+    budget = ns.budget if ns.budget is not None else CUDA_BUDGET_S if cuda and not ns.emit_rows else None
     # The parts of the run: all three by default; otherwise those named.
     sweep = bool(ns.ops or ns.modes) or not (ns.percall or ns.train)
     whole = not (ns.ops or ns.modes or ns.percall or ns.train)
+    same = ("train_batches", "train_compile", "p", "avx2_peer", "cpu_variants", "impls", "rotate",
+            "cuda_graphs", "quick", "seed", "json", "csv", "plot", "emit_rows")
     return Config(
         device=device,
         ops=(ns.ops or list(OPS)) if sweep else [],
@@ -261,29 +243,19 @@ def config_from_args(ns: argparse.Namespace, argv) -> "object":
         per_call=ns.percall or whole,
         train=ns.train or whole,
         train_models=ns.train_models or (["mlp"] if quick else list(TRAIN_MODELS)),
-        train_batches=ns.train_batches,
-        train_compile=ns.train_compile,
-        dtypes=dtypes,
-        sizes=sizes,
+        dtypes=ns.dtypes or ((["float32", "bfloat16"] if cuda else ["float32"]) if quick
+                             else list(DTYPES)),
+        sizes=ns.sizes or sizes,
         percall_sizes=ns.percall_sizes or ([4096] if quick else [4096, 16384, 65536]),
         threads=threads,
-        p=ns.p,
-        compile=compile_,
-        avx2_peer=ns.avx2_peer,
-        cpu_variants=ns.cpu_variants,
-        impls=ns.impls,
+        compile=ns.compile if ns.compile is not None else (False if quick and not cuda else None),
         min_time=(ns.min_time if ns.min_time is not None
-                  else 0.02 if quick else 0.05 if device == "cuda" else 0.1),
+                  else 0.02 if quick else 0.05 if cuda else 0.1),
         max_time=ns.max_time if ns.max_time is not None else (0.3 if quick else 2.0),
         min_samples=ns.min_samples or (5 if quick else 7),
-        rotate=ns.rotate,
-        cuda_graphs=ns.cuda_graphs,
-        budget=budget,
-        quick=quick,
-        seed=ns.seed,
-        json=ns.json, csv=ns.csv, plot=ns.plot,
-        emit_rows=ns.emit_rows,
+        budget=budget or None,  # 0: none
         command=command_line(argv),
+        **{k: getattr(ns, k) for k in same},
     )
 
 

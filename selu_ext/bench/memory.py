@@ -1,5 +1,5 @@
-"""Memory: bytes autograd keeps for backward (saved_tensors_hooks, unique storages)
-and peak memory of one call (CUDA's caching allocator; n/a on CPU)."""
+"""Memory: bytes autograd keeps for backward (saved_tensors_hooks, unique storages),
+peak memory of one call (CUDA's caching allocator; n/a on CPU), and the memory mode."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import torch
 from torch import nn
 
 import selu_ext
+
+from .candidates import Impl
 
 
 def _storage_key(t: torch.Tensor):
@@ -78,3 +80,20 @@ def kept_beyond_linear(act: nn.Module, *, batch: int, width: int, device: str,
     base = saved_bytes(lambda: base_net(x))
     total = saved_bytes(lambda: act_net(x))
     return total - base, total
+
+
+def run(runner, threads) -> None:
+    """The memory mode: what each activation keeps beyond Linear -> act -> Linear."""
+    cfg = runner.cfg
+    batch, width = (64, 256) if cfg.quick else (256, 1024)
+    for name, (op, role, factory) in memory_activations(cfg.p).items():
+        impl = Impl(name, role, None)
+        if op not in cfg.ops or not runner.wanted(impl):
+            continue
+        with runner.measuring(runner.new_row(op, "memory", "float32", batch * width, threads,
+                                             impl)) as row:
+            extra, total = kept_beyond_linear(factory(), batch=batch, width=width, device=cfg.device)
+            row["saved_bytes"] = extra
+            row["check"] = "saved_tensors_hooks"
+            row["note"] = (f"Linear({width},{width}) -> act -> Linear, batch {batch}: kept "
+                           f"beyond Linear -> Identity -> Linear (total {total} B)")

@@ -12,7 +12,7 @@ elements), in four modes:
     call_fwdbwd     torch.autograd.grad(f(x), x, g)
 
 torch and selu_ext are timed interleaved (alternating blocks of calls, see
-interleaved.py), on one CPU thread (CUDA: wall clock, synchronized once per
+timing.time_interleaved), on one CPU thread (CUDA: wall clock, synchronized once per
 block), and stored as rows: the torch equivalent with role "eager", selu_ext with
 role "ext" and its speedup_vs_eager (torch time / selu_ext time).
 """
@@ -20,7 +20,6 @@ role "ext" and its speedup_vs_eager (torch time / selu_ext time).
 from __future__ import annotations
 
 import contextlib
-import os
 from dataclasses import dataclass
 from typing import Callable
 
@@ -29,9 +28,11 @@ import torch.nn.functional as F
 from torch import nn
 
 import selu_ext
+from selu_ext.testing import COMPOSITE_TOL, alpha_dropout_reference
 
 from . import report
-from .interleaved import time_interleaved
+from .machine import note_load
+from .timing import time_interleaved
 
 SIZES = (16, 4096, 65536)
 QUICK_SIZES = (16, 4096)
@@ -124,22 +125,12 @@ def check(case: Case, y_ext: torch.Tensor, y_torch: torch.Tensor, x: torch.Tenso
         return "requires_grad", f"requires_grad {y_ext.requires_grad}, torch's {y_torch.requires_grad}"
     x, y_ext, y_torch = x.detach(), y_ext.detach(), y_torch.detach()
     if not case.dropout:
-        ok = torch.allclose(y_ext, y_torch, rtol=1e-5, atol=1e-6)
+        ok = torch.allclose(y_ext, y_torch, *COMPOSITE_TOL[torch.float32])
         return "vs-torch", "" if ok else "values differ from torch's"
-    pre = F.selu(x) if case.fused else x
-    a, b, dropped = selu_ext.alpha_dropout_coefficients(p)
-    kept = y_ext != dropped
-    expected = torch.where(kept, pre * a + b, torch.full_like(pre, dropped))
-    ok = torch.allclose(y_ext, expected, rtol=1e-5, atol=1e-6)
+    kept = y_ext != selu_ext.alpha_dropout_coefficients(p)[2]
+    expected = alpha_dropout_reference(x, kept, p, selu=case.fused)
+    ok = torch.allclose(y_ext.to(torch.float64), expected, *COMPOSITE_TOL[torch.float32])
     return "dropout-formula", "" if ok else "kept values are not a * x + b"
-
-
-def new_row(runner, case: Case, mode: str, size: int, threads: int, impl: str, role: str) -> dict:
-    r = {k: None for k in report.ROW_FIELDS}
-    r.update(op=case.op, mode=mode, dtype="float32", size=size, device=runner.cfg.device,
-             threads=threads, impl=impl, role=role, status="ok", check="", note="",
-             n_buffers=1, version=selu_ext.__version__, torch_version=torch.__version__)
-    return r
 
 
 def measure_pair(runner, case: Case, mode: str, size: int, threads: int) -> list[dict]:
@@ -151,8 +142,9 @@ def measure_pair(runner, case: Case, mode: str, size: int, threads: int) -> list
     g = torch.randn(shape, generator=gen, device=cfg.device)
     if mode in ("call_grad", "call_fwdbwd"):
         x.requires_grad_()
-    rows = [new_row(runner, case, mode, size, threads, case.torch_name, "eager"),
-            new_row(runner, case, mode, size, threads, case.ext_name, "ext")]
+    rows = [report.new_row(case.op, mode, "float32", size, cfg.device, threads, name, role,
+                           n_buffers=1)
+            for name, role in ((case.torch_name, "eager"), (case.ext_name, "ext"))]
     try:
         fns = (case.make_torch(cfg.p), case.make_ext(cfg.p))
         with mode_context(mode):
@@ -167,16 +159,12 @@ def measure_pair(runner, case: Case, mode: str, size: int, threads: int) -> list
             tms = time_interleaved(calls, cfg.device, threads=threads if cfg.device == "cpu" else None,
                                    rounds=rounds, block_s=block_s)
     except Exception as e:
-        msg = str(e).strip().splitlines()
         for r in rows:
-            r["status"] = f"ERROR: {type(e).__name__}: {msg[0][:200] if msg else ''}"
+            r["status"] = "ERROR: " + report.first_line(e)
         return rows
     for r in rows:
-        tm = tms[r["impl"]]
-        r.update(median_ms=tm.median * 1e3, p20_ms=tm.p20 * 1e3, p80_ms=tm.p80 * 1e3,
-                 samples=len(tm.times), calls_per_sample=tm.calls_per_sample,
-                 note=f"{MODE_TEXT[mode]}, shape {tuple(shape)}; wall clock per call, "
-                      "interleaved with its peer")
+        r.update(tms[r["impl"]].fields(), note=f"{MODE_TEXT[mode]}, shape {tuple(shape)}; wall "
+                                               "clock per call, interleaved with its peer")
     return rows
 
 
@@ -208,7 +196,7 @@ def run(runner) -> None:
     cfg = runner.cfg
     threads = 1 if cfg.device == "cpu" else cfg.threads[0]
     sizes = QUICK_SIZES if cfg.quick else SIZES
-    note_load(runner, "per-call start")
+    note_load(runner.meta, "per-call start")
     print(f"\nPer call: every public function and module against its torch equivalent, float32, "
           f"{threads} thread(s); wall clock per call, torch and selu_ext interleaved\n{HEADER}",
           file=runner.out)
@@ -222,13 +210,5 @@ def run(runner) -> None:
                     runner.emit(row, show=False)
                 print(format_pair(rows), file=runner.out)
         runner.checkpoint()
-    note_load(runner, "per-call end")
+    note_load(runner.meta, "per-call end")
 
-
-def note_load(runner, label: str) -> None:
-    """The machine's load average, kept in the run's meta: timings taken while other
-    processes compete for the cores are noisier (interleaving keeps the ratios fair)."""
-    try:
-        runner.meta.setdefault("loadavg", []).append([label, list(os.getloadavg())])
-    except (AttributeError, OSError):
-        pass

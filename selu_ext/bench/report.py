@@ -12,7 +12,12 @@ import sys
 import textwrap
 from typing import Optional, TextIO
 
+import torch
+
+import selu_ext
+
 from . import targets as _targets
+from .targets import size_str
 
 SPEEDUP_ROLES = ("eager", "module", "eager_avx2", "compile")
 ROLE_COLORS = {"eager": "tab:blue", "module": "tab:cyan", "eager_avx2": "tab:purple",
@@ -27,16 +32,27 @@ ROW_FIELDS = [
     "note", "version", "torch_version",
     "share_time_pct", "share_mem_pct", "first_step_s",  # training-step rows (train.py)
 ]
+
+
+def new_row(op: str, mode: str, dtype: str, size: int, device: str, threads, impl: str, role: str,
+            **fields) -> dict:
+    """A row with every field of ROW_FIELDS, in that order; None where not measured."""
+    r = dict.fromkeys(ROW_FIELDS)
+    r.update(op=op, mode=mode, dtype=dtype, size=size, device=device, threads=threads, impl=impl,
+             role=role, status="ok", check="", note="", version=selu_ext.__version__,
+             torch_version=torch.__version__)
+    r.update(fields)
+    return r
+
+
+def first_line(e: BaseException) -> str:
+    """An exception as one short line for a row's status."""
+    msg = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {msg[0][:200] if msg else ''}"
+
+
 META_FIELDS = ["device_name", "torch_cpu_capability", "selu_ext_cpu_capability", "date",
                "command", "build_info"]
-
-
-def size_str(n: Optional[int]) -> str:
-    if not n:
-        return "-"
-    if n & (n - 1) == 0:
-        return f"2^{n.bit_length() - 1}"
-    return str(n)
 
 
 def _num(v, fmt: str, width: int) -> str:

@@ -14,14 +14,18 @@ from typing import Callable, Iterable, Optional
 M = 2**20
 
 
-def _sz(n: int) -> str:
-    if n and n & (n - 1) == 0:
+def size_str(n) -> str:
+    """An element count as 2^k when it is a power of two ("-" for none); the one
+    size formatter of the tables, the targets and benchmarks/summarize.py."""
+    if not n:
+        return "-"
+    if n & (n - 1) == 0:
         return f"2^{n.bit_length() - 1}"
     return str(n)
 
 
 def _where(r: dict) -> str:
-    s = f"{r['dtype']} {_sz(r['size'])}"
+    s = f"{r['dtype']} {size_str(r['size'])}"
     if r["device"] == "cpu":
         s += f" {r['threads']}thr"
     return s
@@ -82,16 +86,12 @@ def evaluate(rows: Iterable[dict], meta: Optional[dict] = None) -> list[dict]:
                         f"selu_ext {mode} >= 92% of copy bandwidth at >= 16M elements ({dtype})",
                         ext(op="selu", mode=mode, dtype=dtype, size=lambda s: s >= 16 * M),
                         lambda r: r.get("pct_copy_bw"), 92.0, "%"))
-            for mode in ("forward", "backward", "fwdbwd"):
-                out.append(_target(
-                    f"cuda.selu.{mode}.vs_eager", dev,
-                    f"selu_ext {mode} >= 1.0x eager F.selu at every size >= 1M (all dtypes)",
-                    ext(op="selu", mode=mode, size=lambda s: s >= M), _speedup("eager"), 1.0, "x"))
-            for mode in ("forward", "backward", "fwdbwd"):
-                out.append(_target(
-                    f"cuda.selu.{mode}.vs_compile", dev,
-                    f"selu_ext {mode} >= 1.0x torch.compile(F.selu) at every size >= 1M (all dtypes)",
-                    ext(op="selu", mode=mode, size=lambda s: s >= M), _speedup("compile"), 1.0, "x"))
+            for peer, what in (("eager", "eager F.selu"), ("compile", "torch.compile(F.selu)")):
+                for mode in ("forward", "backward", "fwdbwd"):
+                    out.append(_target(
+                        f"cuda.selu.{mode}.vs_{peer}", dev,
+                        f"selu_ext {mode} >= 1.0x {what} at every size >= 1M (all dtypes)",
+                        ext(op="selu", mode=mode, size=lambda s: s >= M), _speedup(peer), 1.0, "x"))
             out.append(_percall_target(d, dev))
             for mode, thr in (("forward", 5.0), ("fwdbwd", 3.5)):
                 out.append(_target(
@@ -150,14 +150,14 @@ def _cpu_targets(d: list[dict], meta: dict) -> list[dict]:
         for t in threads:
             sel = ext(op="selu", mode="forward", dtype="float32", size=size, threads=t)
             out.append(_target(
-                f"cpu.selu.forward.vs_eager.{_sz(size)}.{t}thr", dev,
+                f"cpu.selu.forward.vs_eager.{size_str(size)}.{t}thr", dev,
                 f"selu_ext forward >= {fwd_thr:g}x eager F.selu on torch's {path} path "
-                f"(float32, {_sz(size)}, {t} thread(s))",
+                f"(float32, {size_str(size)}, {t} thread(s))",
                 sel, _speedup("eager"), fwd_thr, "x"))
             if any(r.get("speedup_vs_eager_avx2") is not None for r in sel):
                 out.append(_target(
-                    f"cpu.selu.forward.vs_avx2.{_sz(size)}.{t}thr", dev,
-                    f"selu_ext forward vs F.selu under ATEN_CPU_CAPABILITY=avx2 (float32, {_sz(size)}, {t} thread(s))",
+                    f"cpu.selu.forward.vs_avx2.{size_str(size)}.{t}thr", dev,
+                    f"selu_ext forward vs F.selu under ATEN_CPU_CAPABILITY=avx2 (float32, {size_str(size)}, {t} thread(s))",
                     sel, _speedup("eager_avx2"), 1.0, "x", info=True))
     for mode, thr in (("forward", 50.0), ("backward", 90.0)):
         for dtype in ("float32", "bfloat16", "float16"):
@@ -169,8 +169,8 @@ def _cpu_targets(d: list[dict], meta: dict) -> list[dict]:
     for size in (M, 16 * M):
         for t in threads:
             out.append(_target(
-                f"cpu.selu.backward.vs_eager.{_sz(size)}.{t}thr", dev,
-                f"selu_ext backward >= 1.5x eager F.selu (float32, {_sz(size)}, {t} thread(s))",
+                f"cpu.selu.backward.vs_eager.{size_str(size)}.{t}thr", dev,
+                f"selu_ext backward >= 1.5x eager F.selu (float32, {size_str(size)}, {t} thread(s))",
                 ext(op="selu", mode="backward", dtype="float32", size=size, threads=t),
                 _speedup("eager"), 1.5, "x"))
     for op, mode, thr, what in (
@@ -206,8 +206,8 @@ def _cpu_targets(d: list[dict], meta: dict) -> list[dict]:
                     if _ok(r) and r.get("median_ms") and one:
                         pairs.append(dict(r, _scale=one[0]["median_ms"] / r["median_ms"]))
                 out.append(_target(
-                    f"cpu.{op}.{mode}.scaling.{_sz(size)}", dev,
-                    f"selu_ext {op} {mode}: {many} threads vs 1 (float32, {_sz(size)})",
+                    f"cpu.{op}.{mode}.scaling.{size_str(size)}", dev,
+                    f"selu_ext {op} {mode}: {many} threads vs 1 (float32, {size_str(size)})",
                     pairs, lambda r: r["_scale"], 1.0, "x", info=True))
     return out
 
@@ -247,7 +247,7 @@ def _step_targets(d: list[dict], dev: str) -> list[dict]:
         vals = [(value(r), r) for r in rows if _ok(r) and value(r) is not None]
         if vals:
             r = (min if higher_is_better else max)(vals, key=lambda vr: vr[0])[1]
-            res["where"] = f"{r['op']} {r['mode']} {_sz(r['size'])}"
+            res["where"] = f"{r['op']} {r['mode']} {size_str(r['size'])}"
         return res
 
     calls = [r for r in d if r.get("role") == "ext" and str(r.get("mode")).startswith("call_")]
@@ -279,33 +279,20 @@ def _step_targets(d: list[dict], dev: str) -> list[dict]:
     return out
 
 
+# unit -> how a value of it prints, and how its threshold does
+_FORMATS = {"x": ("{:.2f}x", ">= {:g}x"), "%": ("{:.1f}%", ">= {:g}%"), "us": ("{:+.2f} us", "<= {:g} us"),
+            "ULP": ("{:.2f} ULP", "<= {:g} ULP"), "ratio": ("{:.4f}", "<= {:.4f}")}
+
+
 def format_value(t: dict) -> str:
     v = t.get("value")
     if v is None:
         return "-"
-    unit = t["unit"]
-    if unit == "x":
-        return f"{v:.2f}x"
-    if unit == "%":
-        return f"{v:.1f}%"
-    if unit == "us":
-        return f"{v:+.2f} us"
-    if unit == "ULP":
-        return f"{v:.2f} ULP"
-    if unit == "ratio":
-        return f"{v:.4f}"
-    return f"{v:.3g} {unit}"
+    return _FORMATS[t["unit"]][0].format(v) if t["unit"] in _FORMATS else f"{v:.3g} {t['unit']}"
 
 
 def format_threshold(t: dict) -> str:
     unit, thr = t["unit"], t["threshold"]
     if t.get("kind") == "info":
         return "(info)"
-    op = ">=" if unit in ("x", "%") else "<="
-    if unit == "x":
-        return f"{op} {thr:g}x"
-    if unit == "%":
-        return f"{op} {thr:g}%"
-    if unit == "ratio":
-        return f"{op} {thr:.4f}"
-    return f"{op} {thr:g} {unit}"
+    return _FORMATS[unit][1].format(thr) if unit in _FORMATS else f"<= {thr:g} {unit}"

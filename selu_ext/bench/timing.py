@@ -7,7 +7,8 @@ the bottleneck, as in a real model); with --cuda-graphs, events around replays o
 a captured graph of calls instead (GPU time only, no host cost). CPU: time.perf_counter around blocks of
 back-to-back calls of >= 1 ms, with the thread count set (see time_cpu for why not
 blocked_autorange). Per-call time of small tensors: wall clock over many calls
-(the CPU-bound regime, where per-call overhead is what a user pays).
+(the CPU-bound regime, where per-call overhead is what a user pays), alone or
+interleaved with its peers (time_interleaved).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import math
 import os
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 
@@ -47,6 +48,11 @@ class Timing:
     @property
     def p80(self) -> float:
         return quantile(self.times, 0.8)
+
+    def fields(self) -> dict:
+        """The row fields of this timing."""
+        return {"median_ms": self.median * 1e3, "p20_ms": self.p20 * 1e3, "p80_ms": self.p80 * 1e3,
+                "samples": len(self.times), "calls_per_sample": self.calls_per_sample}
 
 
 def sync(device: str) -> None:
@@ -260,3 +266,53 @@ def copy_bandwidth(device: str, *, threads: int, nbytes: int, min_time: float) -
     else:
         t = time_cpu(call, threads=threads, min_time=min_time, max_time=max(min_time, 1.0))
     return 2 * n * 4 / t.median / 1e9, t
+
+
+def time_interleaved(calls: dict[str, Callable[[], object]], device: str, *,
+                     threads: Optional[int], rounds: int, block_s: float,
+                     warmup: int = 3, budget_s: Optional[float] = None,
+                     max_rounds: Optional[int] = None) -> dict[str, Timing]:
+    """Per-call Timing of each named call, timed interleaved: a few candidates that
+    do the same work (torch against selu_ext, or training steps of several models).
+    Timing one after the other lets a drift of the machine (another process, clock
+    changes, a cache warming up) land on one side only; here every round times one
+    block of each, the order rotating from round to round. A block is the same
+    number of back-to-back calls for every candidate, sized from the fastest so that
+    its block takes about ``block_s``, synchronized once at its end on CUDA (what
+    the calling thread waits for, as in a training loop). ``warmup`` calls of each
+    first (for a compiled model, its compilation), then an estimate.
+
+    With ``budget_s``, as many rounds as fit in that time (at least ``rounds``, at
+    most ``max_rounds``) are run instead of exactly ``rounds``."""
+    if device == "cpu" and threads:
+        torch.set_num_threads(threads)
+    est = {}
+    for name, call in calls.items():
+        for _ in range(warmup):
+            call()
+        sync(device)
+        # A first estimate from calls worth ~1 ms (one call of a slow candidate).
+        n, t0 = 0, time.perf_counter()
+        while n < 1000 and (n == 0 or time.perf_counter() - t0 < 1e-3):
+            call()
+            n += 1
+        sync(device)
+        est[name] = max((time.perf_counter() - t0) / n, 1e-7)
+    n_calls = max(1, int(math.ceil(block_s / min(est.values()))))
+    n_rounds = rounds
+    if budget_s is not None:
+        per_round = n_calls * sum(est.values())
+        n_rounds = max(rounds, min(max_rounds or rounds, int(budget_s / per_round)))
+    names = list(calls)
+    times: dict[str, list] = {name: [] for name in names}
+    clock = time.perf_counter
+    for r in range(n_rounds):
+        k = r % len(names)
+        for name in names[k:] + names[:k]:
+            call = calls[name]
+            t0 = clock()
+            for _ in range(n_calls):
+                call()
+            sync(device)
+            times[name].append((clock() - t0) / n_calls)
+    return {name: Timing(times[name], n_calls) for name in names}

@@ -15,7 +15,7 @@ Two models, each in up to six variants built from the same torch.nn model:
                         ext_compile, floor_compile; skipped with --no-compile)
 
 A step is forward, cross-entropy, backward, optimizer step and zero_grad. The
-variants of one (model, batch) are timed interleaved (see interleaved.py); each
+variants of one (model, batch) are timed interleaved (see timing.time_interleaved); each
 row has the median step time with p20/p80, the bytes autograd keeps for backward
 beyond the parameters (saved_tensors_hooks, each storage once) and on CUDA the
 peak memory of a step. selu_ext's rows carry the share of the attainable saving
@@ -36,8 +36,8 @@ import selu_ext
 from selu_ext.init import lecun_normal_
 
 from . import memory, report
-from .interleaved import time_interleaved
-from .percall import note_load
+from .timing import time_interleaved
+from .machine import note_load
 
 MODELS = ("mlp", "convnet")
 BATCHES = (64, 256, 1024)
@@ -193,10 +193,8 @@ def measure_point(runner, name: str, variants: dict, batch: int, threads: int,
     x, y = make_input(name, batch, cfg.device)
     rows, steps = [], {}
     for impl, (role, module, opt) in variants.items():
-        r = {k: None for k in report.ROW_FIELDS}
-        r.update(op=f"train_{name}", mode="step", dtype="float32", size=batch, device=cfg.device,
-                 threads=threads, impl=impl, role=role, status="ok", check="finite-loss",
-                 note="", version=selu_ext.__version__, torch_version=torch.__version__)
+        r = report.new_row(f"train_{name}", "step", "float32", batch, cfg.device, threads, impl,
+                           role, check="finite-loss")
         rows.append(r)
         if wrong and role in SHARE_PEERS:
             r.update(status="WRONG", check="eval-vs-torch.nn", note=wrong)
@@ -217,8 +215,7 @@ def measure_point(runner, name: str, variants: dict, batch: int, threads: int,
                 r["note"] = (r["note"] + "; " if r["note"] else "") + err
             steps[impl] = step
         except Exception as e:
-            msg = str(e).strip().splitlines()
-            r["status"] = f"ERROR: {type(e).__name__}: {msg[0][:200] if msg else ''}"
+            r["status"] = "ERROR: " + report.first_line(e)
     if steps:
         quick = cfg.quick
         try:
@@ -233,8 +230,7 @@ def measure_point(runner, name: str, variants: dict, batch: int, threads: int,
         for r in rows:
             tm = tms.get(r["impl"])
             if tm is not None:
-                r.update(median_ms=tm.median * 1e3, p20_ms=tm.p20 * 1e3, p80_ms=tm.p80 * 1e3,
-                         samples=len(tm.times), calls_per_sample=tm.calls_per_sample)
+                r.update(tm.fields())
                 if r["role"].endswith("compile") and r["first_step_s"] > 3 * tm.median:
                     r["note"] = f"first step {r['first_step_s']:.1f} s (compile)" + (
                         "; " + r["note"] if r["note"] else "")
@@ -266,7 +262,7 @@ def run(runner) -> None:
     threads = cfg.threads[0]
     compile_ = cfg.compile is not False and cfg.train_compile
     runner.set_threads(threads)
-    note_load(runner, "train start")
+    note_load(runner.meta, "train start")
     for name in cfg.train_models:
         print(f"\nTraining step: {DESCRIPTION[name]}, {threads} thread(s), variants interleaved; "
               f"kept = bytes autograd keeps for backward beyond the parameters\n{HEADER}",
@@ -280,4 +276,4 @@ def run(runner) -> None:
                 runner.emit(r, show=False)
                 print(format_row(r), file=runner.out)
             runner.checkpoint()
-    note_load(runner, "train end")
+    note_load(runner.meta, "train end")
