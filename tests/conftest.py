@@ -150,3 +150,31 @@ __all__ = [
     "selu_grad_reference", "ulp32", "assert_close_dtype", "make_input", "ops",
     "require_device",
 ]
+
+
+# --- tolerances specific to single tests (tests15) ---
+# Bounds that TOL above does not give, each named once with why it has its size.
+# Exact checks (torch.equal, rtol=0 and atol=0) are not tolerances and stay inline.
+
+# Unit roundoff of the precision the kernels compute in (float for half/bf16);
+# dropout_common.assert_formula allows a few of them on a*s + b's terms.
+U_COMPUTE = {torch.float64: 2.0 ** -53, torch.float32: 2.0 ** -24,
+             torch.float16: 2.0 ** -24, torch.bfloat16: 2.0 ** -24}
+# float64, one formula evaluated in two orders (fused vs composed, CPU vs CUDA, torch's
+# code vs ours): a few roundings of each term; atol for results that cancel to ~0.
+F64_REORDERED = dict(rtol=1e-14, atol=1e-15)
+# float64 gradients by two paths: the chain rule's products rounded in other orders.
+F64_GRAD_REORDERED = dict(rtol=1e-13, atol=1e-14)
+# float64 second derivative: a gradient read from y = selu(x) has an absolute error of
+# about an ULP of scale*alpha (README, "Backward from the output").
+F64_SECOND_DERIVATIVE = dict(rtol=1e-14, atol=4e-16)
+# The fused backward from its output z = a*selu(x) + b, rounded to dtype: z's rounding,
+# magnified where z - b cancels, enters the gradient (rtol and atol alike).
+FUSED_BACKWARD_FROM_Z = {torch.float32: 1e-5, torch.bfloat16: 2e-2, torch.float64: 1e-12}
+# Statistical checks allow this many standard deviations of their estimator: a correct
+# implementation fails one with probability below 1e-8.
+SIGMAS = 6.0
+# Moments computed in closed form from AlphaDropout's coefficients (float64 arithmetic).
+MOMENTS_CLOSED_FORM = 1e-12
+# SELU's moments under N(0, 1) by Simpson's rule on 800,001 points of [-40, 40].
+MOMENTS_QUADRATURE = 1e-6

@@ -8,9 +8,8 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import SIGMAS
 from selu_ext.init import KERAS_TRUNCATION_STD, lecun_normal_
-
-SIGMAS = 6.0
 
 
 def _phi(x):

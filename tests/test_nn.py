@@ -12,9 +12,8 @@ from torch import nn
 
 import selu_ext
 from selu_ext import nn as snn
-from conftest import DEVICES, require_device
+from conftest import DEVICES, SIGMAS, require_device
 
-SIGMAS = 6.0
 
 PAIRS = [  # (ours, torch's), constructed alike
     (lambda: snn.SELU(), lambda: nn.SELU()),
