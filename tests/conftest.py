@@ -178,3 +178,29 @@ SIGMAS = 6.0
 MOMENTS_CLOSED_FORM = 1e-12
 # SELU's moments under N(0, 1) by Simpson's rule on 800,001 points of [-40, 40].
 MOMENTS_QUADRATURE = 1e-6
+# float64 closed forms, and SELU against the float64 reference: a few ULP (2.2e-16).
+F64_FEW_ULP = 1e-15
+# float64 parameters after training steps whose sums run in another order (DDP's
+# all-reduce against one process).
+F64_SUMMATION_ORDER = dict(rtol=1e-12, atol=1e-14)
+# float64 through torch.func / DTensor against eager: the same kernels, decomposed or
+# batched differently.
+F64_TRANSFORMED = dict(rtol=1e-12, atol=1e-12)
+# float32 from another implementation of the same math (onnxruntime, CUDA vs CPU
+# kernels): a few float roundings each; atol where a*s + b cancels to ~0.
+F32_OTHER_IMPLEMENTATION = dict(rtol=1e-6, atol=1e-6)
+# float32 small networks, selu_ext against torch.nn (or converted): SELU's 2-ULP
+# differences carried through a few layers ...
+F32_NETWORK = dict(rtol=1e-5, atol=1e-6)
+# ... and on CUDA, where matmuls and convolutions may run in TF32 and compiled
+# graphs reorder sums.
+F32_NETWORK_CUDA = dict(rtol=1e-4, atol=1e-5)
+# float32 fused SELU + AlphaDropout against SELU then AlphaDropout: the fused op does
+# not round selu(x) to float before scaling (one rounding, times a, through layers).
+F32_FUSED_VS_UNFUSED = dict(rtol=1e-5, atol=1e-5)
+# A saturated unit's gradient, lambda*alpha*exp(x) ~ 0 (test_dropin_args): zero or a
+# few 1e-9 in float16 / bfloat16, never the ~3e-4 error of -lambda*alpha.
+SATURATED_GRAD_ATOL = 1e-8
+# Half a bfloat16 ULP at 1: the fused a*s + b, rounded once to bfloat16 after
+# cancelling near 0, against a reference that rounded s to float first (test_large).
+BF16_CANCELLATION_ATOL = 4e-3

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 import selu_ext
-from conftest import TOL, U_COMPUTE, ops
+from conftest import F64_FEW_ULP, TOL, U_COMPUTE, ops
 
 SA = selu_ext.SCALE * selu_ext.ALPHA  # PyTorch's alpha' = -1.7580993408473766 is -SA
 
@@ -46,7 +46,7 @@ def dropout_reference(s64, keep, p):
     """PyTorch's AlphaDropout formulas in float64 on ``s64``: kept a*s + b, dropped
     a*alpha' + b. Returns (reference, magnitude of the terms summed)."""
     a, b, dropped_value = selu_ext.alpha_dropout_coefficients(p)
-    assert dropped_value == pytest.approx(a * -SA + b, rel=TOL[torch.float64][0])
+    assert dropped_value == pytest.approx(a * -SA + b, rel=F64_FEW_ULP)
     ref = torch.where(keep, a * s64 + b, torch.full_like(s64, dropped_value))
     mag = torch.where(keep, (a * s64).abs() + abs(b), torch.full_like(s64, abs(dropped_value)))
     return ref, mag
