@@ -1,13 +1,19 @@
 """What autograd keeps for backward inside Linear -> activation -> Linear, beyond the
 same model with an identity activation: selu_ext's SELU with save_output and the
 fused SELU + AlphaDropout keep no activation of their own where torch.nn keeps one
-(SELU's input) or two (and AlphaDropout's noise)."""
+(SELU's input) or two (and AlphaDropout's noise); SelfNormalizingMLP and convert()
+keep one activation fewer per hidden layer than torch.nn."""
+
+import copy
 
 import pytest
 import torch
+from torch import nn
 
 import selu_ext
 from conftest import DEVICES, require_device
+from dropin_common import close, make_x
+from selu_ext import nn as snn
 from selu_ext.bench.memory import saved_bytes
 
 ACTIVATION = 64 * 512 * 4  # bytes of one float32 activation between the two Linears
@@ -64,3 +70,40 @@ def test_fused_keeps_at_most_a_third_of_torch(device):
     # is an activation the next Linear does not keep: half of torch.
     unfused = kept(selu_ext.nn.SELU(), selu_ext.nn.AlphaDropout(0.2))
     assert ACTIVATION <= unfused <= ACTIVATION + 64
+
+
+def _mlp_pair(depth, dropout):
+    ours = snn.SelfNormalizingMLP(16, 64, 4, depth=depth, dropout=dropout, dtype=torch.float64,
+                                  generator=torch.Generator().manual_seed(0))
+    layers = []
+    for m in ours:
+        if isinstance(m, nn.Linear):
+            layers.append(copy.deepcopy(m))
+        else:
+            layers.append(nn.SELU())
+            if dropout > 0:
+                layers.append(nn.AlphaDropout(dropout))
+    return ours, nn.Sequential(*layers)
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.1])
+def test_self_normalizing_mlp_and_convert_keep_the_saving(dropout):
+    """One activation fewer per hidden layer than torch.nn: SelfNormalizingMLP and
+    convert() of the same Sequential keep only the SELU's output (which the next
+    Linear keeps anyway)."""
+    depth, batch, hidden = 3, 32, 64
+    mlp, reference = _mlp_pair(depth, dropout)
+    converted = snn.convert(reference)
+    x = make_x((batch, 16), seed=4)
+    for m in (mlp, reference, converted):
+        m.train()
+    torch_bytes = saved_bytes(lambda: reference(x))
+    activation = batch * hidden * 8
+    assert saved_bytes(lambda: mlp(x)) <= torch_bytes - depth * activation
+    assert saved_bytes(lambda: converted(x)) <= torch_bytes - depth * activation
+    # ... and gives torch's outputs in eval mode.
+    for m in (mlp, reference, converted):
+        m.eval()
+    with torch.no_grad():
+        close(mlp(x), reference(x))
+        close(converted(x), reference(x))
