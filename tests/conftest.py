@@ -204,3 +204,9 @@ SATURATED_GRAD_ATOL = 1e-8
 # Half a bfloat16 ULP at 1: the fused a*s + b, rounded once to bfloat16 after
 # cancelling near 0, against a reference that rounded s to float first (test_large).
 BF16_CANCELLATION_ATOL = 4e-3
+# float64 whole models and gradients compared by dropin_common.close(): TOL's float64
+# forward bounds are for one SELU call (atol 1e-300); these sum many terms.
+F64_MODEL_FLOOR = 1e-13
+# SELU against torch's own: two approximations, each within 2 ULP of float32 (so twice
+# TOL's float32 rtol), atol for values near 0.
+SELU_VS_TORCH = dict(rtol=5e-7, atol=1e-7)

@@ -87,6 +87,7 @@ def test_cuda_fallback_without_cuda_kernels():
     if info["cuda"]:
         pytest.skip("this build has CUDA kernels (build_info()['cuda'] is True); the fallback "
                     "needs a USE_CUDA=0 build (see this file's docstring)")
+    assert info["no_cuda_reason"], "a build without CUDA kernels says why"
     tol = {str(dt): t[2:] for dt, t in TOL.items()}
     report = json.loads(run_python(f"BACKWARD_TOL = {tol!r}\n" + FALLBACK_CHECK))
     warns = report["warnings"]
