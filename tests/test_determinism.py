@@ -108,6 +108,8 @@ def test_cpu_thread_count_does_not_change_results(deterministic):
 # ---------------------------------------------------------------------------
 # The random stream: torch's generator, seed=, the same mask on CPU and CUDA
 
+ALL = ["alpha_dropout", "selu_alpha_dropout", "feature_alpha_dropout"]
+
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_dropout_rng_state_advances_generator(device):
@@ -119,7 +121,6 @@ def test_dropout_rng_state_advances_generator(device):
     torch.manual_seed(0)
     a2 = ops.dropout_rng_state(torch.device(device)).cpu()
     assert not torch.equal(a, b) and torch.equal(a, a2)
-ALL = ["alpha_dropout", "selu_alpha_dropout", "feature_alpha_dropout"]
 
 
 @pytest.mark.parametrize("device", DEVICES)
