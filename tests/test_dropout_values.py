@@ -25,6 +25,16 @@ SHAPES = [(1,), (7,), (127, 129), (3, 5, 7, 9), (65537,)]
 LAYOUTS = ["transposed", "sliced", "channels_last"]
 
 
+def _every_device_dtype_shape_and_p(test):
+    """The grid the formula tests run over (marks applied bottom-up, as decorators)."""
+    for mark in (pytest.mark.parametrize("p", [0.05, 0.5, 0.9]),
+                 pytest.mark.parametrize("shape", SHAPES, ids=str),
+                 pytest.mark.parametrize("dtype", DTYPES),
+                 pytest.mark.parametrize("device", DEVICES)):
+        test = mark(test)
+    return test
+
+
 def _pytorch_alpha_dropout(x, keep, p):
     """torch.nn.functional.alpha_dropout's own code (aten/src/ATen/native/Dropout.cpp)
     in x's dtype, with ``keep`` as its Bernoulli noise (feature dropout: keep shaped
@@ -36,10 +46,7 @@ def _pytorch_alpha_dropout(x, keep, p):
     return x * noise.mul_(a) + b
 
 
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", SHAPES, ids=str)
-@pytest.mark.parametrize("p", [0.05, 0.5, 0.9])
+@_every_device_dtype_shape_and_p
 def test_alpha_dropout_matches_formula(device, dtype, shape, p):
     require_device(device)
     x = make_input(shape, dtype, device)
@@ -51,10 +58,7 @@ def test_alpha_dropout_matches_formula(device, dtype, shape, p):
     assert_formula(y, ref, mag, dtype, units=2)
 
 
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", SHAPES, ids=str)
-@pytest.mark.parametrize("p", [0.05, 0.5, 0.9])
+@_every_device_dtype_shape_and_p
 def test_selu_alpha_dropout_matches_formula(device, dtype, shape, p):
     require_device(device)
     x = make_input(shape, dtype, device)
