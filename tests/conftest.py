@@ -210,3 +210,12 @@ F64_MODEL_FLOOR = 1e-13
 # SELU against torch's own: two approximations, each within 2 ULP of float32 (so twice
 # TOL's float32 rtol), atol for values near 0.
 SELU_VS_TORCH = dict(rtol=5e-7, atol=1e-7)
+# diagnose()'s statistics against the same statistics recomputed from the network's
+# activations (float64 sums in another order).
+STATS_RECOMPUTED = 1e-9
+# var(w) * fan_in of one Conv2d's 72 LeCun-normal weights: the sample's own spread
+# (test_diagnose's tutorial ConvNet).
+CONV_WEIGHT_VAR_SAMPLE = 0.3
+# Output variance of one layer initialised by self_normalizing_, on one small batch of
+# unit-variance input: the sample's own spread.
+SELF_NORMALIZING_OUTPUT_VAR = 0.1
