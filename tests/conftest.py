@@ -219,3 +219,10 @@ CONV_WEIGHT_VAR_SAMPLE = 0.3
 # Output variance of one layer initialised by self_normalizing_, on one small batch of
 # unit-variance input: the sample's own spread.
 SELF_NORMALIZING_OUTPUT_VAR = 0.1
+# Reading a float32 mask off a dropout output (test_compile): a*x + b from a compiled
+# kernel against the same formula in eager float32, a few roundings; far below the
+# gap to the dropped value (the inputs keep 1e-3 away from where they meet).
+MASK_READ_OFF_F32 = 2e-6
+# Keep rate of one mask of 4096 units (or channels) at p = 0.3 (test_compile): 0.05 is
+# 7 standard deviations.
+DROP_RATE_SLACK = 0.05
