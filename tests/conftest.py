@@ -98,3 +98,79 @@ __all__ = [
     "selu_grad_reference", "ulp32", "MAX_ULP32", "assert_close_dtype", "make_input", "ops",
     "require_device",
 ]
+
+
+# --- tolerances specific to single tests (tests15) ---
+# Bounds that TOL above does not give, each named once with why it has its size.
+# Exact checks (torch.equal, rtol=0 and atol=0) are not tolerances and stay inline.
+
+# Unit roundoff of the precision the kernels compute in (float for half/bf16);
+# dropout_common.assert_formula allows a few of them on a*s + b's terms.
+U_COMPUTE = {torch.float64: 2.0 ** -53, torch.float32: 2.0 ** -24,
+             torch.float16: 2.0 ** -24, torch.bfloat16: 2.0 ** -24}
+# float64, one formula evaluated in two orders (fused vs composed, CPU vs CUDA, torch's
+# code vs ours): a few roundings of each term; atol for results that cancel to ~0.
+F64_REORDERED = dict(rtol=1e-14, atol=1e-15)
+# float64 gradients by two paths: the chain rule's products rounded in other orders.
+F64_GRAD_REORDERED = dict(rtol=1e-13, atol=1e-14)
+# float64 second derivative: a gradient read from y = selu(x) has an absolute error of
+# about an ULP of scale*alpha (README, "Backward from the output").
+F64_SECOND_DERIVATIVE = dict(rtol=1e-14, atol=4e-16)
+# The fused backward from its output z = a*selu(x) + b, rounded to dtype: z's rounding,
+# magnified where z - b cancels, enters the gradient (rtol and atol alike).
+FUSED_BACKWARD_FROM_Z = {torch.float32: 1e-5, torch.bfloat16: 2e-2, torch.float64: 1e-12}
+# Statistical checks allow this many standard deviations of their estimator: a correct
+# implementation fails one with probability below 1e-8.
+SIGMAS = 6.0
+# Moments computed in closed form from AlphaDropout's coefficients (float64 arithmetic).
+MOMENTS_CLOSED_FORM = 1e-12
+# SELU's moments under N(0, 1) by Simpson's rule on 800,001 points of [-40, 40].
+MOMENTS_QUADRATURE = 1e-6
+# float64 closed forms, and SELU against the float64 reference: a few ULP (2.2e-16).
+F64_FEW_ULP = 1e-15
+# float64 parameters after training steps whose sums run in another order (DDP's
+# all-reduce against one process).
+F64_SUMMATION_ORDER = dict(rtol=1e-12, atol=1e-14)
+# float64 through torch.func / DTensor against eager: the same kernels, decomposed or
+# batched differently.
+F64_TRANSFORMED = dict(rtol=1e-12, atol=1e-12)
+# float32 from another implementation of the same math (onnxruntime, CUDA vs CPU
+# kernels): a few float roundings each; atol where a*s + b cancels to ~0.
+F32_OTHER_IMPLEMENTATION = dict(rtol=1e-6, atol=1e-6)
+# float32 small networks, selu_ext against torch.nn (or converted): SELU's 2-ULP
+# differences carried through a few layers ...
+F32_NETWORK = dict(rtol=1e-5, atol=1e-6)
+# ... and on CUDA, where matmuls and convolutions may run in TF32 and compiled
+# graphs reorder sums.
+F32_NETWORK_CUDA = dict(rtol=1e-4, atol=1e-5)
+# float32 fused SELU + AlphaDropout against SELU then AlphaDropout: the fused op does
+# not round selu(x) to float before scaling (one rounding, times a, through layers).
+F32_FUSED_VS_UNFUSED = dict(rtol=1e-5, atol=1e-5)
+# A saturated unit's gradient, lambda*alpha*exp(x) ~ 0 (test_dropin_args): zero or a
+# few 1e-9 in float16 / bfloat16, never the ~3e-4 error of -lambda*alpha.
+SATURATED_GRAD_ATOL = 1e-8
+# Half a bfloat16 ULP at 1: the fused a*s + b, rounded once to bfloat16 after
+# cancelling near 0, against a reference that rounded s to float first (test_large).
+BF16_CANCELLATION_ATOL = 4e-3
+# float64 whole models and gradients compared by dropin_common.close(): TOL's float64
+# forward bounds are for one SELU call (atol 1e-300); these sum many terms.
+F64_MODEL_FLOOR = 1e-13
+# SELU against torch's own: two approximations, each within 2 ULP of float32 (so twice
+# TOL's float32 rtol), atol for values near 0.
+SELU_VS_TORCH = dict(rtol=5e-7, atol=1e-7)
+# diagnose()'s statistics against the same statistics recomputed from the network's
+# activations (float64 sums in another order).
+STATS_RECOMPUTED = 1e-9
+# var(w) * fan_in of one Conv2d's 72 LeCun-normal weights: the sample's own spread
+# (test_diagnose's tutorial ConvNet).
+CONV_WEIGHT_VAR_SAMPLE = 0.3
+# Output variance of one layer initialised by self_normalizing_, on one small batch of
+# unit-variance input: the sample's own spread.
+SELF_NORMALIZING_OUTPUT_VAR = 0.1
+# Reading a float32 mask off a dropout output (test_compile): a*x + b from a compiled
+# kernel against the same formula in eager float32, a few roundings; far below the
+# gap to the dropped value (the inputs keep 1e-3 away from where they meet).
+MASK_READ_OFF_F32 = 2e-6
+# Keep rate of one mask of 4096 units (or channels) at p = 0.3 (test_compile): 0.05 is
+# 7 standard deviations.
+DROP_RATE_SLACK = 0.05

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import selu_ext
-from conftest import TOL
+from conftest import F64_MODEL_FLOOR, TOL
 from selu_ext import nn as snn
 
 @pytest.fixture(autouse=True)
@@ -50,7 +50,8 @@ def make_x(shape=(8, 6, 5), dtype=torch.float64, seed=0, requires_grad=False, de
 
 def close(actual, expected, dtype=torch.float64):
     rtol, atol = TOL[dtype][:2]
-    torch.testing.assert_close(actual, expected, rtol=max(rtol, 1e-13), atol=max(atol, 1e-13))
+    torch.testing.assert_close(actual, expected, rtol=max(rtol, F64_MODEL_FLOOR),
+                               atol=max(atol, F64_MODEL_FLOOR))
 
 
 def outcome(fn):

@@ -1,13 +1,20 @@
-"""The build: CUDA_HOME found through nvcc wrappers and symlinks; in CI, CUDA kernels
-compiled and linked even without a GPU; wheel metadata that pins the torch it was
-built against, an import error that names both torches; OpenMP only as torch's."""
+"""The build: CUDA_HOME found through nvcc wrappers and symlinks; what build_info()
+reports (every documented key, with a value of the right kind); the CPU kernel
+variant in use is the best one this CPU supports unless SELU_EXT_CPU_CAPABILITY asks
+for another (checked in fresh processes, since the choice is made once per
+process); in CI, CUDA kernels compiled and linked even without a GPU; wheel metadata
+that pins the torch it was built against, an import error that names both torches;
+OpenMP only as torch's. The CUDA fallback of a build without CUDA kernels is in
+test_fallback.py."""
 
 import importlib.util
+import json
 import os
 import pathlib
 import stat
 import subprocess
 import sys
+import textwrap
 
 import pytest
 import torch
@@ -66,12 +73,88 @@ def test_std_string_abi_matches_torch():
     assert info["cxx11_abi"] == bool(torch._C._GLIBCXX_USE_CXX11_ABI)
 
 
-def test_build_info_reports_cuda_consistently():
+KEYS = {
+    "version": str,
+    "torch_version_built": str,
+    "torch_version": str,
+    "cuda": bool,
+    "no_cuda_reason": str,
+    "cuda_version": (str, type(None)),
+    "cuda_archs": str,
+    "cuda_archs_from": str,
+    "cpu_capabilities_compiled": str,
+    "cpu_capabilities_supported": str,
+    "cpu_capability": str,
+    "sanitize": (str, type(None)),
+    "debug": bool,
+    "compiler": str,
+    "cxx11_abi": (bool, type(None)),
+}
+VARIANTS = ["baseline", "avx2", "avx512"]  # narrowest first, as csrc/cpu/dispatch.cpp
+
+
+def _package_root():
+    return os.path.dirname(os.path.dirname(os.path.abspath(selu_ext.__file__)))
+
+
+def run_python(code, **env):
+    """Runs code in a fresh interpreter that imports this same selu_ext build."""
+    full_env = dict(os.environ)
+    full_env.pop("SELU_EXT_CPU_CAPABILITY", None)
+    full_env["PYTHONPATH"] = os.pathsep.join(
+        [_package_root()] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
+    full_env.update(env)
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=full_env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout
+
+
+def test_build_info_keys():
     info = selu_ext.build_info()
+    for key, kind in KEYS.items():
+        assert key in info, key
+        assert isinstance(info[key], kind), (key, info[key])
+    assert info["version"] == selu_ext.__version__
+    assert info["torch_version"] == torch.__version__
     if info["cuda"]:
-        assert info["cuda_archs"] and info["cuda_version"] and not info["no_cuda_reason"]
+        assert info["no_cuda_reason"] == ""
+        assert info["cuda_version"] and info["cuda_archs"] and info["cuda_archs_from"]
     else:
-        assert info["no_cuda_reason"]
+        assert info["no_cuda_reason"], "a build without CUDA kernels says why"
+    compiled = info["cpu_capabilities_compiled"].split(",")
+    supported = info["cpu_capabilities_supported"].split(",")
+    assert "baseline" in supported and set(supported) <= set(compiled) <= set(VARIANTS)
+    assert info["cpu_capability"] in supported
+
+
+def _best_supported():
+    supported = selu_ext.build_info()["cpu_capabilities_supported"].split(",")
+    return max(supported, key=VARIANTS.index)
+
+
+def test_cpu_capability_default_is_best_supported():
+    # In a fresh process: this one's tests may have switched variants.
+    info = json.loads(run_python("import json, selu_ext; print(json.dumps(selu_ext.build_info()))"))
+    assert info["cpu_capability"] == _best_supported()
+
+
+@pytest.mark.parametrize("request_,expected", [
+    ("baseline", "baseline"),
+    ("no-such-isa", None),  # unknown: keeps the best one (documented in dispatch.cpp)
+])
+def test_cpu_capability_env_override(request_, expected):
+    code = """
+        import json, torch, selu_ext
+        from selu_ext import _C
+        x = torch.linspace(-5, 5, 1001, dtype=torch.float64)
+        ref = torch.nn.functional.selu(x)
+        torch.testing.assert_close(selu_ext.selu(x), ref)
+        print(json.dumps({"info": selu_ext.build_info(), "active": _C.cpu_capability()}))
+    """
+    out = json.loads(run_python(code, SELU_EXT_CPU_CAPABILITY=request_))
+    want = expected or _best_supported()
+    assert out["info"]["cpu_capability"] == want and out["active"] == want
 
 
 @pytest.mark.skipif(os.environ.get("CI") != "true", reason="CI only: checks CI's own build")

@@ -27,7 +27,8 @@ from selu_ext.diagnose import (ACTIVATION_MEAN_MAX, ACTIVATION_VAR_BAND, INPUT_M
                                INPUT_VAR_BAND, WEIGHT_BAND, Finding, SelfNormalizationWarning)
 from selu_ext.init import forward_fan_in, self_normalizing_
 
-from conftest import DEVICES, require_device
+from conftest import (CONV_WEIGHT_VAR_SAMPLE, DEVICES, F32_NETWORK, SELF_NORMALIZING_OUTPUT_VAR,
+                      STATS_RECOMPUTED, require_device)
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPTH, WIDTH, BATCH = 32, 128, 512
@@ -98,9 +99,9 @@ def test_lecun_mlp_is_clean_and_inside_the_band_at_every_depth(device):
     for row, (mean, var) in zip(selus, expected):
         assert _inside(row.eval_mean, row.eval_var) and _inside(row.train_mean, row.train_var), row
         # The report's numbers are the network's (no dropout: both passes agree).
-        assert row.eval_mean == pytest.approx(mean, abs=1e-9)
-        assert row.eval_var == pytest.approx(var, rel=1e-9)
-        assert row.train_var == pytest.approx(var, rel=1e-9)
+        assert row.eval_mean == pytest.approx(mean, abs=STATS_RECOMPUTED)
+        assert row.eval_var == pytest.approx(var, rel=STATS_RECOMPUTED)
+        assert row.train_var == pytest.approx(var, rel=STATS_RECOMPUTED)
     linears = [r for r in report.rows if r.type == "Linear"]
     assert len(linears) == DEPTH + 1
     assert all(WEIGHT_BAND[0] <= r.weight_var_x_fan_in <= WEIGHT_BAND[1] for r in linears)
@@ -246,8 +247,8 @@ def test_every_selu_module_is_seen(form):
     assert len(report.selu_rows) == DEPTH
     reference = selu_ext.diagnose(_mlp(), _input())
     for ours, theirs in zip(report.selu_rows, reference.selu_rows):
-        assert ours.eval_mean == pytest.approx(theirs.eval_mean, abs=1e-5)
-        assert ours.eval_var == pytest.approx(theirs.eval_var, rel=1e-5)
+        assert ours.eval_mean == pytest.approx(theirs.eval_mean, abs=F32_NETWORK["rtol"])
+        assert ours.eval_var == pytest.approx(theirs.eval_var, rel=F32_NETWORK["rtol"])
 
 
 @pytest.mark.parametrize("form", list(FUNCTIONAL_FORMS))
@@ -323,7 +324,8 @@ def test_tutorial_convnet(variant):
     assert report.ok, str(report)
     assert len(report.selu_rows) == 2
     assert [r.type for r in report.rows if r.kind == "weight"] == ["Conv2d", "Linear", "Linear"]
-    assert report.rows[0].fan_in == 9 and report.rows[0].weight_var_x_fan_in == pytest.approx(1, abs=0.3)
+    assert report.rows[0].fan_in == 9
+    assert report.rows[0].weight_var_x_fan_in == pytest.approx(1, abs=CONV_WEIGHT_VAR_SAMPLE)
     # Unscaled pixels: the input finding, nothing else.
     assert _kinds(selu_ext.diagnose(model, images)) == ["input"]
 
@@ -423,7 +425,7 @@ def test_self_normalizing_uses_the_forward_fan_in(layer, fan_in):
         y = m(x)
     border = 2  # padding and the transposed edges sum fewer terms
     inner = y[(..., *[slice(border, -border)] * (m.weight.dim() - 2))]
-    assert inner.var().item() == pytest.approx(1.0, abs=0.1)
+    assert inner.var().item() == pytest.approx(1.0, abs=SELF_NORMALIZING_OUTPUT_VAR)
     assert torch.count_nonzero(m.bias) == 0
 
 

@@ -23,6 +23,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 import selu_ext
+from conftest import F64_SUMMATION_ORDER
 
 WORLD = 2
 STEPS = 4
@@ -122,7 +123,7 @@ def test_ddp_matches_single_process(ddp_results, dropout):
         torch.testing.assert_close(p0, p1, rtol=0, atol=0)
     # ... equal to single-process training up to the all-reduce's summation order.
     for p, r in zip(ranks[0], ref):
-        torch.testing.assert_close(p, r, rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(p, r, **F64_SUMMATION_ORDER)
     # Training changed the parameters (the comparison is not between initial values).
     init = list(_model(dropout).parameters())
     assert any(not torch.allclose(p, q) for p, q in zip(ref, init))

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import selu_ext
-from conftest import DEVICES, TOL, require_device
+from conftest import DEVICES, SATURATED_GRAD_ATOL, TOL, require_device
 from dropin_common import (DROPOUT_FUNCTIONS, DROPOUT_MODULES, SELU_FORMS, check_alpha_dropout,
                             close, make_x, outcome, same_outcome)
 from dropin_common import seed_torch  # noqa: F401  (autouse fixture)
@@ -255,6 +255,6 @@ def test_saturated_units_get_torchs_gradient(dtype, save_output, device):
     ours = grad(selu_ext.selu, **({"save_output": True} if save_output else {}))
     if dtype == torch.float16:
         assert torch.equal(theirs[:3], torch.zeros_like(theirs[:3]))
-    torch.testing.assert_close(ours[:3], theirs[:3], rtol=0, atol=1e-8)
+    torch.testing.assert_close(ours[:3], theirs[:3], rtol=0, atol=SATURATED_GRAD_ATOL)
     rtol, atol = TOL[dtype][2:]
     torch.testing.assert_close(ours, theirs, rtol=rtol, atol=atol)

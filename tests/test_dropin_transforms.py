@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch.func import hessian, jacfwd, jacrev, jvp
 
 import selu_ext
-from conftest import DEVICES, require_device
+from conftest import DEVICES, F64_TRANSFORMED, require_device
 from dropin_common import seed_torch  # noqa: F401  (autouse fixture)
 from selu_ext import nn as snn
 
@@ -38,7 +38,7 @@ def _v(x, seed=1):
 
 
 def _close(a, b):
-    torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(a, b, **F64_TRANSFORMED)
 
 
 # ---------------------------------------------------------------------------
@@ -232,7 +232,7 @@ def test_dtensor_dropout(mesh, name, placement):
     assert ours.placements == theirs.placements
     a, b, dropped = selu_ext.alpha_dropout_coefficients(0.3)
     full, xf = ours.full_tensor(), x.full_tensor()
-    kept = torch.isclose(full, a * xf + b, rtol=1e-12, atol=1e-12)
+    kept = torch.isclose(full, a * xf + b, **F64_TRANSFORMED)
     assert bool((kept | torch.isclose(full, torch.full_like(full, dropped))).all())
     assert ours_fn(x, 0.3, False) is x and theirs_fn(x, 0.3, False) is x
     m = (snn.AlphaDropout(0.3) if name == "alpha_dropout" else snn.FeatureAlphaDropout(0.3))

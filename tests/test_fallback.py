@@ -1,113 +1,20 @@
-"""What a build reports about itself, and the CUDA fallback of a build without CUDA
-kernels.
-
-* build_info() has every documented key with a value of the right kind, and the
-  CPU kernel variant in use is the best one this CPU supports unless
-  SELU_EXT_CPU_CAPABILITY asks for another (checked in fresh processes, since the
-  choice is made once per process).
-* A build without CUDA kernels (USE_CUDA=0, a CPU-only torch, no nvcc) on a machine
-  with a GPU: CUDA tensors still work, through PyTorch's own SELU and the CPU
-  dropout kernels, with one warning that says why and how to rebuild; the values
-  are right and the dropout masks equal the CPU path's for the same rng_state.
-  This needs such a build and a GPU, so it is skipped with the reason otherwise. To
-  run it on a GPU machine, build a copy of the sources with
-  `USE_CUDA=0 python setup.py build_ext --inplace` and run this file there.
+"""The CUDA fallback of a build without CUDA kernels (USE_CUDA=0, a CPU-only torch,
+no nvcc) on a machine with a GPU: CUDA tensors still work, through PyTorch's own SELU
+and the CPU dropout kernels, with one warning that says why and how to rebuild; the
+values are right and the dropout masks equal the CPU path's for the same rng_state.
+This needs such a build and a GPU, so it is skipped with the reason otherwise. To
+run it on a GPU machine, build a copy of the sources with
+`USE_CUDA=0 python setup.py build_ext --inplace` and run this file there.
 """
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
 
 import pytest
 import torch
 
 import selu_ext
 from conftest import TOL
-
-KEYS = {
-    "version": str,
-    "torch_version_built": str,
-    "torch_version": str,
-    "cuda": bool,
-    "no_cuda_reason": str,
-    "cuda_version": (str, type(None)),
-    "cuda_archs": str,
-    "cuda_archs_from": str,
-    "cpu_capabilities_compiled": str,
-    "cpu_capabilities_supported": str,
-    "cpu_capability": str,
-    "sanitize": (str, type(None)),
-    "debug": bool,
-    "compiler": str,
-    "cxx11_abi": (bool, type(None)),
-}
-VARIANTS = ["baseline", "avx2", "avx512"]  # narrowest first, as csrc/cpu/dispatch.cpp
-
-
-def _package_root():
-    return os.path.dirname(os.path.dirname(os.path.abspath(selu_ext.__file__)))
-
-
-def _python(code, **env):
-    """Runs code in a fresh interpreter that imports this same selu_ext build."""
-    full_env = dict(os.environ)
-    full_env.pop("SELU_EXT_CPU_CAPABILITY", None)
-    full_env["PYTHONPATH"] = os.pathsep.join(
-        [_package_root()] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
-    full_env.update(env)
-    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=full_env,
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return out.stdout
-
-
-def test_build_info_keys():
-    info = selu_ext.build_info()
-    for key, kind in KEYS.items():
-        assert key in info, key
-        assert isinstance(info[key], kind), (key, info[key])
-    assert info["version"] == selu_ext.__version__
-    assert info["torch_version"] == torch.__version__
-    if info["cuda"]:
-        assert info["no_cuda_reason"] == ""
-        assert info["cuda_version"] and info["cuda_archs"] and info["cuda_archs_from"]
-    else:
-        assert info["no_cuda_reason"], "a build without CUDA kernels says why"
-    compiled = info["cpu_capabilities_compiled"].split(",")
-    supported = info["cpu_capabilities_supported"].split(",")
-    assert "baseline" in supported and set(supported) <= set(compiled) <= set(VARIANTS)
-    assert info["cpu_capability"] in supported
-
-
-def _best_supported():
-    supported = selu_ext.build_info()["cpu_capabilities_supported"].split(",")
-    return max(supported, key=VARIANTS.index)
-
-
-def test_cpu_capability_default_is_best_supported():
-    # In a fresh process: this one's tests may have switched variants.
-    info = json.loads(_python("import json, selu_ext; print(json.dumps(selu_ext.build_info()))"))
-    assert info["cpu_capability"] == _best_supported()
-
-
-@pytest.mark.parametrize("request_,expected", [
-    ("baseline", "baseline"),
-    ("no-such-isa", None),  # unknown: keeps the best one (documented in dispatch.cpp)
-])
-def test_cpu_capability_env_override(request_, expected):
-    code = """
-        import json, torch, selu_ext
-        from selu_ext import _C
-        x = torch.linspace(-5, 5, 1001, dtype=torch.float64)
-        ref = torch.nn.functional.selu(x)
-        torch.testing.assert_close(selu_ext.selu(x), ref)
-        print(json.dumps({"info": selu_ext.build_info(), "active": _C.cpu_capability()}))
-    """
-    out = json.loads(_python(code, SELU_EXT_CPU_CAPABILITY=request_))
-    want = expected or _best_supported()
-    assert out["info"]["cpu_capability"] == want and out["active"] == want
+from test_build import run_python
 
 
 FALLBACK_CHECK = r"""
@@ -180,8 +87,9 @@ def test_cuda_fallback_without_cuda_kernels():
     if info["cuda"]:
         pytest.skip("this build has CUDA kernels (build_info()['cuda'] is True); the fallback "
                     "needs a USE_CUDA=0 build (see this file's docstring)")
+    assert info["no_cuda_reason"], "a build without CUDA kernels says why"
     tol = {str(dt): t[2:] for dt, t in TOL.items()}
-    report = json.loads(_python(f"BACKWARD_TOL = {tol!r}\n" + FALLBACK_CHECK))
+    report = json.loads(run_python(f"BACKWARD_TOL = {tol!r}\n" + FALLBACK_CHECK))
     warns = report["warnings"]
     assert len(warns) == 1, warns  # once per process, however many calls
     assert "built without" in warns[0] and ("rebuild" in warns[0] or "FORCE_CUDA" in warns[0])

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch.func import functional_call, grad, jacfwd, jacrev, jvp, vjp, vmap
 
 import selu_ext
-from conftest import DEVICES, require_device
+from conftest import DEVICES, F64_TRANSFORMED, require_device
 
 OPS = torch.ops.selu_ext
 
@@ -151,8 +151,9 @@ def _mask(name, out, x):
     if name == "selu_alpha_dropout":
         x = F.selu(x)
     a, b, dropped = selu_ext.alpha_dropout_coefficients(0.4)
-    keep = (out - (a * x + b)).abs() < 1e-9
-    assert bool((keep | ((out - dropped).abs() < 1e-12)).all()), "neither kept nor dropped"
+    tol = F64_TRANSFORMED["atol"]
+    keep = (out - (a * x + b)).abs() < tol
+    assert bool((keep | ((out - dropped).abs() < tol)).all()), "neither kept nor dropped"
     return keep
 
 

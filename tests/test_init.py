@@ -8,9 +8,8 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import F64_FEW_ULP, SIGMAS
 from selu_ext.init import KERAS_TRUNCATION_STD, lecun_normal_
-
-SIGMAS = 6.0
 
 
 def _phi(x):
@@ -75,7 +74,7 @@ def test_std_is_one_over_sqrt_fan_in(make, fan_in):
 def test_keras_truncation_constant():
     # Keras divides by the standard deviation of N(0, 1) truncated to [-2, 2].
     m2, _ = _truncated_moments(2.0)
-    assert KERAS_TRUNCATION_STD == pytest.approx(math.sqrt(m2), rel=1e-15, abs=1e-16)
+    assert KERAS_TRUNCATION_STD == pytest.approx(math.sqrt(m2), rel=F64_FEW_ULP)
 
 
 @pytest.mark.parametrize("make,fan_in", LAYERS[:3], ids=IDS[:3])

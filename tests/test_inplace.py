@@ -1,12 +1,16 @@
-"""In-place SELU: the same values, version-counter bumps and autograd errors as
-torch.nn.functional.selu(x, inplace=True)."""
+"""In-place use: SELU gives the same values, version-counter bumps and autograd errors
+as torch.nn.functional.selu(x, inplace=True); the dropout functions write the input
+(strided views included) with the out-of-place result and gradients, and the dropout
+modules store the flag without acting on it, as torch.nn's do."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 import selu_ext
-from conftest import DEVICES, make_input, require_device, selu_reference
+from conftest import (DEVICES, F32_NETWORK, F64_REORDERED, assert_close_dtype, make_input, require_device,
+                      selu_reference)
+from dropout_common import FUNCTIONS, TORCH_FUNCTIONS
 
 
 def _both(fn):
@@ -24,10 +28,9 @@ def test_inplace_values_and_identity(device, layout):
     base = x._base
     out = selu_ext.selu(x, inplace=True)
     assert out is x
-    torch.testing.assert_close(x.double(), ref.to(x.device), rtol=3e-7, atol=1e-38)
+    assert_close_dtype(x, ref, torch.float32)
     if layout == "sliced":  # a strided view: the base tensor sees the result
-        torch.testing.assert_close(base[1::2, 1::2].double(), ref.to(x.device), rtol=3e-7,
-                                   atol=1e-38)
+        assert_close_dtype(base[1::2, 1::2], ref, torch.float32)
 
 
 @pytest.mark.parametrize("mode", ["grad", "no_grad", "inference_mode"])
@@ -56,6 +59,8 @@ def test_leaf_requiring_grad_errors_like_torch():
     theirs, ours = _both(err)
     assert "leaf Variable that requires grad" in ours
     assert ours.split(".")[0] == theirs.split(".")[0]
+    with pytest.raises(RuntimeError, match="leaf Variable that requires grad"):
+        selu_ext.nn.SELU(inplace=True)(torch.randn(5, requires_grad=True))
 
 
 def test_view_of_leaf_errors_like_torch():
@@ -97,7 +102,7 @@ def test_inplace_gradients_match_torch(device):
         return g
 
     theirs, ours = _both(grads)
-    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(ours, theirs, **F32_NETWORK)
 
 
 def test_inplace_double_backward():
@@ -125,3 +130,71 @@ def test_module_inplace():
     ref = selu_reference(x).float()
     assert m(x) is x
     torch.testing.assert_close(x, ref)
+
+
+# ---------------------------------------------------------------------------
+# Dropout
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("fn", FUNCTIONS)
+def test_inplace_writes_the_input(device, fn):
+    require_device(device)
+    f = getattr(selu_ext, fn)
+    x = make_input((16, 9, 3), torch.float32, device)
+    want = f(x, 0.3, training=True, seed=10)
+    y = x.clone()
+    v0 = y._version
+    out = f(y, 0.3, training=True, inplace=True, seed=10)
+    assert out is y
+    assert y._version > v0
+    torch.testing.assert_close(y, want, rtol=0, atol=0)  # bitwise, as in torch
+    # A strided view: the base sees the result.
+    base = make_input((16, 9, 6), torch.float32, device)
+    view = base[:, :, ::2]
+    want = f(view, 0.3, training=True, seed=10)
+    assert f(view, 0.3, training=True, inplace=True, seed=10) is view
+    torch.testing.assert_close(base[:, :, ::2], want, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("fn", FUNCTIONS)
+def test_inplace_on_leaf_requiring_grad_errors_like_torch(fn):
+    x = torch.randn(5, 4, requires_grad=True)
+    with pytest.raises(RuntimeError, match="leaf Variable that requires grad"):
+        getattr(selu_ext, fn)(x, 0.5, training=True, inplace=True)
+    with pytest.raises(RuntimeError, match="leaf Variable that requires grad"):
+        TORCH_FUNCTIONS[fn](x, 0.5, training=True, inplace=True)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("fn", FUNCTIONS)
+def test_inplace_gradients_equal_out_of_place(device, fn):
+    require_device(device)
+    f = getattr(selu_ext, fn)
+
+    def grads(inplace):
+        x = make_input((12, 6, 5), torch.float64, device).requires_grad_()
+        h = x * 1.5
+        y = f(h, 0.4, training=True, inplace=inplace, seed=21)
+        (g,) = torch.autograd.grad((y * y).sum(), x)
+        return y.detach(), g
+
+    (y0, g0), (y1, g1) = grads(False), grads(True)
+    torch.testing.assert_close(y1, y0, rtol=0, atol=0)
+    torch.testing.assert_close(g1, g0, **F64_REORDERED)
+
+
+def test_inplace_modules():
+    # As torch.nn's: the flag is stored and shown, and the input is left alone.
+    x = torch.randn(8, 6, 4)
+    for module in (selu_ext.nn.AlphaDropout, selu_ext.nn.FeatureAlphaDropout):
+        m = module(0.5, inplace=True)
+        assert "inplace=True" in repr(m)
+        y = x.clone()
+        torch.manual_seed(0)
+        want = module(0.5)(y)
+        torch.manual_seed(0)
+        got = m(y)
+        assert got is not y and torch.equal(y, x)
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+        assert m.eval()(y) is y

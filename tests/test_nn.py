@@ -1,5 +1,6 @@
 """selu_ext.nn: the modules are drop-ins for torch's (repr, state_dict, pickle,
-deepcopy), SelfNormalizingMLP's structure and initialization, and convert()."""
+deepcopy), SelfNormalizingMLP's structure and initialization. convert() is in
+test_convert.py."""
 
 import copy
 import io
@@ -12,9 +13,8 @@ from torch import nn
 
 import selu_ext
 from selu_ext import nn as snn
-from conftest import DEVICES, require_device
+from conftest import DEVICES, SIGMAS, require_device
 
-SIGMAS = 6.0
 
 PAIRS = [  # (ours, torch's), constructed alike
     (lambda: snn.SELU(), lambda: nn.SELU()),
@@ -197,180 +197,3 @@ def test_mlp_generator_reproducible_and_leaves_global_rng_alone():
 def test_mlp_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         snn.SelfNormalizingMLP(4, 8, 2, **kwargs)
-
-
-# ---------------------------------------------------------------------------
-# convert()
-
-
-def _torch_model():
-    torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv2d(1, 8, 3), nn.SELU(), nn.AlphaDropout(0.2),          # fused pair
-        nn.Flatten(),
-        nn.Linear(8 * 6 * 6, 32), nn.SELU(inplace=True),               # lone SELU
-        nn.Linear(32, 32), nn.SELU(), nn.FeatureAlphaDropout(0.1),     # not a pair
-        nn.Linear(32, 32), nn.AlphaDropout(0.3),                       # lone dropout
-        nn.Linear(32, 10),
-    )
-
-
-def _types(model):
-    return [type(m) for m in model]
-
-
-def test_convert_replaces_and_fuses():
-    model = _torch_model()
-    out = snn.convert(model)
-    assert _types(out) == [
-        nn.Conv2d, snn.SELUAlphaDropout, nn.Identity, nn.Flatten,
-        nn.Linear, snn.SELU,
-        nn.Linear, snn.SELU, snn.FeatureAlphaDropout,
-        nn.Linear, snn.AlphaDropout,
-        nn.Linear,
-    ]
-    assert out[1].p == 0.2 and out[5].inplace is True and out[7].inplace is False
-    assert out[8].p == 0.1 and out[10].p == 0.3
-    assert out.state_dict().keys() == model.state_dict().keys()
-    # No torch SELU / AlphaDropout left anywhere.
-    left = [m for m in out.modules()
-            if type(m) in (nn.SELU, nn.AlphaDropout, nn.FeatureAlphaDropout)]
-    assert left == []
-
-
-def test_convert_without_fusion():
-    out = snn.convert(_torch_model(), fuse=False)
-    assert _types(out)[:3] == [nn.Conv2d, snn.SELU, snn.AlphaDropout]
-    assert snn.SELUAlphaDropout not in _types(out)
-
-
-def test_convert_leaves_the_original_alone_unless_inplace():
-    model = _torch_model()
-    before = _types(model)
-    params = {k: v.clone() for k, v in model.state_dict().items()}
-    out = snn.convert(model)
-    assert out is not model and _types(model) == before
-    for k, v in model.state_dict().items():
-        assert torch.equal(v, params[k])
-        # A copy: training the converted model does not move the original.
-        assert out.state_dict()[k].data_ptr() != v.data_ptr()
-    same = snn.convert(model, inplace=True)
-    assert same is model and _types(model) == _types(out)
-    for k, v in model.state_dict().items():
-        assert torch.equal(v, params[k])
-
-
-@pytest.mark.parametrize("device", DEVICES)
-def test_convert_keeps_eval_outputs_and_gradients(device):
-    require_device(device)
-    model = _torch_model().to(device).eval()
-    out = snn.convert(model)
-    assert not any(m.training for m in out.modules())
-    x = torch.randn(16, 1, 8, 8, device=device)
-    y_theirs = model(x.clone())
-    y_ours = out(x.clone())
-    # SELU within 2 ULP of float, through three layers (on CUDA, convolutions may
-    # run in TF32, which amplifies any difference).
-    tol = dict(rtol=1e-5, atol=1e-6) if device == "cpu" else dict(rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(y_ours, y_theirs, **tol)
-    # Gradients too (eval mode: SELU only).
-    x1 = x.clone().requires_grad_()
-    x2 = x.clone().requires_grad_()
-    (g1,) = torch.autograd.grad(model(x1).square().sum(), x1)
-    (g2,) = torch.autograd.grad(out(x2).square().sum(), x2)
-    torch.testing.assert_close(g2, g1, rtol=1e-4, atol=1e-6 if device == "cpu" else 1e-5)
-
-
-@pytest.mark.parametrize("device", DEVICES)
-def test_fused_and_unfused_conversions_agree_in_training(device):
-    # Fusing draws the same one rng state per pair as the unfused AlphaDropout, so
-    # under one torch.manual_seed both give the same masks; the values agree to
-    # float rounding (the fused op does not round selu(x) before scaling).
-    require_device(device)
-    model = _torch_model().to(device).train()
-    fused, split = snn.convert(model), snn.convert(model, fuse=False)
-    x = torch.randn(16, 1, 8, 8, device=device)
-    torch.manual_seed(11)
-    y1 = fused(x.clone())
-    torch.manual_seed(11)
-    y2 = split(x.clone())
-    torch.testing.assert_close(y1, y2, rtol=1e-5, atol=1e-5)
-    torch.manual_seed(12)
-    assert not torch.allclose(fused(x.clone()), y1)
-
-
-class _Block(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.body = nn.Sequential(nn.Linear(6, 6), nn.SELU(), nn.AlphaDropout(0.1))
-        self.act = nn.SELU()
-        self.drop = nn.AlphaDropout(0.1)  # attributes of a plain Module: never fused
-
-    def forward(self, x):
-        return self.drop(self.act(self.body(x)))
-
-
-class _Net(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.blocks = nn.ModuleList([_Block(), _Block()])
-        self.heads = nn.ModuleDict({"a": nn.Sequential(nn.SELU(), nn.Linear(6, 2))})
-        self.deep = nn.Sequential(nn.Sequential(nn.Sequential(nn.SELU(), nn.AlphaDropout(0.5))))
-
-    def forward(self, x):
-        for b in self.blocks:
-            x = b(x)
-        return self.heads["a"](self.deep(x))
-
-
-def test_convert_nested_models():
-    net = _Net().eval()
-    out = snn.convert(net)
-    # A SELU whose output leaves its Sequential, or sits in a plain Module, keeps
-    # torch.nn's semantics (saves its input, not fused): the caller may modify the
-    # output in place. One feeding a Linear keeps only its output.
-    for b in out.blocks:
-        assert _types(b.body) == [nn.Linear, snn.SELU, snn.AlphaDropout]
-        assert not b.body[1].save_output
-        assert type(b.act) is snn.SELU and type(b.drop) is snn.AlphaDropout
-        assert not b.act.save_output
-    assert type(out.heads["a"][0]) is snn.SELU and out.heads["a"][0].save_output
-    assert _types(out.deep[0][0]) == [snn.SELU, snn.AlphaDropout]
-    x = torch.randn(5, 6)
-    torch.testing.assert_close(out(x), net(x), rtol=1e-5, atol=1e-6)
-    assert type(net.blocks[0].act) is nn.SELU  # original untouched
-
-
-def test_convert_modes_and_edge_cases():
-    # Training flags carry over module by module.
-    seq = nn.Sequential(nn.SELU(), nn.AlphaDropout(0.2), nn.AlphaDropout(0.3), nn.Linear(3, 3))
-    seq[2].eval()
-    out = snn.convert(seq)
-    assert _types(out) == [snn.SELUAlphaDropout, nn.Identity, snn.AlphaDropout, nn.Linear]
-    assert out[0].training and not out[2].training
-    # Without the Linear the pair's output leaves the Sequential: not fused.
-    out = snn.convert(seq[:3])
-    assert _types(out) == [snn.SELU, snn.AlphaDropout, snn.AlphaDropout]
-    # A bare module converts to its replacement.
-    assert type(snn.convert(nn.SELU(inplace=True))) is snn.SELU
-    assert snn.convert(nn.SELU(inplace=True)).inplace
-    bare = snn.convert(nn.AlphaDropout(0.4).eval())
-    assert type(bare) is snn.AlphaDropout and bare.p == 0.4 and not bare.training
-    # Consecutive pairs, and a module shared between two slots.
-    act = nn.SELU()
-    seq = nn.Sequential(act, nn.AlphaDropout(0.1), act, nn.AlphaDropout(0.2), nn.Linear(3, 3), act)
-    out = snn.convert(seq)
-    assert _types(out) == [snn.SELUAlphaDropout, nn.Identity, snn.SELUAlphaDropout, nn.Identity,
-                           nn.Linear, snn.SELU]
-    assert (out[0].p, out[2].p) == (0.1, 0.2)
-    # Subclasses may override forward: left alone.
-
-    class MySELU(nn.SELU):
-        def forward(self, x):
-            return super().forward(x) * 2
-
-    seq = nn.Sequential(MySELU(), nn.AlphaDropout(0.1))
-    assert _types(snn.convert(seq)) == [MySELU, snn.AlphaDropout]
-    # Already converted: a no-op.
-    once = snn.convert(_torch_model())
-    assert _types(snn.convert(once)) == _types(once)

@@ -37,15 +37,15 @@ def test_reference_matches_random123(counter, key, expected):
     assert philox4x32_10(counter, key) == expected
 
 
-def reference_keep(seed, offset, p, n):
-    """keep[i] for i < n, as csrc/selu.h defines it."""
+def reference_keep(seed, offset, p, n, start=0):
+    """keep[i] for start <= i < n, as csrc/selu.h defines it (p >= 1: the threshold
+    2**32 - 1, so only the word 2**32 - 1 keeps a unit). tests/test_large.py reads
+    windows past 2**31 from it."""
     threshold = 0 if p <= 0 else min(round(p * 2**32), 2**32 - 1)
-    if p >= 1:
-        threshold = 2**32 - 1
     seed &= (1 << 64) - 1
     ctr_lo = (offset // 4) & ((1 << 64) - 1)
     keep = []
-    for i in range(n):
+    for i in range(start, n):
         group = (i // 128) * 32 + i % 32
         word = (i // 32) % 4
         r = philox4x32_10([ctr_lo & MASK32, ctr_lo >> 32, group & MASK32, group >> 32],

@@ -1,5 +1,6 @@
-"""Forward values: against a float64 reference and against torch.nn.functional.selu,
-every dtype, device, CPU kernel variant and memory layout."""
+"""SELU forward values: against a float64 reference and against
+torch.nn.functional.selu, every dtype, device, CPU kernel variant and memory layout;
+the constants. (The README example's printed values: test_readme.py.)"""
 
 import math
 from fractions import Fraction
@@ -10,8 +11,8 @@ import torch.nn.functional as F
 
 import selu_ext
 from selu_ext import _C
-from conftest import (DEVICES, DTYPES, TOL, assert_close_dtype, cpu_capabilities, make_input,
-                      ops, require_device, selu_reference, ulp32)
+from conftest import (DEVICES, DTYPES, F64_FEW_ULP, MAX_ULP32, TOL, assert_close_dtype,
+                      cpu_capabilities, make_input, ops, require_device, selu_reference, ulp32)
 
 SHAPES = [(), (0,), (1,), (7,), (33,), (4096,), (127, 129), (3, 5, 7, 9), (65537,)]
 
@@ -95,7 +96,7 @@ def _float32_sweep(device):
     ref = selu_reference(x).cpu()
     err = (y.cpu().to(torch.float64) - ref).abs() / ulp32(ref)
     worst = int(err.argmax())
-    assert err.max().item() <= 2.0, (
+    assert err.max().item() <= MAX_ULP32, (
         f"{err.max().item():.3f} ULP at x={x[worst].item()!r}: got {y[worst].item()!r}, "
         f"want {ref[worst].item()!r}")
     # Signed zeros, infinities and NaN exactly as PyTorch.
@@ -103,7 +104,7 @@ def _float32_sweep(device):
     got, want = selu_ext.selu(special), F.selu(special)
     assert torch.equal(torch.signbit(got[:2]), torch.signbit(want[:2]))
     assert got[2].item() == math.inf
-    assert got[3].item() == pytest.approx(-selu_ext.SCALE * selu_ext.ALPHA, rel=1e-7)
+    assert_close_dtype(got[3], selu_reference(special[3]), torch.float32)  # -scale*alpha
     assert math.isnan(got[4].item())
 
 
@@ -112,8 +113,10 @@ def test_tiny_negative_is_not_zero(device):
     # expm1, not exp - 1: selu(-1e-8) = -scale*alpha*1e-8, not 0.
     require_device(device)
     for dtype in (torch.float32, torch.float64):
-        y = selu_ext.selu(torch.tensor([-1e-8], dtype=dtype, device=device))
-        assert y.item() == pytest.approx(-1e-8 * selu_ext.SCALE * selu_ext.ALPHA, rel=1e-6)
+        x = torch.tensor([-1e-8], dtype=dtype, device=device)
+        y = selu_ext.selu(x)
+        assert y.item() < 0
+        assert_close_dtype(y, selu_reference(x), dtype)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -123,16 +126,7 @@ def test_float64_precision(device):
     y = selu_ext.selu(x)
     ref = selu_reference(x)
     rel = ((y - ref).abs() / ref.abs().clamp_min(1e-300)).max().item()
-    assert rel < 1e-15
-
-
-def test_readme_example():
-    # The values the README prints (the lucid page in the seeds prints wrong ones).
-    x = torch.tensor([-1.0, 2.0, -0.5, 3.0], requires_grad=True)
-    y = selu_ext.nn.SELU()(x)
-    y.sum().backward()
-    assert [round(v, 4) for v in y.tolist()] == [-1.1113, 2.1014, -0.6918, 3.1521]
-    assert [round(v, 4) for v in x.grad.tolist()] == [0.6468, 1.0507, 1.0663, 1.0507]
+    assert rel < F64_FEW_ULP
 
 
 def test_constants_match_pytorch():
@@ -150,7 +144,7 @@ def test_constants_match_pytorch():
     assert y[0].item() == selu_ext.SCALE
     assert y[1].item() == -float(exact)
     assert abs(y[1].item() - F.selu(x[1:2]).item()) <= math.ulp(float(exact))
-    assert y[2].item() == pytest.approx(F.selu(x[2:3]).item(), rel=1e-15)
+    assert y[2].item() == pytest.approx(F.selu(x[2:3]).item(), rel=F64_FEW_ULP)
     # And in float32, through the kernels' split-constant product.
     y32 = selu_ext.selu(torch.tensor([1.0, -1000.0]))
     assert y32.tolist() == [torch.tensor(selu_ext.SCALE, dtype=torch.float32).item(),
