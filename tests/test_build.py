@@ -171,7 +171,7 @@ import sys
 
 import torch
 
-MESSAGE, MISSING = sys.argv[1], sys.argv[2] == "missing"
+MESSAGE, MISSING, FOUND = sys.argv[1], sys.argv[2] == "missing", sys.argv[3]
 
 
 class FailToLoad(importlib.abc.MetaPathFinder):
@@ -183,9 +183,9 @@ class FailToLoad(importlib.abc.MetaPathFinder):
         return None
 
 
-# What a wheel built against a CUDA torch meets beside a CPU-only torch 2.13.
+# What a wheel built against another torch meets beside a CPU-only torch (FOUND).
 sys.meta_path.insert(0, FailToLoad())
-torch.__version__ = "2.13.0+cpu"
+torch.__version__ = FOUND
 torch.version.cuda = None
 try:
     import selu_ext  # noqa: F401
@@ -196,9 +196,16 @@ else:
 '''
 
 
+def _found_torch():
+    """A CPU-only torch version other than the one this build was made against."""
+    from selu_ext import _built_with
+
+    return "2.12.0+cpu" if _built_with.TORCH_VERSION == "2.13.0+cpu" else "2.13.0+cpu"
+
+
 def _import_with_failing_library(message, missing=False):
     out = subprocess.run([sys.executable, "-c", _FAILING_LOAD, message,
-                          "missing" if missing else "broken"],
+                          "missing" if missing else "broken", _found_torch()],
                          capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert out.returncode == 0, out.stderr
     return out.stdout.strip()
@@ -212,7 +219,7 @@ def test_import_error_names_the_torch_built_against_and_found():
     assert msg.startswith("ImportError selu_ext: its compiled library does not load")
     assert raw in msg  # the linker's own words stay in the message
     assert f"against torch {_built_with.TORCH_VERSION};" in msg
-    assert "the installed torch is 2.13.0+cpu (a CPU-only build)" in msg
+    assert f"the installed torch is {_found_torch()} (a CPU-only build)" in msg
     assert "pip install --no-build-isolation -e ." in msg
     assert f"or install torch {_built_with.TORCH_VERSION}." in msg
 
