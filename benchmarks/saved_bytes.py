@@ -7,7 +7,7 @@ nn.Identity). Counts are exact and deterministic (each storage once).
     python benchmarks/saved_bytes.py            # prints the README table
     python benchmarks/saved_bytes.py --write    # also stores benchmarks/results/memory/saved_bytes.md
 
-README's "Where the memory saving applies" shows this table; tests/test_dropin.py
+README's "Where the memory saving applies" shows this table; tests/test_readme.py
 regenerates it and compares.
 """
 
