@@ -25,7 +25,7 @@ struct CudaBackend {
   static void fresh_output(const at::Tensor&) {}
 
   static void selu_forward(DType d, const void* x, void* y, int64_t n) {
-    cuda::launch_selu_forward(d, x, y, n, stream());
+    cuda::launch_selu(d, x, y, n, stream());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
   static void selu_backward(DType d, const void* g, const void* y, void* gx, int64_t n,
@@ -35,7 +35,7 @@ struct CudaBackend {
   }
   static void alpha_dropout_forward(DType d, const void* x, void* z, int64_t n,
                                     const DropoutLaunch& a) {
-    cuda::launch_alpha_dropout_forward(d, x, z, n, a, stream());
+    cuda::launch_alpha_dropout(d, x, z, n, a, stream());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
   static void alpha_dropout_backward(DType d, const void* g, void* gx, int64_t n,
@@ -45,7 +45,7 @@ struct CudaBackend {
   }
   static void selu_alpha_dropout_forward(DType d, const void* x, void* z, int64_t n,
                                          const DropoutLaunch& a) {
-    cuda::launch_selu_alpha_dropout_forward(d, x, z, n, a, stream());
+    cuda::launch_selu_alpha_dropout(d, x, z, n, a, stream());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
   static void selu_alpha_dropout_backward(DType d, const void* g, const void* z, void* gx,
@@ -54,7 +54,7 @@ struct CudaBackend {
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
   static void keep_mask(bool* out, int64_t n, const DropoutLaunch& a) {
-    cuda::launch_keep_mask(out, n, a, stream());
+    cuda::launch_dropout_keep_mask(out, n, a, stream());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
 
