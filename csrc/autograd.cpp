@@ -305,7 +305,9 @@ at::Tensor fused_negative_mask(const at::Tensor& z, double p, const at::Tensor& 
   at::Tensor keep;
   {
     at::AutoDispatchBelowADInplaceOrView guard;
-    keep = op_dropout_keep_mask().call(rng.to(z.device()), z.sym_numel(), p).view_symint(z.sym_sizes());
+    keep = op_dropout_keep_mask()
+               .call(rng.to(z.device()), z.sym_numel(), p)
+               .view_symint(z.sym_sizes());
   }
   const double bound = kept_bound_for(p, z.scalar_type());
   return keep.logical_and(z.lt(bound)).to(z.scalar_type());
@@ -364,7 +366,8 @@ at::Tensor autograd_selu_alpha_dropout(c10::DispatchKeySet ks, const at::Tensor&
   }
   if (has_tangent(self)) {
     out._set_fw_grad(
-        op_selu_alpha_dropout_backward().call(tangent(self), primal(out), p, primal(rng)), 0, false);
+        op_selu_alpha_dropout_backward().call(tangent(self), primal(out), p, primal(rng)), 0,
+        false);
   }
   return out;
 }
@@ -421,9 +424,9 @@ void inplace_view_alpha_dropout_(c10::DispatchKeySet ks, at::Tensor& self, doubl
 }  // namespace
 
 TORCH_LIBRARY_IMPL(selu_ext, Autograd, m) {
-#define SELU_EXT_IMPL(name, kind, ...) \
-  SELU_EXT_IF_AUTOGRAD(kind,           \
-                       m.impl(#name, torch::dispatch(c10::DispatchKey::Autograd, &autograd_##name));)
+#define SELU_EXT_IMPL(name, kind, ...)                                                     \
+  SELU_EXT_IF_AUTOGRAD(kind, m.impl(#name, torch::dispatch(c10::DispatchKey::Autograd,      \
+                                                          &autograd_##name));)
   SELU_EXT_OPS(SELU_EXT_IMPL)
 #undef SELU_EXT_IMPL
 }

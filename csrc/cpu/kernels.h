@@ -22,15 +22,15 @@ struct Kernels {
   void (*selu_loop)(DType, const void* x, void* y, int64_t n);
   // y: the forward's output (is_result) or input.
   void (*selu_backward_loop)(DType, const void* grad, const void* y, void* grad_x, int64_t n,
-                        bool is_result);
+                             bool is_result);
   void (*alpha_dropout_loop)(DType, const void* x, void* z, int64_t begin, int64_t n,
-                                const DropoutLaunch&);
+                             const DropoutLaunch&);
   void (*alpha_dropout_backward_loop)(DType, const void* grad, void* grad_x, int64_t begin,
-                                 int64_t n, const DropoutLaunch&);
+                                      int64_t n, const DropoutLaunch&);
   void (*selu_alpha_dropout_loop)(DType, const void* x, void* z, int64_t begin, int64_t n,
-                                     const DropoutLaunch&);
+                                  const DropoutLaunch&);
   void (*selu_alpha_dropout_backward_loop)(DType, const void* grad, const void* z, void* grad_x,
-                                      int64_t begin, int64_t n, const DropoutLaunch&);
+                                           int64_t begin, int64_t n, const DropoutLaunch&);
   void (*dropout_keep_mask_loop)(bool* out, int64_t begin, int64_t n, const DropoutLaunch&);
 };
 

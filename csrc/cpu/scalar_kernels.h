@@ -1,8 +1,11 @@
-// selu_ext CPU kernels as plain scalar loops over selu.h's math: the baseline
-// variant for compilers without GCC/Clang vector extensions (MSVC), which
-// auto-vectorise what they can. Same results as the vector kernels: the same
-// math (selu.h), the same mask layout (one Philox call per 4 elements of a
-// 128-element block), float16/bfloat16 rounded by c10's bit-exact conversions.
+// selu_ext CPU kernels as plain scalar loops over selu_math.h's formulas: the
+// baseline variant for compilers without GCC/Clang vector extensions (MSVC), which
+// auto-vectorise what they can. The same formulas and mask layout (one Philox call
+// per 4 elements of a 128-element block) as the vector kernels, float16/bfloat16
+// rounded by c10's bit-exact conversions: the same masks, and values within the
+// tests' tolerances of theirs, though not always to the bit (fmaf rounds once where
+// the SSE2 variant rounds twice, double expm1 is the C library's, and the fused
+// backward has no vector-style skip of the mask where z == dropped).
 //
 // Built in place of vec_kernels.h by kernels_baseline.cpp under MSVC, or anywhere
 // with SELU_EXT_SCALAR_KERNELS=1 (setup.py), which is how it is tested on Linux.
@@ -57,9 +60,10 @@ void selu_loop_t(const void* x, void* y, int64_t n) {
 }
 
 // `v` is the forward's output (is_result) or its input, as in vec_kernels.h; a
-// 16-bit output saturates at scale*alpha rounded to 16 bits (selu.h).
+// 16-bit output saturates at scale*alpha rounded to 16 bits (selu_backward_elem).
 template <DType D>
-void selu_backward_loop_t(const void* grad, const void* v_in, void* grad_x, int64_t n, bool is_result) {
+void selu_backward_loop_t(const void* grad, const void* v_in, void* grad_x, int64_t n,
+                          bool is_result) {
   using T = typename Elem<D>::T;
   using A = typename Elem<D>::A;
   const T* g = static_cast<const T*>(grad);
@@ -101,7 +105,7 @@ AlphaDropoutParams<A> params_for(const DropoutLaunch& args) {
 
 template <DType D>
 void alpha_dropout_loop_t(const void* x, void* z, int64_t begin, int64_t n,
-                             const DropoutLaunch& args) {
+                          const DropoutLaunch& args) {
   using T = typename Elem<D>::T;
   using A = typename Elem<D>::A;
   const T* in = static_cast<const T*>(x);
@@ -114,7 +118,7 @@ void alpha_dropout_loop_t(const void* x, void* z, int64_t begin, int64_t n,
 
 template <DType D>
 void alpha_dropout_backward_loop_t(const void* grad, void* grad_x, int64_t begin, int64_t n,
-                              const DropoutLaunch& args) {
+                                   const DropoutLaunch& args) {
   using T = typename Elem<D>::T;
   using A = typename Elem<D>::A;
   const T* g = static_cast<const T*>(grad);
@@ -127,7 +131,7 @@ void alpha_dropout_backward_loop_t(const void* grad, void* grad_x, int64_t begin
 
 template <DType D>
 void selu_alpha_dropout_loop_t(const void* x, void* z, int64_t begin, int64_t n,
-                                  const DropoutLaunch& args) {
+                               const DropoutLaunch& args) {
   using T = typename Elem<D>::T;
   using A = typename Elem<D>::A;
   const T* in = static_cast<const T*>(x);
@@ -141,8 +145,8 @@ void selu_alpha_dropout_loop_t(const void* x, void* z, int64_t begin, int64_t n,
 }
 
 template <DType D>
-void selu_alpha_dropout_backward_loop_t(const void* grad, const void* z, void* grad_x, int64_t begin,
-                                   int64_t n, const DropoutLaunch& args) {
+void selu_alpha_dropout_backward_loop_t(const void* grad, const void* z, void* grad_x,
+                                        int64_t begin, int64_t n, const DropoutLaunch& args) {
   using T = typename Elem<D>::T;
   using A = typename Elem<D>::A;
   const T* g = static_cast<const T*>(grad);
@@ -179,23 +183,24 @@ void dropout_keep_mask_loop_e(bool* out, int64_t begin, int64_t n, const Dropout
 void selu_loop_e(DType d, const void* x, void* y, int64_t n) {
   SELU_EXT_BY_DTYPE(selu_loop_t, d, x, y, n)
 }
-void selu_backward_loop_e(DType d, const void* g, const void* y, void* gx, int64_t n, bool is_result) {
+void selu_backward_loop_e(DType d, const void* g, const void* y, void* gx, int64_t n,
+                          bool is_result) {
   SELU_EXT_BY_DTYPE(selu_backward_loop_t, d, g, y, gx, n, is_result)
 }
 void alpha_dropout_loop_e(DType d, const void* x, void* z, int64_t b, int64_t n,
-                             const DropoutLaunch& a) {
+                          const DropoutLaunch& a) {
   SELU_EXT_BY_DTYPE(alpha_dropout_loop_t, d, x, z, b, n, a)
 }
 void alpha_dropout_backward_loop_e(DType d, const void* g, void* gx, int64_t b, int64_t n,
-                              const DropoutLaunch& a) {
+                                   const DropoutLaunch& a) {
   SELU_EXT_BY_DTYPE(alpha_dropout_backward_loop_t, d, g, gx, b, n, a)
 }
 void selu_alpha_dropout_loop_e(DType d, const void* x, void* z, int64_t b, int64_t n,
-                                  const DropoutLaunch& a) {
+                               const DropoutLaunch& a) {
   SELU_EXT_BY_DTYPE(selu_alpha_dropout_loop_t, d, x, z, b, n, a)
 }
 void selu_alpha_dropout_backward_loop_e(DType d, const void* g, const void* z, void* gx, int64_t b,
-                                   int64_t n, const DropoutLaunch& a) {
+                                        int64_t n, const DropoutLaunch& a) {
   SELU_EXT_BY_DTYPE(selu_alpha_dropout_backward_loop_t, d, g, z, gx, b, n, a)
 }
 #undef SELU_EXT_BY_DTYPE

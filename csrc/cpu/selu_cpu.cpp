@@ -66,12 +66,13 @@ struct CpuBackend {
   }
 
   static void selu_backward_loop(DType d, const void* g, const void* y, void* gx, int64_t n,
-                            bool is_result) {
+                                 bool is_result) {
     const auto& k = cpu::active();
     const int64_t es = element_size(d);
     at::parallel_for(0, n, kGrain, [&](int64_t b, int64_t e) {
-      k.selu_backward_loop(d, static_cast<const char*>(g) + b * es, static_cast<const char*>(y) + b * es,
-                      static_cast<char*>(gx) + b * es, e - b, is_result);
+      k.selu_backward_loop(d, static_cast<const char*>(g) + b * es,
+                           static_cast<const char*>(y) + b * es,
+                           static_cast<char*>(gx) + b * es, e - b, is_result);
     });
   }
 
@@ -88,54 +89,56 @@ struct CpuBackend {
   }
 
   static void alpha_dropout_loop(DType d, const void* x, void* z, int64_t n,
-                                    const DropoutLaunch& launch) {
+                                 const DropoutLaunch& launch) {
     const auto& k = cpu::active();
     const auto& a = launch;
     const int64_t es = element_size(d);
     over_blocks(n, [&](int64_t begin, int64_t m) {
       k.alpha_dropout_loop(d, static_cast<const char*>(x) + begin * es,
-                              static_cast<char*>(z) + begin * es, begin, m, a);
+                           static_cast<char*>(z) + begin * es, begin, m, a);
     });
   }
 
   static void alpha_dropout_backward_loop(DType d, const void* g, void* gx, int64_t n,
-                                     const DropoutLaunch& launch) {
+                                          const DropoutLaunch& launch) {
     const auto& k = cpu::active();
     const auto& a = launch;
     const int64_t es = element_size(d);
     over_blocks(n, [&](int64_t begin, int64_t m) {
       k.alpha_dropout_backward_loop(d, static_cast<const char*>(g) + begin * es,
-                               static_cast<char*>(gx) + begin * es, begin, m, a);
+                                    static_cast<char*>(gx) + begin * es, begin, m, a);
     });
   }
 
   static void selu_alpha_dropout_loop(DType d, const void* x, void* z, int64_t n,
-                                         const DropoutLaunch& launch) {
+                                      const DropoutLaunch& launch) {
     const auto& k = cpu::active();
     const auto& a = launch;
     const int64_t es = element_size(d);
     over_blocks(n, [&](int64_t begin, int64_t m) {
       k.selu_alpha_dropout_loop(d, static_cast<const char*>(x) + begin * es,
-                                   static_cast<char*>(z) + begin * es, begin, m, a);
+                                static_cast<char*>(z) + begin * es, begin, m, a);
     });
   }
 
   static void selu_alpha_dropout_backward_loop(DType d, const void* g, const void* z, void* gx,
-                                          int64_t n, const DropoutLaunch& launch) {
+                                               int64_t n, const DropoutLaunch& launch) {
     const auto& k = cpu::active();
     const auto& a = launch;
     const int64_t es = element_size(d);
     over_blocks(n, [&](int64_t begin, int64_t m) {
       k.selu_alpha_dropout_backward_loop(d, static_cast<const char*>(g) + begin * es,
-                                    static_cast<const char*>(z) + begin * es,
-                                    static_cast<char*>(gx) + begin * es, begin, m, a);
+                                         static_cast<const char*>(z) + begin * es,
+                                         static_cast<char*>(gx) + begin * es, begin, m, a);
     });
   }
 
   static void dropout_keep_mask_loop(bool* out, int64_t n, const DropoutLaunch& launch) {
     const auto& k = cpu::active();
     const auto& a = launch;
-    over_blocks(n, [&](int64_t begin, int64_t m) { k.dropout_keep_mask_loop(out + begin, begin, m, a); });
+    over_blocks(n, [&](int64_t begin, int64_t m) {
+      k.dropout_keep_mask_loop(out + begin, begin, m, a);
+    });
   }
 
   static RngSource rng_source(const at::Tensor& rng_state, const at::Tensor& input,

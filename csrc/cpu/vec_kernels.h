@@ -460,7 +460,8 @@ void selu_loop_t(const void* x, void* y, int64_t n) {
 // `v` is the forward's output (is_result) or its input; from the input the output is
 // recomputed in registers, so both read the same bytes.
 template <DType D>
-void selu_backward_loop_t(const void* grad, const void* v, void* grad_x, int64_t n, bool is_result) {
+void selu_backward_loop_t(const void* grad, const void* v, void* grad_x, int64_t n,
+                          bool is_result) {
   using V = typename Pack<D>::V;
   using S = typename Pack<D>::S;
   if (is_result) {
@@ -630,7 +631,7 @@ SELU_VI void dropout_loop(const void* const* in, void* out, int64_t begin, int64
 
 template <DType D>
 void alpha_dropout_loop_t(const void* x, void* z, int64_t begin, int64_t n,
-                             const DropoutLaunch& args) {
+                          const DropoutLaunch& args) {
   using P = Pack<D>;
   using S = typename P::S;
   const AlphaDropoutParams<S> q = params_for<S>(args);
@@ -643,7 +644,7 @@ void alpha_dropout_loop_t(const void* x, void* z, int64_t begin, int64_t n,
 
 template <DType D>
 void alpha_dropout_backward_loop_t(const void* grad, void* grad_x, int64_t begin, int64_t n,
-                              const DropoutLaunch& args) {
+                                   const DropoutLaunch& args) {
   using P = Pack<D>;
   using S = typename P::S;
   const AlphaDropoutParams<S> q = params_for<S>(args);
@@ -656,7 +657,7 @@ void alpha_dropout_backward_loop_t(const void* grad, void* grad_x, int64_t begin
 
 template <DType D>
 void selu_alpha_dropout_loop_t(const void* x, void* z, int64_t begin, int64_t n,
-                                  const DropoutLaunch& args) {
+                               const DropoutLaunch& args) {
   using P = Pack<D>;
   using V = typename P::V;
   using S = typename P::S;
@@ -680,8 +681,8 @@ void selu_alpha_dropout_loop_t(const void* x, void* z, int64_t begin, int64_t n,
 // larger part of this kernel's instructions, is skipped. A NaN z (NaN or infinite x)
 // can be kept or dropped with different gradients: its block regenerates the mask.
 template <DType D>
-void selu_alpha_dropout_backward_loop_t(const void* grad, const void* z, void* grad_x, int64_t begin,
-                                   int64_t n, const DropoutLaunch& args) {
+void selu_alpha_dropout_backward_loop_t(const void* grad, const void* z, void* grad_x,
+                                        int64_t begin, int64_t n, const DropoutLaunch& args) {
   using P = Pack<D>;
   using V = typename P::V;
   using S = typename P::S;
@@ -769,26 +770,27 @@ SELU_EXT_KERNEL_ENTRY(selu_alpha_dropout_backward_loop)
 void selu_loop_e(DType d, const void* x, void* y, int64_t n) {
   by_dtype<selu_loop_k>(d, x, y, n);
 }
-void selu_backward_loop_e(DType d, const void* g, const void* v, void* gx, int64_t n, bool is_result) {
+void selu_backward_loop_e(DType d, const void* g, const void* v, void* gx, int64_t n,
+                          bool is_result) {
   by_dtype<selu_backward_loop_k>(d, g, v, gx, n, is_result);
 }
 void alpha_dropout_loop_e(DType d, const void* x, void* z, int64_t b, int64_t n,
-                             const DropoutLaunch& a) {
+                          const DropoutLaunch& a) {
   by_dtype<alpha_dropout_loop_k, const void*, void*, int64_t, int64_t, const DropoutLaunch&>(
       d, x, z, b, n, a);
 }
 void alpha_dropout_backward_loop_e(DType d, const void* g, void* gx, int64_t b, int64_t n,
-                              const DropoutLaunch& a) {
-  by_dtype<alpha_dropout_backward_loop_k, const void*, void*, int64_t, int64_t, const DropoutLaunch&>(
-      d, g, gx, b, n, a);
+                                   const DropoutLaunch& a) {
+  by_dtype<alpha_dropout_backward_loop_k, const void*, void*, int64_t, int64_t,
+           const DropoutLaunch&>(d, g, gx, b, n, a);
 }
 void selu_alpha_dropout_loop_e(DType d, const void* x, void* z, int64_t b, int64_t n,
-                                  const DropoutLaunch& a) {
+                               const DropoutLaunch& a) {
   by_dtype<selu_alpha_dropout_loop_k, const void*, void*, int64_t, int64_t,
            const DropoutLaunch&>(d, x, z, b, n, a);
 }
 void selu_alpha_dropout_backward_loop_e(DType d, const void* g, const void* z, void* gx, int64_t b,
-                                   int64_t n, const DropoutLaunch& a) {
+                                        int64_t n, const DropoutLaunch& a) {
   by_dtype<selu_alpha_dropout_backward_loop_k, const void*, const void*, void*, int64_t, int64_t,
            const DropoutLaunch&>(d, g, z, gx, b, n, a);
 }

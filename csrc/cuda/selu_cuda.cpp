@@ -30,27 +30,27 @@ struct CudaBackend {
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
   static void selu_backward_loop(DType d, const void* g, const void* y, void* gx, int64_t n,
-                            bool is_result) {
+                                 bool is_result) {
     cuda::launch_selu_backward(d, g, y, gx, n, is_result, stream());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
   static void alpha_dropout_loop(DType d, const void* x, void* z, int64_t n,
-                                    const DropoutLaunch& a) {
+                                 const DropoutLaunch& a) {
     cuda::launch_alpha_dropout(d, x, z, n, a, stream());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
   static void alpha_dropout_backward_loop(DType d, const void* g, void* gx, int64_t n,
-                                     const DropoutLaunch& a) {
+                                          const DropoutLaunch& a) {
     cuda::launch_alpha_dropout_backward(d, g, gx, n, a, stream());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
   static void selu_alpha_dropout_loop(DType d, const void* x, void* z, int64_t n,
-                                         const DropoutLaunch& a) {
+                                      const DropoutLaunch& a) {
     cuda::launch_selu_alpha_dropout(d, x, z, n, a, stream());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
   static void selu_alpha_dropout_backward_loop(DType d, const void* g, const void* z, void* gx,
-                                          int64_t n, const DropoutLaunch& a) {
+                                               int64_t n, const DropoutLaunch& a) {
     cuda::launch_selu_alpha_dropout_backward(d, g, z, gx, n, a, stream());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }

@@ -435,7 +435,9 @@ void by_dtype(DType d, F f) {
 }  // namespace
 
 void launch_selu(DType d, const void* x, void* y, int64_t n, cudaStream_t stream) {
-  by_dtype(d, [&](auto t) { launch_unary<decltype(t)>(x, y, n, SeluKernel<decltype(t)>{}, stream); });
+  by_dtype(d, [&](auto t) {
+    launch_unary<decltype(t)>(x, y, n, SeluKernel<decltype(t)>{}, stream);
+  });
 }
 
 void launch_selu_backward(DType d, const void* grad, const void* y, void* grad_x, int64_t n,
