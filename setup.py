@@ -347,9 +347,11 @@ def _extension(torch, cpp_extension, with_cuda, no_cuda_reason, cuda_home):
         link = []
     else:
         # The std::string ABI of the torch that will load us, stated rather than left
-        # to the compiler's default: a toolchain whose default differs (the GPU machine
-        # builds with /opt/gcc) otherwise hands libc10 std::strings it reads as
-        # garbage, and every TORCH_CHECK with a formatted message segfaults.
+        # to the compiler's default: a toolchain whose default differs would hand
+        # libc10 std::strings it misreads (selu_ext/ops.py refuses such a build). Not
+        # the cause of the H100 crash on formatted error messages (csrc/check.h: a
+        # mismatched build fails to load at all), but a check a foreign toolchain such
+        # as that machine's /opt/gcc needs.
         abi = [f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}"]
         # -g0 last: Python's own CFLAGS, which setuptools passes first, carry -g, and
         # debug information for torch's headers is most of the host files' compile time.

@@ -27,6 +27,7 @@
 #include <type_traits>
 
 #include "host.h"
+#include "op_list.h"
 #include "selu.h"
 
 namespace selu_ext {
@@ -41,31 +42,14 @@ c10::TypedOperatorHandle<Sig> find_op(const char* name) {
   return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<Sig>();
 }
 
-#define SELU_EXT_OP(fn, name, sig)            \
-  const c10::TypedOperatorHandle<sig>& fn() { \
-    static const auto h = find_op<sig>(name); \
-    return h;                                 \
+// op_<name>(): the operator's handle, found once.
+#define SELU_EXT_OP_HANDLE(name, kind, ...)                         \
+  const c10::TypedOperatorHandle<__VA_ARGS__>& op_##name() {        \
+    static const auto h = find_op<__VA_ARGS__>("selu_ext::" #name); \
+    return h;                                                       \
   }
-
-using SeluSig = at::Tensor(const at::Tensor&, bool);
-using SeluInplaceSig = void(at::Tensor&);
-using SeluBackwardSig = at::Tensor(const at::Tensor&, const at::Tensor&, bool);
-using DropoutSig = at::Tensor(const at::Tensor&, double, const at::Tensor&);
-using DropoutInplaceSig = void(at::Tensor&, double, const at::Tensor&);
-using FusedBackwardSig = at::Tensor(const at::Tensor&, const at::Tensor&, double, const at::Tensor&);
-using KeepMaskSig = at::Tensor(const at::Tensor&, c10::SymInt, double);
-
-SELU_EXT_OP(selu_op, "selu_ext::selu", SeluSig)
-SELU_EXT_OP(selu_inplace_op, "selu_ext::selu_", SeluInplaceSig)
-SELU_EXT_OP(selu_backward_op, "selu_ext::selu_backward", SeluBackwardSig)
-SELU_EXT_OP(alpha_dropout_op, "selu_ext::alpha_dropout", DropoutSig)
-SELU_EXT_OP(alpha_dropout_inplace_op, "selu_ext::alpha_dropout_", DropoutInplaceSig)
-SELU_EXT_OP(alpha_dropout_backward_op, "selu_ext::alpha_dropout_backward", DropoutSig)
-SELU_EXT_OP(selu_alpha_dropout_op, "selu_ext::selu_alpha_dropout", DropoutSig)
-SELU_EXT_OP(selu_alpha_dropout_backward_op, "selu_ext::selu_alpha_dropout_backward",
-            FusedBackwardSig)
-SELU_EXT_OP(keep_mask_op, "selu_ext::dropout_keep_mask", KeepMaskSig)
-#undef SELU_EXT_OP
+SELU_EXT_OPS(SELU_EXT_OP_HANDLE)
+#undef SELU_EXT_OP_HANDLE
 
 // ---------------------------------------------------------------------------
 // Node plumbing. torch 2.11 holds graph nodes in std::shared_ptr, 2.13 and later in
@@ -136,7 +120,7 @@ at::Tensor selu_backward_dv(const at::Tensor& grad, const at::Tensor& v, bool is
                             const at::Tensor& w) {
   const at::Tensor negative = v.lt(0).to(v.scalar_type());
   if (is_result) return w.mul(grad).mul(negative);
-  return selu_backward_op().call(w.mul(grad), v, false).mul(negative);
+  return op_selu_backward().call(w.mul(grad), v, false).mul(negative);
 }
 
 struct SeluBackwardBackwardNode : SavingNode {
@@ -150,7 +134,7 @@ struct SeluBackwardBackwardNode : SavingNode {
     variable_list out(2);
     if (!gg[0].defined()) return out;
     const at::Tensor v = v_.unpack();
-    if (task_should_compute_output(0)) out[0] = selu_backward_op().call(gg[0], v, is_result_);
+    if (task_should_compute_output(0)) out[0] = op_selu_backward().call(gg[0], v, is_result_);
     if (task_should_compute_output(1)) out[1] = selu_backward_dv(grad_.unpack(), v, is_result_, gg[0]);
     return out;
   }
@@ -168,15 +152,15 @@ struct SeluBackwardNode : SavingNode {
     if (grads[0].defined() && task_should_compute_output(0)) {
       // Through the op's own autograd kernel: with create_graph=True this records
       // the double-backward node.
-      out[0] = selu_backward_op().call(grads[0], v_.unpack(getptr()), is_result_);
+      out[0] = op_selu_backward().call(grads[0], v_.unpack(getptr()), is_result_);
     }
     return out;
   }
 };
 
-at::Tensor selu_autograd(c10::DispatchKeySet ks, const at::Tensor& self, bool save_output) {
+at::Tensor autograd_selu(c10::DispatchKeySet ks, const at::Tensor& self, bool save_output) {
   const bool requires_grad = torch::autograd::compute_requires_grad(self);
-  at::Tensor out = below(ks, selu_op(), self, save_output);
+  at::Tensor out = below(ks, op_selu(), self, save_output);
   if (requires_grad) {
     auto node = make_node<SeluBackwardNode>();
     auto* n = static_cast<SeluBackwardNode*>(node.get());
@@ -185,13 +169,13 @@ at::Tensor selu_autograd(c10::DispatchKeySet ks, const at::Tensor& self, bool sa
     n->v_ = save_output ? SavedVariable(out, /*is_output=*/true) : SavedVariable(self, false);
   }
   if (has_tangent(self)) {
-    out._set_fw_grad(selu_backward_op().call(tangent(self), primal(out), true), 0,
+    out._set_fw_grad(op_selu_backward().call(tangent(self), primal(out), true), 0,
                      /*is_inplace_op=*/false);
   }
   return out;
 }
 
-void selu_inplace_autograd(c10::DispatchKeySet ks, at::Tensor& self) {
+void autograd_selu_(c10::DispatchKeySet ks, at::Tensor& self) {
   const bool requires_grad = torch::autograd::compute_requires_grad(self);
   torch::autograd::check_inplace(self, requires_grad);
   NodePtr node;
@@ -199,7 +183,7 @@ void selu_inplace_autograd(c10::DispatchKeySet ks, at::Tensor& self) {
     node = make_node<SeluBackwardNode>();
     node->set_next_edges(torch::autograd::collect_next_edges(self));
   }
-  below_inplace(ks, selu_inplace_op(), self);
+  below_inplace(ks, op_selu_(), self);
   if (node) {
     // As PyTorch's selu_: the node reads the output (its input is overwritten).
     auto* n = static_cast<SeluBackwardNode*>(node.get());
@@ -209,14 +193,14 @@ void selu_inplace_autograd(c10::DispatchKeySet ks, at::Tensor& self) {
   }
   if (has_tangent(self)) {
     const at::Tensor t = tangent(self);
-    t.copy_(selu_backward_op().call(t, primal(self), true));
+    t.copy_(op_selu_backward().call(t, primal(self), true));
   }
 }
 
-at::Tensor selu_backward_autograd(c10::DispatchKeySet ks, const at::Tensor& grad,
+at::Tensor autograd_selu_backward(c10::DispatchKeySet ks, const at::Tensor& grad,
                                   const at::Tensor& v, bool is_result) {
   const bool requires_grad = torch::autograd::compute_requires_grad(grad, v);
-  at::Tensor out = below(ks, selu_backward_op(), grad, v, is_result);
+  at::Tensor out = below(ks, op_selu_backward(), grad, v, is_result);
   if (requires_grad) {
     auto node = make_node<SeluBackwardBackwardNode>();
     auto* n = static_cast<SeluBackwardBackwardNode*>(node.get());
@@ -229,7 +213,7 @@ at::Tensor selu_backward_autograd(c10::DispatchKeySet ks, const at::Tensor& grad
   if (tg || tv) {
     at::Tensor t;
     const at::Tensor v_p = primal(v);
-    if (tg) t = selu_backward_op().call(tangent(grad), v_p, is_result);
+    if (tg) t = op_selu_backward().call(tangent(grad), v_p, is_result);
     if (tv) {
       const at::Tensor tv_part = selu_backward_dv(primal(grad), v_p, is_result, tangent(v));
       t = t.defined() ? t.add(tv_part) : tv_part;
@@ -254,7 +238,7 @@ struct DropoutNode : SavingNode {
   variable_list apply(variable_list&& grads) override {
     variable_list out(1);
     if (grads[0].defined() && task_should_compute_output(0)) {
-      out[0] = alpha_dropout_backward_op().call(grads[0], p_, rng_.unpack());
+      out[0] = op_alpha_dropout_backward().call(grads[0], p_, rng_.unpack());
     }
     return out;
   }
@@ -269,18 +253,18 @@ NodePtr dropout_node(const char* name, double p, const at::Tensor& rng) {
   return node;
 }
 
-at::Tensor alpha_dropout_autograd(c10::DispatchKeySet ks, const at::Tensor& self, double p,
+at::Tensor autograd_alpha_dropout(c10::DispatchKeySet ks, const at::Tensor& self, double p,
                                   const at::Tensor& rng) {
   const bool requires_grad = torch::autograd::compute_requires_grad(self);
-  at::Tensor out = below(ks, alpha_dropout_op(), self, p, rng);
+  at::Tensor out = below(ks, op_alpha_dropout(), self, p, rng);
   if (requires_grad) attach(dropout_node("AlphaDropoutBackward0", p, rng), out, self);
   if (has_tangent(self)) {
-    out._set_fw_grad(alpha_dropout_backward_op().call(tangent(self), p, primal(rng)), 0, false);
+    out._set_fw_grad(op_alpha_dropout_backward().call(tangent(self), p, primal(rng)), 0, false);
   }
   return out;
 }
 
-void alpha_dropout_inplace_autograd(c10::DispatchKeySet ks, at::Tensor& self, double p,
+void autograd_alpha_dropout_(c10::DispatchKeySet ks, at::Tensor& self, double p,
                                     const at::Tensor& rng) {
   const bool requires_grad = torch::autograd::compute_requires_grad(self);
   torch::autograd::check_inplace(self, requires_grad);
@@ -289,21 +273,21 @@ void alpha_dropout_inplace_autograd(c10::DispatchKeySet ks, at::Tensor& self, do
     node = dropout_node("AlphaDropoutBackward0", p, rng);
     node->set_next_edges(torch::autograd::collect_next_edges(self));
   }
-  below_inplace(ks, alpha_dropout_inplace_op(), self, p, rng);
+  below_inplace(ks, op_alpha_dropout_(), self, p, rng);
   if (node) torch::autograd::rebase_history(self, node);
   if (has_tangent(self)) {
     const at::Tensor t = tangent(self);
-    t.copy_(alpha_dropout_backward_op().call(t, p, primal(rng)));
+    t.copy_(op_alpha_dropout_backward().call(t, p, primal(rng)));
   }
 }
 
-at::Tensor alpha_dropout_backward_autograd(c10::DispatchKeySet ks, const at::Tensor& grad,
+at::Tensor autograd_alpha_dropout_backward(c10::DispatchKeySet ks, const at::Tensor& grad,
                                            double p, const at::Tensor& rng) {
   const bool requires_grad = torch::autograd::compute_requires_grad(grad);
-  at::Tensor out = below(ks, alpha_dropout_backward_op(), grad, p, rng);
+  at::Tensor out = below(ks, op_alpha_dropout_backward(), grad, p, rng);
   if (requires_grad) attach(dropout_node("AlphaDropoutBackwardBackward0", p, rng), out, grad);
   if (has_tangent(grad)) {
-    out._set_fw_grad(alpha_dropout_backward_op().call(tangent(grad), p, primal(rng)), 0, false);
+    out._set_fw_grad(op_alpha_dropout_backward().call(tangent(grad), p, primal(rng)), 0, false);
   }
   return out;
 }
@@ -321,7 +305,9 @@ at::Tensor fused_negative_mask(const at::Tensor& z, double p, const at::Tensor& 
   at::Tensor keep;
   {
     at::AutoDispatchBelowADInplaceOrView guard;
-    keep = keep_mask_op().call(rng.to(z.device()), z.sym_numel(), p).view_symint(z.sym_sizes());
+    keep = op_dropout_keep_mask()
+               .call(rng.to(z.device()), z.sym_numel(), p)
+               .view_symint(z.sym_sizes());
   }
   const double bound = kept_bound_for(p, z.scalar_type());
   return keep.logical_and(z.lt(bound)).to(z.scalar_type());
@@ -340,7 +326,7 @@ struct SeluAlphaDropoutBackwardBackwardNode : SavingNode {
     const at::Tensor z = z_.unpack();
     const at::Tensor rng = rng_.unpack();
     if (task_should_compute_output(0)) {
-      out[0] = selu_alpha_dropout_backward_op().call(gg[0], z, p_, rng);
+      out[0] = op_selu_alpha_dropout_backward().call(gg[0], z, p_, rng);
     }
     if (task_should_compute_output(1)) {
       out[1] = gg[0].mul(grad_.unpack()).mul(fused_negative_mask(z, p_, rng));
@@ -359,17 +345,17 @@ struct SeluAlphaDropoutBackwardNode : SavingNode {
   variable_list apply(variable_list&& grads) override {
     variable_list out(1);
     if (grads[0].defined() && task_should_compute_output(0)) {
-      out[0] = selu_alpha_dropout_backward_op().call(grads[0], z_.unpack(getptr()), p_,
+      out[0] = op_selu_alpha_dropout_backward().call(grads[0], z_.unpack(getptr()), p_,
                                                      rng_.unpack());
     }
     return out;
   }
 };
 
-at::Tensor selu_alpha_dropout_autograd(c10::DispatchKeySet ks, const at::Tensor& self, double p,
+at::Tensor autograd_selu_alpha_dropout(c10::DispatchKeySet ks, const at::Tensor& self, double p,
                                        const at::Tensor& rng) {
   const bool requires_grad = torch::autograd::compute_requires_grad(self);
-  at::Tensor out = below(ks, selu_alpha_dropout_op(), self, p, rng);
+  at::Tensor out = below(ks, op_selu_alpha_dropout(), self, p, rng);
   if (requires_grad) {
     auto node = make_node<SeluAlphaDropoutBackwardNode>();
     auto* n = static_cast<SeluAlphaDropoutBackwardNode*>(node.get());
@@ -380,16 +366,17 @@ at::Tensor selu_alpha_dropout_autograd(c10::DispatchKeySet ks, const at::Tensor&
   }
   if (has_tangent(self)) {
     out._set_fw_grad(
-        selu_alpha_dropout_backward_op().call(tangent(self), primal(out), p, primal(rng)), 0, false);
+        op_selu_alpha_dropout_backward().call(tangent(self), primal(out), p, primal(rng)), 0,
+        false);
   }
   return out;
 }
 
-at::Tensor selu_alpha_dropout_backward_autograd(c10::DispatchKeySet ks, const at::Tensor& grad,
+at::Tensor autograd_selu_alpha_dropout_backward(c10::DispatchKeySet ks, const at::Tensor& grad,
                                                 const at::Tensor& z, double p,
                                                 const at::Tensor& rng) {
   const bool requires_grad = torch::autograd::compute_requires_grad(grad, z);
-  at::Tensor out = below(ks, selu_alpha_dropout_backward_op(), grad, z, p, rng);
+  at::Tensor out = below(ks, op_selu_alpha_dropout_backward(), grad, z, p, rng);
   if (requires_grad) {
     auto node = make_node<SeluAlphaDropoutBackwardBackwardNode>();
     auto* n = static_cast<SeluAlphaDropoutBackwardBackwardNode*>(node.get());
@@ -403,7 +390,7 @@ at::Tensor selu_alpha_dropout_backward_autograd(c10::DispatchKeySet ks, const at
   if (tg || tz) {
     at::Tensor t;
     const at::Tensor z_p = primal(z), rng_p = primal(rng);
-    if (tg) t = selu_alpha_dropout_backward_op().call(tangent(grad), z_p, p, rng_p);
+    if (tg) t = op_selu_alpha_dropout_backward().call(tangent(grad), z_p, p, rng_p);
     if (tz) {
       const at::Tensor tz_part =
           tangent(z).mul(primal(grad)).mul(fused_negative_mask(z_p, p, rng_p));
@@ -417,19 +404,19 @@ at::Tensor selu_alpha_dropout_backward_autograd(c10::DispatchKeySet ks, const at
 // ---------------------------------------------------------------------------
 // ADInplaceOrView: version counter bumps for the in-place ops.
 
-void selu_inplace_view(c10::DispatchKeySet ks, at::Tensor& self) {
+void inplace_view_selu_(c10::DispatchKeySet ks, at::Tensor& self) {
   {
     at::AutoDispatchBelowADInplaceOrView guard;
-    selu_inplace_op().redispatch(ks & c10::after_ADInplaceOrView_keyset, self);
+    op_selu_().redispatch(ks & c10::after_ADInplaceOrView_keyset, self);
   }
   torch::autograd::increment_version(self);
 }
 
-void alpha_dropout_inplace_view(c10::DispatchKeySet ks, at::Tensor& self, double p,
+void inplace_view_alpha_dropout_(c10::DispatchKeySet ks, at::Tensor& self, double p,
                                 const at::Tensor& rng) {
   {
     at::AutoDispatchBelowADInplaceOrView guard;
-    alpha_dropout_inplace_op().redispatch(ks & c10::after_ADInplaceOrView_keyset, self, p, rng);
+    op_alpha_dropout_().redispatch(ks & c10::after_ADInplaceOrView_keyset, self, p, rng);
   }
   torch::autograd::increment_version(self);
 }
@@ -437,23 +424,19 @@ void alpha_dropout_inplace_view(c10::DispatchKeySet ks, at::Tensor& self, double
 }  // namespace
 
 TORCH_LIBRARY_IMPL(selu_ext, Autograd, m) {
-  using c10::DispatchKey;
-  m.impl("selu", torch::dispatch(DispatchKey::Autograd, &selu_autograd));
-  m.impl("selu_", torch::dispatch(DispatchKey::Autograd, &selu_inplace_autograd));
-  m.impl("selu_backward", torch::dispatch(DispatchKey::Autograd, &selu_backward_autograd));
-  m.impl("alpha_dropout", torch::dispatch(DispatchKey::Autograd, &alpha_dropout_autograd));
-  m.impl("alpha_dropout_", torch::dispatch(DispatchKey::Autograd, &alpha_dropout_inplace_autograd));
-  m.impl("alpha_dropout_backward",
-         torch::dispatch(DispatchKey::Autograd, &alpha_dropout_backward_autograd));
-  m.impl("selu_alpha_dropout", torch::dispatch(DispatchKey::Autograd, &selu_alpha_dropout_autograd));
-  m.impl("selu_alpha_dropout_backward",
-         torch::dispatch(DispatchKey::Autograd, &selu_alpha_dropout_backward_autograd));
+#define SELU_EXT_IMPL(name, kind, ...)                                                     \
+  SELU_EXT_IF_AUTOGRAD(kind, m.impl(#name, torch::dispatch(c10::DispatchKey::Autograd,      \
+                                                          &autograd_##name));)
+  SELU_EXT_OPS(SELU_EXT_IMPL)
+#undef SELU_EXT_IMPL
 }
 
 TORCH_LIBRARY_IMPL(selu_ext, ADInplaceOrView, m) {
-  m.impl("selu_", torch::dispatch(c10::DispatchKey::ADInplaceOrView, &selu_inplace_view));
-  m.impl("alpha_dropout_",
-         torch::dispatch(c10::DispatchKey::ADInplaceOrView, &alpha_dropout_inplace_view));
+#define SELU_EXT_IMPL(name, kind, ...)                                                     \
+  SELU_EXT_IF_INPLACE(kind, m.impl(#name, torch::dispatch(c10::DispatchKey::ADInplaceOrView, \
+                                                         &inplace_view_##name));)
+  SELU_EXT_OPS(SELU_EXT_IMPL)
+#undef SELU_EXT_IMPL
 }
 
 }  // namespace selu_ext

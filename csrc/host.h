@@ -162,36 +162,36 @@ inline void check_rng_state(const at::Tensor& rng, const char* op) {
 // ---------------------------------------------------------------------------
 // The ops, written once against a backend B that provides:
 //   B::Guard(device)                     sets the current device for the scope
-//   B::selu_forward(DType, x, y, n)      and the other loops of cpu/kernels.h
+//   B::selu_loop(DType, x, y, n)         and the other loops of cpu/kernels.h (op_list.h)
 //   B::rng_source(rng_state, input)      where the kernel reads (seed, offset)
 //   B::fresh_output(tensor)              called on each output before it is written
 namespace host {
 
 // save_output only tells autograd what to keep (csrc/autograd.cpp); the kernel ignores it.
 template <typename B>
-at::Tensor selu_forward(const at::Tensor& self, bool /*save_output*/ = false) {
+at::Tensor selu(const at::Tensor& self, bool /*save_output*/ = false) {
   check_tensor(self, "selu", "self");
   typename B::Guard guard(self.device());
   at::Tensor out = at::empty_like(self);
   if (self.numel() == 0) return out;
   B::fresh_output(out);
   const at::Tensor src = in_layout_of(self, out);
-  B::selu_forward(kernel_dtype(self.scalar_type()), src.const_data_ptr(), out.mutable_data_ptr(),
+  B::selu_loop(kernel_dtype(self.scalar_type()), src.const_data_ptr(), out.mutable_data_ptr(),
                   self.numel());
   return out;
 }
 
 template <typename B>
-void selu_forward_(at::Tensor& self) {
+void selu_(at::Tensor& self) {
   check_tensor(self, "selu_", "self");
   check_inplace(self, "selu_");
   typename B::Guard guard(self.device());
   if (self.numel() == 0) return;
   if (self.is_non_overlapping_and_dense()) {
-    B::selu_forward(kernel_dtype(self.scalar_type()), self.const_data_ptr(),
+    B::selu_loop(kernel_dtype(self.scalar_type()), self.const_data_ptr(),
                     self.mutable_data_ptr(), self.numel());
   } else {
-    self.copy_(selu_forward<B>(self));
+    self.copy_(selu<B>(self));
   }
 }
 
@@ -210,7 +210,7 @@ at::Tensor selu_backward(const at::Tensor& grad_output, const at::Tensor& self_o
   B::fresh_output(out);
   const at::Tensor v = in_layout_of(self_or_result, out);
   const at::Tensor g = in_layout_of(grad_output, out);
-  B::selu_backward(kernel_dtype(v.scalar_type()), g.const_data_ptr(), v.const_data_ptr(),
+  B::selu_backward_loop(kernel_dtype(v.scalar_type()), g.const_data_ptr(), v.const_data_ptr(),
                    out.mutable_data_ptr(), v.numel(), is_result);
   return out;
 }
@@ -250,7 +250,7 @@ at::Tensor alpha_dropout(const at::Tensor& self, double p, const at::Tensor& rng
   const DropoutLaunch d = dropout_launch<B>(self, p, rng_state, "alpha_dropout");
   const at::Tensor x = self.contiguous();
   return run_contiguous<B>(self, [&](at::Tensor& out) {
-    B::alpha_dropout_forward(kernel_dtype(self.scalar_type()), x.const_data_ptr(),
+    B::alpha_dropout_loop(kernel_dtype(self.scalar_type()), x.const_data_ptr(),
                              out.mutable_data_ptr(), self.numel(), d);
   });
 }
@@ -265,7 +265,7 @@ void alpha_dropout_(at::Tensor& self, double p, const at::Tensor& rng_state) {
   const DropoutLaunch d = dropout_launch<B>(self, p, rng_state, "alpha_dropout_");
   if (self.numel() == 0) return;
   if (self.is_contiguous()) {
-    B::alpha_dropout_forward(kernel_dtype(self.scalar_type()), self.const_data_ptr(),
+    B::alpha_dropout_loop(kernel_dtype(self.scalar_type()), self.const_data_ptr(),
                              self.mutable_data_ptr(), self.numel(), d);
   } else {
     self.copy_(alpha_dropout<B>(self, p, rng_state));
@@ -282,7 +282,7 @@ at::Tensor alpha_dropout_backward(const at::Tensor& grad_output, double p,
   const DropoutLaunch d = dropout_launch<B>(grad_output, p, rng_state, "alpha_dropout_backward");
   const at::Tensor g = grad_output.contiguous();
   return run_contiguous<B>(grad_output, [&](at::Tensor& out) {
-    B::alpha_dropout_backward(kernel_dtype(g.scalar_type()), g.const_data_ptr(),
+    B::alpha_dropout_backward_loop(kernel_dtype(g.scalar_type()), g.const_data_ptr(),
                               out.mutable_data_ptr(), g.numel(), d);
   });
 }
@@ -296,7 +296,7 @@ at::Tensor selu_alpha_dropout(const at::Tensor& self, double p, const at::Tensor
   const DropoutLaunch d = dropout_launch<B>(self, p, rng_state, "selu_alpha_dropout");
   const at::Tensor x = self.contiguous();
   return run_contiguous<B>(self, [&](at::Tensor& out) {
-    B::selu_alpha_dropout_forward(kernel_dtype(self.scalar_type()), x.const_data_ptr(),
+    B::selu_alpha_dropout_loop(kernel_dtype(self.scalar_type()), x.const_data_ptr(),
                                   out.mutable_data_ptr(), self.numel(), d);
   });
 }
@@ -315,7 +315,7 @@ at::Tensor selu_alpha_dropout_backward(const at::Tensor& grad_output, const at::
   const at::Tensor g = grad_output.contiguous();
   const at::Tensor z = result.contiguous();
   return run_contiguous<B>(result, [&](at::Tensor& out) {
-    B::selu_alpha_dropout_backward(kernel_dtype(z.scalar_type()), g.const_data_ptr(),
+    B::selu_alpha_dropout_backward_loop(kernel_dtype(z.scalar_type()), g.const_data_ptr(),
                                    z.const_data_ptr(), out.mutable_data_ptr(), z.numel(), d);
   });
 }
@@ -330,7 +330,7 @@ at::Tensor dropout_keep_mask(const at::Tensor& rng_state, int64_t numel, double 
   at::Tensor out = at::empty({numel}, rng_state.options().dtype(at::kBool));
   if (numel == 0) return out;
   const DropoutLaunch d{p, 0.0, 0.0, B::rng_source(rng_state, out, "dropout_keep_mask")};
-  B::keep_mask(out.mutable_data_ptr<bool>(), numel, d);
+  B::dropout_keep_mask_loop(out.mutable_data_ptr<bool>(), numel, d);
   return out;
 }
 

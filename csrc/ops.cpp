@@ -1,4 +1,5 @@
-// selu_ext: the one list of what the extension offers (operator schemas).
+// selu_ext: what the extension offers (operator schemas). op_list.h lists the same
+// operators for the files that register their kernels, and names each layer.
 //
 // Kernels: cpu/selu_cpu.cpp (CPU), cuda/selu_cuda.cpp (CUDA; or cuda/fallback.cpp in
 // a build without CUDA kernels), autograd.cpp (Autograd, ADInplaceOrView). The Python
@@ -12,6 +13,7 @@
 #include <string>
 
 #include "check.h"
+#include "op_list.h"
 
 namespace selu_ext {
 
@@ -103,13 +105,14 @@ TORCH_LIBRARY_IMPL(selu_ext, CompositeExplicitAutograd, m) {
   m.impl("dropout_rng_state.like", [](const at::Tensor& self) { return dropout_rng_state(self.device()); });
 }
 
-#define SELU_EXT_UNSUPPORTED(key)                                                          \
-  TORCH_LIBRARY_IMPL(selu_ext, key, m) {                                                   \
-    for (const char* name : {"selu", "selu_", "selu_backward", "alpha_dropout",            \
-                             "alpha_dropout_", "alpha_dropout_backward", "selu_alpha_dropout", \
-                             "selu_alpha_dropout_backward"}) {                             \
-      m.impl(name, torch::CppFunction::makeFromBoxedFunction<&unsupported_backend>());    \
-    }                                                                                      \
+// Every operator with a data tensor (all but dropout_keep_mask, whose tensor is the
+// rng_state: the same set that has autograd kernels).
+#define SELU_EXT_DATA_OP_NAME(name, kind, ...) SELU_EXT_IF_AUTOGRAD(kind, #name, )
+#define SELU_EXT_UNSUPPORTED(key)                                                       \
+  TORCH_LIBRARY_IMPL(selu_ext, key, m) {                                                \
+    for (const char* name : {SELU_EXT_OPS(SELU_EXT_DATA_OP_NAME)}) {                    \
+      m.impl(name, torch::CppFunction::makeFromBoxedFunction<&unsupported_backend>()); \
+    }                                                                                   \
   }
 SELU_EXT_UNSUPPORTED(SparseCPU)
 SELU_EXT_UNSUPPORTED(SparseCUDA)
@@ -119,5 +122,6 @@ SELU_EXT_UNSUPPORTED(QuantizedCPU)
 SELU_EXT_UNSUPPORTED(QuantizedCUDA)
 SELU_EXT_UNSUPPORTED(MkldnnCPU)
 #undef SELU_EXT_UNSUPPORTED
+#undef SELU_EXT_DATA_OP_NAME
 
 }  // namespace selu_ext

@@ -1,8 +1,11 @@
 // selu_ext: the math, once.
 //
-// Constants and scalar functions shared by every kernel: CPU and CUDA, forward and
-// backward, plain SELU and AlphaDropout. Nothing here depends on torch, so the CUDA
-// translation units that include it compile in seconds.
+// Constants, dropout coefficients, the mask layout and Philox, shared by every
+// kernel: CPU and CUDA, forward and backward, plain SELU and AlphaDropout. The
+// element-wise formulas are templates over the value type in selu_math.h, which this
+// file includes for scalars (CUDA, the scalar CPU loops) and cpu/vec_kernels.h
+// includes again for each instruction set's vectors. Nothing here depends on torch,
+// so the CUDA translation units that include it compile in seconds.
 //
 // Numerics follow PyTorch's ATen/native/cuda/ActivationEluKernel.cu: compute in
 // "opmath" (float for float16/bfloat16, the type itself for float/double), the
@@ -12,6 +15,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #if defined(__CUDACC__)
 #define SELU_HD __host__ __device__ __forceinline__
@@ -48,9 +52,6 @@ struct SeluConsts<double> {
 // reads it back through the kernels).
 constexpr float kScaleAlpha16 = 1.7578125f;
 
-SELU_HD float mul_split(float x, float hi, float lo) { return ::fmaf(hi, x, lo * x); }
-SELU_HD double mul_split(double x, double hi, double lo) { return ::fma(hi, x, lo * x); }
-
 SELU_HD uint32_t float_bits(float f) {
 #if defined(__CUDA_ARCH__)
   return __float_as_uint(f);
@@ -71,68 +72,66 @@ SELU_HD float bits_float(uint32_t u) {
 #endif
 }
 
-// float expm1 on x <= 0 (or NaN), the domain SELU needs; the scalar form of the
-// CPU kernels' vector code (cpu/vec_kernels.h). x = k ln2 + r with |r| <= ln2/2
-// (Cody-Waite), expm1(r) = r + r^2 q(r), then expm1(x) = 2^k expm1(r) + (2^k - 1),
-// rounded once (t - 1 is exact, t * p exact scaling). Below -30, expm1(x) is -1 to
-// the last bit. CUDA's expm1f plus the final product reached 2.01 ULP; this stays
-// within the README's figure (benchmarks/results/ulp/).
-//
-// q is a degree-5 near-minimax fit of (expm1(r) - r) / r^2 on |r| <= 0.34668 with
-// q(0) = 1/2 exact, each coefficient rounded to float and the rest refitted
-// (benchmarks/fit_expm1.py): relative error of expm1(r) 4.3e-10, under the 5.8e-10
-// of the degree-6 Taylor q it replaced, with one FMA less per element.
+// The polynomial of the float expm1 (selu_math.h): q, a degree-5 near-minimax fit of
+// (expm1(r) - r) / r^2 on |r| <= 0.34668 with q(0) = 1/2 exact, each coefficient
+// rounded to float and the rest refitted (benchmarks/fit_expm1.py): relative error
+// of expm1(r) 4.3e-10, under the 5.8e-10 of the degree-6 Taylor q it replaced, with
+// one FMA less per element.
 constexpr float kExpm1Ln2Hi = 0.693359375f;     // ln2 high part: k * it is exact for |k| < 2^12
 constexpr float kExpm1Ln2Lo = -2.12194440e-4f;  // ln2 - kExpm1Ln2Hi
 constexpr float kExpm1Q5 = 0x1.9e6f38p-13f, kExpm1Q4 = 0x1.6d3a3ap-10f, kExpm1Q3 = 0x1.1112dap-7f,
                 kExpm1Q2 = 0x1.5554f8p-5f, kExpm1Q1 = 0x1.555554p-3f, kExpm1Q0 = 0x1.0p-1f;
 
-SELU_HD float expm1_nonpositive(float x) {
-  x = x < -30.0f ? -30.0f : x;  // NaN fails the test and stays NaN
-  const float shifter = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
-  const float j = ::fmaf(x, 1.44269504088896341f, shifter);
-  const float k = j - shifter;
-  float r = ::fmaf(-k, kExpm1Ln2Hi, x);
-  r = ::fmaf(-k, kExpm1Ln2Lo, r);
-  float q = ::fmaf(kExpm1Q5, r, kExpm1Q4);
-  q = ::fmaf(q, r, kExpm1Q3);
-  q = ::fmaf(q, r, kExpm1Q2);
-  q = ::fmaf(q, r, kExpm1Q1);
-  q = ::fmaf(q, r, kExpm1Q0);
-  const float p = ::fmaf(r * r, q, r);
-  const float t = bits_float((float_bits(j) - 0x4B400000u + 127u) << 23);  // 2^k
-  return ::fmaf(t, p, t - 1.0f);
+// scale * alpha as selu_backward_elem reads it from an output of `storage_bytes`
+// bytes per element: a float16 or bfloat16 output was rounded, so its saturated
+// value is kScaleAlpha16 (see selu_backward_elem).
+template <typename S>
+constexpr S output_scale_alpha(int storage_bytes) {
+  return storage_bytes == 2 ? static_cast<S>(kScaleAlpha16) : SeluConsts<S>::scale_alpha_hi;
 }
 
-SELU_HD double expm1_nonpositive(double x) { return ::expm1(x); }
+// ---------------------------------------------------------------------------
+// Lanes<V>: what the formulas of selu_math.h need of a value type V beyond its
+// operators. The scalar types are here; cpu/vec_kernels.h adds its vector types.
+//   S                         the lane type (V itself for scalars)
+//   splat(s)                  s in every lane
+//   fma(a, b, c)              a * b + c, rounded once where the hardware can
+//   fnma(a, b, c)             c - a * b, likewise (its own operation: a NaN `a` keeps
+//                             its sign, as in x86's VFNMADD; the scalars' -a flips it)
+//   clamp_nonpositive(x, lo)  x clamped to [lo, 0], NaN kept (scalars: callers pass
+//                             x <= 0, so only lo is applied)
+//   bits(x), from_bits(u)     the same bits as unsigned integers, and back
+//   mul_wide(w, m), hi(p), lo(p)  (Philox words) the 64-bit product of a 32-bit
+//                             word and m, and its high and low 32 bits
+template <typename V>
+struct Lanes;
 
-// selu(x) = scale * x for x > 0, scale * alpha * expm1(x) for x <= 0 (NaN takes the
-// second branch and stays NaN; -0 stays -0).
-template <typename acc_t>
-SELU_HD acc_t selu_forward(acc_t x) {
-  using C = SeluConsts<acc_t>;
-  if (x > acc_t(0)) return acc_t(kScale) * x;
-  if (x == acc_t(0)) return x;
-  return mul_split(expm1_nonpositive(x), C::scale_alpha_hi, C::scale_alpha_lo);
-}
+template <>
+struct Lanes<float> {
+  using S = float;
+  static SELU_HD float splat(float s) { return s; }
+  static SELU_HD float fma(float a, float b, float c) { return ::fmaf(a, b, c); }
+  static SELU_HD float fnma(float a, float b, float c) { return ::fmaf(-a, b, c); }
+  static SELU_HD float clamp_nonpositive(float x, float lo) { return x < lo ? lo : x; }
+  static SELU_HD uint32_t bits(float f) { return float_bits(f); }
+  static SELU_HD float from_bits(uint32_t u) { return bits_float(u); }
+};
 
-// d selu / dx written in terms of the output y = selu(x): y + scale * alpha where
-// y <= 0, scale elsewhere. Exact because y <= 0 exactly when x <= 0 (scale > 1, so
-// scale * x never rounds to 0), and it needs no exp. NaN takes the `scale` branch,
-// as in PyTorch's elu_backward (its test is x <= 0 too). scale * alpha here is the
-// forward's own -selu(-inf) (the split constant's hi part: the exact product
-// correctly rounded), so the gradient of a saturated unit is exactly 0; the absolute
-// error elsewhere is about an ULP of scale * alpha, inherent in reading y.
-//
-// A float16 or bfloat16 output was rounded, so its saturated value is scale*alpha
-// rounded to that type: callers reading such outputs pass kScaleAlpha16 as
-// `scale_alpha`, which gives saturated units exactly 0 there too (PyTorch's
-// gradient from the input underflows to 0 at the same units).
-template <typename acc_t>
-SELU_HD acc_t selu_backward_from_output(acc_t grad, acc_t y,
-                                        acc_t scale_alpha = SeluConsts<acc_t>::scale_alpha_hi) {
-  return y <= acc_t(0) ? grad * (y + scale_alpha) : grad * acc_t(kScale);
-}
+template <>
+struct Lanes<double> {
+  using S = double;
+  static SELU_HD double splat(double s) { return s; }
+  static SELU_HD double fma(double a, double b, double c) { return ::fma(a, b, c); }
+};
+
+template <>
+struct Lanes<uint32_t> {
+  static SELU_HD uint64_t mul_wide(uint32_t w, uint32_t m) {
+    return static_cast<uint64_t>(w) * static_cast<uint64_t>(m);
+  }
+  static SELU_HD uint32_t hi(uint64_t p) { return static_cast<uint32_t>(p >> 32); }
+  static SELU_HD uint32_t lo(uint64_t p) { return static_cast<uint32_t>(p); }
+};
 
 // ---------------------------------------------------------------------------
 // AlphaDropout.
@@ -156,8 +155,9 @@ inline DropoutCoeffs alpha_dropout_coeffs(double p) {
 }
 
 // An element is dropped when its 32-bit Philox word is below this threshold, so the
-// drop probability is threshold / 2^32 (within 2^-33 of p). p == 1 is handled by the
-// coefficients above (every unit becomes x * 0), whatever the mask says.
+// drop probability is threshold / 2^32 (within 2^-33 of p). p == 1 gives 0xFFFFFFFF
+// (only a word of 0xFFFFFFFF is kept); the coefficients above make every unit x * 0
+// anyway, whatever the mask says.
 inline uint32_t drop_threshold(double p) {
   if (!(p > 0.0)) return 0u;
   const double t = std::nearbyint(p * 4294967296.0);
@@ -173,33 +173,9 @@ struct Philox4 {
   uint32_t v[4];
 };
 
-SELU_HD uint32_t mulhilo32(uint32_t a, uint32_t b, uint32_t* hi) {
-  const uint64_t product = static_cast<uint64_t>(a) * static_cast<uint64_t>(b);
-  *hi = static_cast<uint32_t>(product >> 32);
-  return static_cast<uint32_t>(product);
-}
-
-SELU_HD Philox4 philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3,
-                             uint32_t k0, uint32_t k1) {
-  constexpr uint32_t kM0 = 0xD2511F53u, kM1 = 0xCD9E8D57u;
-  constexpr uint32_t kW0 = 0x9E3779B9u, kW1 = 0xBB67AE85u;
-#if defined(__CUDACC__)
-#pragma unroll
-#endif
-  for (int round = 0; round < 10; ++round) {
-    uint32_t hi0, hi1;
-    const uint32_t lo0 = mulhilo32(kM0, c0, &hi0);
-    const uint32_t lo1 = mulhilo32(kM1, c2, &hi1);
-    const uint32_t n0 = hi1 ^ c1 ^ k0, n2 = hi0 ^ c3 ^ k1;
-    c0 = n0;
-    c1 = lo1;
-    c2 = n2;
-    c3 = lo0;
-    k0 += kW0;
-    k1 += kW1;
-  }
-  return {{c0, c1, c2, c3}};
-}
+// Multipliers and key increments of Philox4x32 (Random123).
+constexpr uint32_t kPhiloxM0 = 0xD2511F53u, kPhiloxM1 = 0xCD9E8D57u;
+constexpr uint32_t kPhiloxW0 = 0x9E3779B9u, kPhiloxW1 = 0xBB67AE85u;
 
 // The element -> random word layout, identical on every backend.
 //
@@ -216,21 +192,6 @@ SELU_HD Philox4 philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3
 constexpr int64_t kDropoutBlock = 128;
 constexpr int64_t kDropoutLanes = 32;
 
-SELU_HD int64_t dropout_group(int64_t index) {
-  return (index / kDropoutBlock) * kDropoutLanes + (index % kDropoutLanes);
-}
-
-SELU_HD int dropout_word(int64_t index) {
-  return static_cast<int>((index / kDropoutLanes) % 4);
-}
-
-SELU_HD Philox4 dropout_random(uint64_t seed, uint64_t offset, uint64_t group) {
-  const uint64_t ctr_lo = offset / 4;
-  return philox4x32_10(static_cast<uint32_t>(ctr_lo), static_cast<uint32_t>(ctr_lo >> 32),
-                       static_cast<uint32_t>(group), static_cast<uint32_t>(group >> 32),
-                       static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32));
-}
-
 // Everything a dropout kernel needs, in the kernel's compute type. `kept_bound` is
 // the kept-unit offset b rounded to the output dtype. The fused forward stores a
 // kept z so that z > kept_bound exactly when selu(x) > 0: where rounding a*y + b to
@@ -241,7 +202,7 @@ template <typename acc_t>
 struct AlphaDropoutParams {
   acc_t a, b, dropped;
   acc_t a_scale, a_scale_alpha;  // a * scale, a * scale * alpha (the forward's, as in
-                                 // selu_backward_from_output)
+                                 // selu_backward_elem)
   acc_t kept_bound;
   uint32_t threshold;
 };
@@ -250,33 +211,34 @@ template <typename acc_t>
 inline AlphaDropoutParams<acc_t> make_alpha_dropout_params(double p, acc_t kept_bound) {
   const DropoutCoeffs c = alpha_dropout_coeffs(p);
   return {acc_t(c.a), acc_t(c.b), acc_t(c.dropped), acc_t(c.a * kScale), acc_t(c.a * SeluConsts<double>::scale_alpha_hi),
-          kept_bound, p >= 1.0 ? 0xFFFFFFFFu : drop_threshold(p)};
+          kept_bound, drop_threshold(p)};
 }
 
-template <typename acc_t>
-SELU_HD acc_t alpha_dropout_forward(acc_t x, bool keep, const AlphaDropoutParams<acc_t>& q) {
-  return keep ? q.a * x + q.b : q.dropped + acc_t(0) * x;
-}
+// The element-wise formulas, for scalars. In a namespace of their own, found through
+// the using-directive by unqualified calls but not by argument-dependent lookup, so
+// that the copies of cpu/vec_kernels.h do not compete with them.
+namespace math {
+#define SELU_MATH SELU_HD
+#include "selu_math.h"
+#undef SELU_MATH
+}  // namespace math
+using namespace math;
 
-template <typename acc_t>
-SELU_HD acc_t alpha_dropout_backward(acc_t grad, bool keep, const AlphaDropoutParams<acc_t>& q) {
-  return grad * (keep ? q.a : acc_t(0));
-}
-
-// Backward of selu -> alpha_dropout from the fused output z alone. Where kept,
-// z = a * y + b with y = selu(x), so dz/dx = a * scale where y > 0 and
-// a * (y + scale * alpha) = z - b + a * scale * alpha where y <= 0: no exp, no x.
-template <typename acc_t>
-SELU_HD acc_t selu_alpha_dropout_backward(acc_t grad, acc_t z, bool keep,
-                                          const AlphaDropoutParams<acc_t>& q) {
-  if (!keep) return grad * acc_t(0);
-  return z <= q.kept_bound ? grad * (z - q.b + q.a_scale_alpha) : grad * q.a_scale;
-}
-
-// Scalar reference of the mask: true when element `index` is kept.
-SELU_HD bool dropout_keep(uint64_t seed, uint64_t offset, uint32_t threshold, int64_t index) {
-  const Philox4 r = dropout_random(seed, offset, static_cast<uint64_t>(dropout_group(index)));
-  return r.v[dropout_word(index)] >= threshold;
+// One Philox4x32-10 call: the counter group `group`'s four 32-bit words.
+SELU_HD Philox4 dropout_random(uint64_t seed, uint64_t offset, uint64_t group) {
+  const uint64_t ctr_lo = offset / 4;
+  uint32_t c0 = static_cast<uint32_t>(ctr_lo), c1 = static_cast<uint32_t>(ctr_lo >> 32);
+  uint32_t c2 = static_cast<uint32_t>(group), c3 = static_cast<uint32_t>(group >> 32);
+  uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
+#if defined(__CUDACC__)
+#pragma unroll
+#endif
+  for (int round = 0; round < 10; ++round) {
+    philox_round(c0, c1, c2, c3, k0, k1);
+    k0 += kPhiloxW0;
+    k1 += kPhiloxW1;
+  }
+  return {{c0, c1, c2, c3}};
 }
 
 }  // namespace selu_ext

@@ -45,9 +45,9 @@ __all__ = [
     "SELUAlphaDropoutFunction",
 ]
 
-ALPHA = 1.6732632423543772848170429916717
-SCALE = 1.0507009873554804934193349852946
-_SCALE_ALPHA = SCALE * ALPHA  # 1.7580993408473766, PyTorch's AlphaDropout constant
+# 1.6732632423543772848170429916717 and 1.0507009873554804934193349852946, to the
+# digits PyTorch uses: csrc/selu.h's kAlpha and kScale, read from the extension.
+ALPHA, SCALE = _C._constants()
 
 _is_compiling = torch.compiler.is_compiling
 
@@ -55,11 +55,9 @@ _is_compiling = torch.compiler.is_compiling
 def alpha_dropout_coefficients(p: float) -> tuple[float, float, float]:
     """``(a, b, dropped)`` of AlphaDropout with drop probability ``p``: kept units
     become ``a * x + b``, dropped ones ``dropped`` (PyTorch's formulas; p == 1 gives
-    zeros). The same computation as ``alpha_dropout_coeffs`` in csrc/selu.h."""
-    if p >= 1.0:
-        return 0.0, -0.0, -0.0  # every unit becomes x * 0 (signed zeros included)
-    a = 1.0 / math.sqrt((_SCALE_ALPHA * _SCALE_ALPHA * p + 1.0) * (1.0 - p))
-    return a, _SCALE_ALPHA * a * p, -_SCALE_ALPHA * a * (1.0 - p)
+    zeros, signed zeros included): ``alpha_dropout_coeffs`` in csrc/selu.h, which the
+    kernels use."""
+    return _C._alpha_dropout_coefficients(p)
 
 
 # ---------------------------------------------------------------------------

@@ -12,27 +12,26 @@
 
 namespace selu_ext::cpu {
 
-// CPU dropout kernels read the (seed, offset) values of DropoutLaunch::rng.
-using DropoutArgs = DropoutLaunch;
-
 // One instruction-set variant. Dropout kernels take the logical index of their first
-// element (`begin`, a multiple of 128 except in tests of the scalar path) because the
-// mask of an element depends on its index.
+// element (`begin`) because the mask of an element depends on its index; selu_cpu.cpp
+// splits the work at 128-element blocks, so it is a multiple of 128 there, but any
+// `begin` is handled. CPU dropout kernels read the (seed, offset) values of
+// DropoutLaunch::rng.
 struct Kernels {
   const char* name;
-  void (*selu_forward)(DType, const void* x, void* y, int64_t n);
+  void (*selu_loop)(DType, const void* x, void* y, int64_t n);
   // y: the forward's output (is_result) or input.
-  void (*selu_backward)(DType, const void* grad, const void* y, void* grad_x, int64_t n,
-                        bool is_result);
-  void (*alpha_dropout_forward)(DType, const void* x, void* z, int64_t begin, int64_t n,
-                                const DropoutArgs&);
-  void (*alpha_dropout_backward)(DType, const void* grad, void* grad_x, int64_t begin,
-                                 int64_t n, const DropoutArgs&);
-  void (*selu_alpha_dropout_forward)(DType, const void* x, void* z, int64_t begin, int64_t n,
-                                     const DropoutArgs&);
-  void (*selu_alpha_dropout_backward)(DType, const void* grad, const void* z, void* grad_x,
-                                      int64_t begin, int64_t n, const DropoutArgs&);
-  void (*keep_mask)(bool* out, int64_t begin, int64_t n, const DropoutArgs&);
+  void (*selu_backward_loop)(DType, const void* grad, const void* y, void* grad_x, int64_t n,
+                             bool is_result);
+  void (*alpha_dropout_loop)(DType, const void* x, void* z, int64_t begin, int64_t n,
+                             const DropoutLaunch&);
+  void (*alpha_dropout_backward_loop)(DType, const void* grad, void* grad_x, int64_t begin,
+                                      int64_t n, const DropoutLaunch&);
+  void (*selu_alpha_dropout_loop)(DType, const void* x, void* z, int64_t begin, int64_t n,
+                                  const DropoutLaunch&);
+  void (*selu_alpha_dropout_backward_loop)(DType, const void* grad, const void* z, void* grad_x,
+                                           int64_t begin, int64_t n, const DropoutLaunch&);
+  void (*dropout_keep_mask_loop)(bool* out, int64_t begin, int64_t n, const DropoutLaunch&);
 };
 
 // Defined by kernels_baseline.cpp / kernels_avx2.cpp / kernels_avx512.cpp. A variant

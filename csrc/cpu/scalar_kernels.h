@@ -1,8 +1,11 @@
-// selu_ext CPU kernels as plain scalar loops over selu.h's math: the baseline
-// variant for compilers without GCC/Clang vector extensions (MSVC), which
-// auto-vectorise what they can. Same results as the vector kernels: the same
-// math (selu.h), the same mask layout (one Philox call per 4 elements of a
-// 128-element block), float16/bfloat16 rounded by c10's bit-exact conversions.
+// selu_ext CPU kernels as plain scalar loops over selu_math.h's formulas: the
+// baseline variant for compilers without GCC/Clang vector extensions (MSVC), which
+// auto-vectorise what they can. The same formulas and mask layout (one Philox call
+// per 4 elements of a 128-element block) as the vector kernels, float16/bfloat16
+// rounded by c10's bit-exact conversions: the same masks, and values within the
+// tests' tolerances of theirs, though not always to the bit (fmaf rounds once where
+// the SSE2 variant rounds twice, double expm1 is the C library's, and the fused
+// backward has no vector-style skip of the mask where z == dropped).
 //
 // Built in place of vec_kernels.h by kernels_baseline.cpp under MSVC, or anywhere
 // with SELU_EXT_SCALAR_KERNELS=1 (setup.py), which is how it is tested on Linux.
@@ -48,34 +51,35 @@ struct Elem<DType::kDouble> {
 };
 
 template <DType D>
-void selu_forward_t(const void* x, void* y, int64_t n) {
+void selu_loop_t(const void* x, void* y, int64_t n) {
   using T = typename Elem<D>::T;
   using A = typename Elem<D>::A;
   const T* in = static_cast<const T*>(x);
   T* out = static_cast<T*>(y);
-  for (int64_t i = 0; i < n; ++i) out[i] = T(selu_forward<A>(A(in[i])));
+  for (int64_t i = 0; i < n; ++i) out[i] = T(selu_elem(A(in[i])));
 }
 
 // `v` is the forward's output (is_result) or its input, as in vec_kernels.h; a
-// 16-bit output saturates at scale*alpha rounded to 16 bits (selu.h).
+// 16-bit output saturates at scale*alpha rounded to 16 bits (selu_backward_elem).
 template <DType D>
-void selu_backward_t(const void* grad, const void* v_in, void* grad_x, int64_t n, bool is_result) {
+void selu_backward_loop_t(const void* grad, const void* v_in, void* grad_x, int64_t n,
+                          bool is_result) {
   using T = typename Elem<D>::T;
   using A = typename Elem<D>::A;
   const T* g = static_cast<const T*>(grad);
   const T* v = static_cast<const T*>(v_in);
   T* out = static_cast<T*>(grad_x);
-  const A sa = sizeof(T) == 2 ? A(kScaleAlpha16) : SeluConsts<A>::scale_alpha_hi;
+  constexpr A sa = output_scale_alpha<A>(sizeof(T));
   for (int64_t i = 0; i < n; ++i) {
-    out[i] = is_result ? T(selu_backward_from_output<A>(A(g[i]), A(v[i]), sa))
-                       : T(selu_backward_from_output<A>(A(g[i]), selu_forward<A>(A(v[i]))));
+    out[i] = is_result ? T(selu_backward_elem(A(g[i]), A(v[i]), sa))
+                       : T(selu_backward_from_input_elem(A(g[i]), A(v[i])));
   }
 }
 
 // Calls f(i, keep) for i in [0, n), element begin + i's keep flag computed a
 // 128-element block at a time: 32 Philox calls, word j of call t for element 32j + t.
 template <typename F>
-void for_each_keep(int64_t begin, int64_t n, const DropoutArgs& args, uint32_t threshold, F f) {
+void for_each_keep(int64_t begin, int64_t n, const DropoutLaunch& args, uint32_t threshold, F f) {
   bool keep[kDropoutBlock];
   int64_t done = 0;
   while (done < n) {
@@ -95,56 +99,54 @@ void for_each_keep(int64_t begin, int64_t n, const DropoutArgs& args, uint32_t t
 }
 
 template <typename A>
-AlphaDropoutParams<A> params_for(const DropoutArgs& args) {
+AlphaDropoutParams<A> params_for(const DropoutLaunch& args) {
   return make_alpha_dropout_params<A>(args.p, static_cast<A>(args.kept_bound));
 }
 
 template <DType D>
-void alpha_dropout_forward_t(const void* x, void* z, int64_t begin, int64_t n,
-                             const DropoutArgs& args) {
+void alpha_dropout_loop_t(const void* x, void* z, int64_t begin, int64_t n,
+                          const DropoutLaunch& args) {
   using T = typename Elem<D>::T;
   using A = typename Elem<D>::A;
   const T* in = static_cast<const T*>(x);
   T* out = static_cast<T*>(z);
   const AlphaDropoutParams<A> q = params_for<A>(args);
   for_each_keep(begin, n, args, q.threshold, [&](int64_t i, bool keep) {
-    out[i] = T(alpha_dropout_forward<A>(A(in[i]), keep, q));
+    out[i] = T(alpha_dropout_elem(A(in[i]), keep, q));
   });
 }
 
 template <DType D>
-void alpha_dropout_backward_t(const void* grad, void* grad_x, int64_t begin, int64_t n,
-                              const DropoutArgs& args) {
+void alpha_dropout_backward_loop_t(const void* grad, void* grad_x, int64_t begin, int64_t n,
+                                   const DropoutLaunch& args) {
   using T = typename Elem<D>::T;
   using A = typename Elem<D>::A;
   const T* g = static_cast<const T*>(grad);
   T* out = static_cast<T*>(grad_x);
   const AlphaDropoutParams<A> q = params_for<A>(args);
   for_each_keep(begin, n, args, q.threshold, [&](int64_t i, bool keep) {
-    out[i] = T(alpha_dropout_backward<A>(A(g[i]), keep, q));
+    out[i] = T(alpha_dropout_backward_elem(A(g[i]), keep, q));
   });
 }
 
 template <DType D>
-void selu_alpha_dropout_forward_t(const void* x, void* z, int64_t begin, int64_t n,
-                                  const DropoutArgs& args) {
+void selu_alpha_dropout_loop_t(const void* x, void* z, int64_t begin, int64_t n,
+                               const DropoutLaunch& args) {
   using T = typename Elem<D>::T;
   using A = typename Elem<D>::A;
   const T* in = static_cast<const T*>(x);
   T* out = static_cast<T*>(z);
   const AlphaDropoutParams<A> q = params_for<A>(args);
-  const T above = T(static_cast<A>(args.kept_above));
+  const A above = static_cast<A>(args.kept_above);
+  const auto round = [](A v) { return A(T(v)); };
   for_each_keep(begin, n, args, q.threshold, [&](int64_t i, bool keep) {
-    const A y = selu_forward<A>(A(in[i]));
-    const T v = T(alpha_dropout_forward<A>(y, keep, q));
-    // A kept unit with selu(x) > 0 is stored above kept_bound (selu.h).
-    out[i] = keep && y > A(0) && A(v) <= q.kept_bound ? above : v;
+    out[i] = T(selu_alpha_dropout_elem(A(in[i]), keep, q, above, round));
   });
 }
 
 template <DType D>
-void selu_alpha_dropout_backward_t(const void* grad, const void* z, void* grad_x, int64_t begin,
-                                   int64_t n, const DropoutArgs& args) {
+void selu_alpha_dropout_backward_loop_t(const void* grad, const void* z, void* grad_x,
+                                        int64_t begin, int64_t n, const DropoutLaunch& args) {
   using T = typename Elem<D>::T;
   using A = typename Elem<D>::A;
   const T* g = static_cast<const T*>(grad);
@@ -152,12 +154,12 @@ void selu_alpha_dropout_backward_t(const void* grad, const void* z, void* grad_x
   T* out = static_cast<T*>(grad_x);
   const AlphaDropoutParams<A> q = params_for<A>(args);
   for_each_keep(begin, n, args, q.threshold, [&](int64_t i, bool keep) {
-    out[i] = T(selu_alpha_dropout_backward<A>(A(g[i]), A(zv[i]), keep, q));
+    out[i] = T(selu_alpha_dropout_backward_elem(A(g[i]), A(zv[i]), keep, q));
   });
 }
 
-void keep_mask_k(bool* out, int64_t begin, int64_t n, const DropoutArgs& args) {
-  const uint32_t threshold = args.p >= 1.0 ? 0xFFFFFFFFu : drop_threshold(args.p);
+void dropout_keep_mask_loop_e(bool* out, int64_t begin, int64_t n, const DropoutLaunch& args) {
+  const uint32_t threshold = drop_threshold(args.p);
   for_each_keep(begin, n, args, threshold, [&](int64_t i, bool keep) { out[i] = keep; });
 }
 
@@ -178,27 +180,28 @@ void keep_mask_k(bool* out, int64_t begin, int64_t n, const DropoutArgs& args) {
       break;                                  \
   }
 
-void selu_forward_e(DType d, const void* x, void* y, int64_t n) {
-  SELU_EXT_BY_DTYPE(selu_forward_t, d, x, y, n)
+void selu_loop_e(DType d, const void* x, void* y, int64_t n) {
+  SELU_EXT_BY_DTYPE(selu_loop_t, d, x, y, n)
 }
-void selu_backward_e(DType d, const void* g, const void* y, void* gx, int64_t n, bool is_result) {
-  SELU_EXT_BY_DTYPE(selu_backward_t, d, g, y, gx, n, is_result)
+void selu_backward_loop_e(DType d, const void* g, const void* y, void* gx, int64_t n,
+                          bool is_result) {
+  SELU_EXT_BY_DTYPE(selu_backward_loop_t, d, g, y, gx, n, is_result)
 }
-void alpha_dropout_forward_e(DType d, const void* x, void* z, int64_t b, int64_t n,
-                             const DropoutArgs& a) {
-  SELU_EXT_BY_DTYPE(alpha_dropout_forward_t, d, x, z, b, n, a)
+void alpha_dropout_loop_e(DType d, const void* x, void* z, int64_t b, int64_t n,
+                          const DropoutLaunch& a) {
+  SELU_EXT_BY_DTYPE(alpha_dropout_loop_t, d, x, z, b, n, a)
 }
-void alpha_dropout_backward_e(DType d, const void* g, void* gx, int64_t b, int64_t n,
-                              const DropoutArgs& a) {
-  SELU_EXT_BY_DTYPE(alpha_dropout_backward_t, d, g, gx, b, n, a)
+void alpha_dropout_backward_loop_e(DType d, const void* g, void* gx, int64_t b, int64_t n,
+                                   const DropoutLaunch& a) {
+  SELU_EXT_BY_DTYPE(alpha_dropout_backward_loop_t, d, g, gx, b, n, a)
 }
-void selu_alpha_dropout_forward_e(DType d, const void* x, void* z, int64_t b, int64_t n,
-                                  const DropoutArgs& a) {
-  SELU_EXT_BY_DTYPE(selu_alpha_dropout_forward_t, d, x, z, b, n, a)
+void selu_alpha_dropout_loop_e(DType d, const void* x, void* z, int64_t b, int64_t n,
+                               const DropoutLaunch& a) {
+  SELU_EXT_BY_DTYPE(selu_alpha_dropout_loop_t, d, x, z, b, n, a)
 }
-void selu_alpha_dropout_backward_e(DType d, const void* g, const void* z, void* gx, int64_t b,
-                                   int64_t n, const DropoutArgs& a) {
-  SELU_EXT_BY_DTYPE(selu_alpha_dropout_backward_t, d, g, z, gx, b, n, a)
+void selu_alpha_dropout_backward_loop_e(DType d, const void* g, const void* z, void* gx, int64_t b,
+                                        int64_t n, const DropoutLaunch& a) {
+  SELU_EXT_BY_DTYPE(selu_alpha_dropout_backward_loop_t, d, g, z, gx, b, n, a)
 }
 #undef SELU_EXT_BY_DTYPE
 
@@ -206,10 +209,10 @@ void selu_alpha_dropout_backward_e(DType d, const void* g, const void* z, void* 
 
 extern const Kernels kTable;
 const Kernels kTable = {
-    SELU_EXT_ISA_NAME,          selu_forward_e,
-    selu_backward_e,            alpha_dropout_forward_e,
-    alpha_dropout_backward_e,   selu_alpha_dropout_forward_e,
-    selu_alpha_dropout_backward_e, keep_mask_k,
+    SELU_EXT_ISA_NAME,          selu_loop_e,
+    selu_backward_loop_e,            alpha_dropout_loop_e,
+    alpha_dropout_backward_loop_e,   selu_alpha_dropout_loop_e,
+    selu_alpha_dropout_backward_loop_e, dropout_keep_mask_loop_e,
 };
 
 }  // namespace selu_ext::cpu::SELU_EXT_ISA

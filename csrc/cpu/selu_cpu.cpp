@@ -16,6 +16,7 @@
 #endif
 
 #include "../host.h"
+#include "../op_list.h"
 #include "kernels.h"
 
 namespace selu_ext {
@@ -56,21 +57,22 @@ struct CpuBackend {
 #endif
   }
 
-  static void selu_forward(DType d, const void* x, void* y, int64_t n) {
+  static void selu_loop(DType d, const void* x, void* y, int64_t n) {
     const auto& k = cpu::active();
     const int64_t es = element_size(d);
     at::parallel_for(0, n, kGrain, [&](int64_t b, int64_t e) {
-      k.selu_forward(d, static_cast<const char*>(x) + b * es, static_cast<char*>(y) + b * es, e - b);
+      k.selu_loop(d, static_cast<const char*>(x) + b * es, static_cast<char*>(y) + b * es, e - b);
     });
   }
 
-  static void selu_backward(DType d, const void* g, const void* y, void* gx, int64_t n,
-                            bool is_result) {
+  static void selu_backward_loop(DType d, const void* g, const void* y, void* gx, int64_t n,
+                                 bool is_result) {
     const auto& k = cpu::active();
     const int64_t es = element_size(d);
     at::parallel_for(0, n, kGrain, [&](int64_t b, int64_t e) {
-      k.selu_backward(d, static_cast<const char*>(g) + b * es, static_cast<const char*>(y) + b * es,
-                      static_cast<char*>(gx) + b * es, e - b, is_result);
+      k.selu_backward_loop(d, static_cast<const char*>(g) + b * es,
+                           static_cast<const char*>(y) + b * es,
+                           static_cast<char*>(gx) + b * es, e - b, is_result);
     });
   }
 
@@ -86,55 +88,57 @@ struct CpuBackend {
     });
   }
 
-  static void alpha_dropout_forward(DType d, const void* x, void* z, int64_t n,
-                                    const DropoutLaunch& launch) {
+  static void alpha_dropout_loop(DType d, const void* x, void* z, int64_t n,
+                                 const DropoutLaunch& launch) {
     const auto& k = cpu::active();
     const auto& a = launch;
     const int64_t es = element_size(d);
     over_blocks(n, [&](int64_t begin, int64_t m) {
-      k.alpha_dropout_forward(d, static_cast<const char*>(x) + begin * es,
-                              static_cast<char*>(z) + begin * es, begin, m, a);
+      k.alpha_dropout_loop(d, static_cast<const char*>(x) + begin * es,
+                           static_cast<char*>(z) + begin * es, begin, m, a);
     });
   }
 
-  static void alpha_dropout_backward(DType d, const void* g, void* gx, int64_t n,
-                                     const DropoutLaunch& launch) {
+  static void alpha_dropout_backward_loop(DType d, const void* g, void* gx, int64_t n,
+                                          const DropoutLaunch& launch) {
     const auto& k = cpu::active();
     const auto& a = launch;
     const int64_t es = element_size(d);
     over_blocks(n, [&](int64_t begin, int64_t m) {
-      k.alpha_dropout_backward(d, static_cast<const char*>(g) + begin * es,
-                               static_cast<char*>(gx) + begin * es, begin, m, a);
-    });
-  }
-
-  static void selu_alpha_dropout_forward(DType d, const void* x, void* z, int64_t n,
-                                         const DropoutLaunch& launch) {
-    const auto& k = cpu::active();
-    const auto& a = launch;
-    const int64_t es = element_size(d);
-    over_blocks(n, [&](int64_t begin, int64_t m) {
-      k.selu_alpha_dropout_forward(d, static_cast<const char*>(x) + begin * es,
-                                   static_cast<char*>(z) + begin * es, begin, m, a);
-    });
-  }
-
-  static void selu_alpha_dropout_backward(DType d, const void* g, const void* z, void* gx,
-                                          int64_t n, const DropoutLaunch& launch) {
-    const auto& k = cpu::active();
-    const auto& a = launch;
-    const int64_t es = element_size(d);
-    over_blocks(n, [&](int64_t begin, int64_t m) {
-      k.selu_alpha_dropout_backward(d, static_cast<const char*>(g) + begin * es,
-                                    static_cast<const char*>(z) + begin * es,
+      k.alpha_dropout_backward_loop(d, static_cast<const char*>(g) + begin * es,
                                     static_cast<char*>(gx) + begin * es, begin, m, a);
     });
   }
 
-  static void keep_mask(bool* out, int64_t n, const DropoutLaunch& launch) {
+  static void selu_alpha_dropout_loop(DType d, const void* x, void* z, int64_t n,
+                                      const DropoutLaunch& launch) {
     const auto& k = cpu::active();
     const auto& a = launch;
-    over_blocks(n, [&](int64_t begin, int64_t m) { k.keep_mask(out + begin, begin, m, a); });
+    const int64_t es = element_size(d);
+    over_blocks(n, [&](int64_t begin, int64_t m) {
+      k.selu_alpha_dropout_loop(d, static_cast<const char*>(x) + begin * es,
+                                static_cast<char*>(z) + begin * es, begin, m, a);
+    });
+  }
+
+  static void selu_alpha_dropout_backward_loop(DType d, const void* g, const void* z, void* gx,
+                                               int64_t n, const DropoutLaunch& launch) {
+    const auto& k = cpu::active();
+    const auto& a = launch;
+    const int64_t es = element_size(d);
+    over_blocks(n, [&](int64_t begin, int64_t m) {
+      k.selu_alpha_dropout_backward_loop(d, static_cast<const char*>(g) + begin * es,
+                                         static_cast<const char*>(z) + begin * es,
+                                         static_cast<char*>(gx) + begin * es, begin, m, a);
+    });
+  }
+
+  static void dropout_keep_mask_loop(bool* out, int64_t n, const DropoutLaunch& launch) {
+    const auto& k = cpu::active();
+    const auto& a = launch;
+    over_blocks(n, [&](int64_t begin, int64_t m) {
+      k.dropout_keep_mask_loop(out + begin, begin, m, a);
+    });
   }
 
   static RngSource rng_source(const at::Tensor& rng_state, const at::Tensor& input,
@@ -172,15 +176,9 @@ at::Tensor dropout_rng_state_cpu(c10::Device device) {
 }  // namespace
 
 TORCH_LIBRARY_IMPL(selu_ext, CPU, m) {
-  m.impl("selu", &host::selu_forward<CpuBackend>);
-  m.impl("selu_", &host::selu_forward_<CpuBackend>);
-  m.impl("selu_backward", &host::selu_backward<CpuBackend>);
-  m.impl("alpha_dropout", &host::alpha_dropout<CpuBackend>);
-  m.impl("alpha_dropout_", &host::alpha_dropout_<CpuBackend>);
-  m.impl("alpha_dropout_backward", &host::alpha_dropout_backward<CpuBackend>);
-  m.impl("selu_alpha_dropout", &host::selu_alpha_dropout<CpuBackend>);
-  m.impl("selu_alpha_dropout_backward", &host::selu_alpha_dropout_backward<CpuBackend>);
-  m.impl("dropout_keep_mask", &host::dropout_keep_mask<CpuBackend>);
+#define SELU_EXT_IMPL(name, kind, ...) m.impl(#name, &host::name<CpuBackend>);
+  SELU_EXT_OPS(SELU_EXT_IMPL)
+#undef SELU_EXT_IMPL
 }
 
 // dropout_rng_state has no tensor argument, so the dispatcher cannot route it by

@@ -105,10 +105,30 @@ SELU_VI f64v fma_v(f64v a, f64v b, f64v c) {
 #endif
 }
 
-// c * x with c = hi + lo (selu.h's SeluConsts), rounded once where FMA exists.
-template <typename V, typename S>
-SELU_VI V mul_split_v(V x, S hi, S lo) {
-  return fma_v(splat<V>(hi), x, x * lo);
+// c - a * b, rounded once where the instruction set has FMA (as fma_v); the
+// instruction, not fma_v(-a, b, c), so a NaN `a` keeps its sign.
+SELU_VI f32v fnma_v(f32v a, f32v b, f32v c) {
+#if defined(SELU_EXT_ISA_AVX512)
+  return (f32v)_mm512_fnmadd_ps((__m512)a, (__m512)b, (__m512)c);
+#elif defined(SELU_EXT_ISA_AVX2)
+  return (f32v)_mm256_fnmadd_ps((__m256)a, (__m256)b, (__m256)c);
+#elif defined(SELU_EXT_ISA_NEON)
+  return (f32v)vfmsq_f32((float32x4_t)c, (float32x4_t)a, (float32x4_t)b);
+#else
+  return c - a * b;
+#endif
+}
+
+SELU_VI f64v fnma_v(f64v a, f64v b, f64v c) {
+#if defined(SELU_EXT_ISA_AVX512)
+  return (f64v)_mm512_fnmadd_pd((__m512d)a, (__m512d)b, (__m512d)c);
+#elif defined(SELU_EXT_ISA_AVX2)
+  return (f64v)_mm256_fnmadd_pd((__m256d)a, (__m256d)b, (__m256d)c);
+#elif defined(SELU_EXT_ISA_NEON)
+  return (f64v)vfmsq_f64((float64x2_t)c, (float64x2_t)a, (float64x2_t)b);
+#else
+  return c - a * b;
+#endif
 }
 
 // Lane-wise max / min that return the second operand where either is NaN (the
@@ -170,81 +190,72 @@ SELU_VI f64v min_v(f64v hi, f64v x) {
 #endif
 }
 
-// ---------------------------------------------------------------------------
-// expm1 on x <= 0 (or NaN), the only domain SELU needs.
-//
-// x = k ln2 + r with |r| <= ln2/2 (Cody-Waite), expm1(r) by a polynomial, then
-// expm1(x) = 2^k expm1(r) + (2^k - 1): with t = 2^k, t - 1 is exact and t * p is
-// exact scaling, so the result is rounded once. Inputs below the clamp have
-// expm1(x) == -1 to the last bit (float: e^-30 < 2^-43; double: e^-60 < 2^-86).
-// The clamp also maps x > 0 to 0, so lanes whose result the caller discards stay
-// finite. NaN passes both clamps (max_v / min_v) and comes out NaN.
-//
-// float: the polynomial is selu.h's (a minimax fit, one term shorter than the
-// Taylor series for the same accuracy); the scalar code there is this, lane by lane.
-
-SELU_VI f32v expm1_nonpositive(f32v x) {
-  x = min_v(f32v{}, max_v(splat<f32v>(-30.0f), x));
-  const f32v shifter = splat<f32v>(12582912.0f);  // 1.5 * 2^23: adding it rounds to integer
-  const f32v j = x * 1.44269504088896341f + shifter;
-  const f32v k = j - shifter;
-  f32v r = x - k * kExpm1Ln2Hi;  // k * kExpm1Ln2Hi is exact for |k| < 2^12
-  r = r - k * kExpm1Ln2Lo;
-  f32v q = r * kExpm1Q5 + kExpm1Q4;
-  q = q * r + kExpm1Q3;
-  q = q * r + kExpm1Q2;
-  q = q * r + kExpm1Q1;
-  q = q * r + kExpm1Q0;
-  const f32v p = fma_v(r * r, q, r);  // expm1(r)
-  const u32v t_bits = ((u32v)j - (0x4B400000u - 127u)) << 23;  // 2^k
-  const f32v t = (f32v)t_bits;
-  return fma_v(t, p, t - 1.0f);
+// 32 x 32 -> 64-bit products of the 64-bit lanes' low halves (the upper halves are
+// ignored).
+SELU_VI u64v mul_wide(u64v a, uint32_t m) {
+#if defined(SELU_EXT_ISA_AVX512)
+  return (u64v)_mm512_mul_epu32((__m512i)a, _mm512_set1_epi64(m));
+#elif defined(SELU_EXT_ISA_AVX2)
+  return (u64v)_mm256_mul_epu32((__m256i)a, _mm256_set1_epi64x(m));
+#elif defined(SELU_EXT_ISA_SSE2)
+  return (u64v)_mm_mul_epu32((__m128i)a, _mm_set1_epi64x(m));
+#elif defined(SELU_EXT_ISA_NEON)
+  // NEON has no 64-bit lane multiply (GCC would go scalar): narrow, then UMULL.
+  return (u64v)vmull_u32(vmovn_u64((uint64x2_t)a), vdup_n_u32(m));
+#else
+  return (a & splat<u64v>(uint64_t{0xFFFFFFFFu})) * static_cast<uint64_t>(m);
+#endif
 }
 
-SELU_VI f64v expm1_nonpositive(f64v x) {
-  x = min_v(f64v{}, max_v(splat<f64v>(-60.0), x));
-  const f64v shifter = splat<f64v>(6755399441055744.0);  // 1.5 * 2^52
-  const f64v j = x * 1.4426950408889634074 + shifter;
-  const f64v k = j - shifter;
-  f64v r = x - k * 6.93147180369123816490e-01;  // ln2 high part (fdlibm)
-  r = r - k * 1.90821492927058770002e-10;        // ln2 low part
-  // Taylor to r^14: truncation below 1e-18 relative on |r| <= ln2/2.
-  f64v q = splat<f64v>(1.0 / 87178291200.0);  // 1/14!
-  q = q * r + 1.0 / 6227020800.0;               // 1/13!
-  q = q * r + 1.0 / 479001600.0;
-  q = q * r + 1.0 / 39916800.0;
-  q = q * r + 1.0 / 3628800.0;
-  q = q * r + 1.0 / 362880.0;
-  q = q * r + 1.0 / 40320.0;
-  q = q * r + 1.0 / 5040.0;
-  q = q * r + 1.0 / 720.0;
-  q = q * r + 1.0 / 120.0;
-  q = q * r + 1.0 / 24.0;
-  q = q * r + 1.0 / 6.0;
-  q = q * r + 0.5;
-  const f64v p = fma_v(r * r, q, r);
-  const u64v t_bits = ((u64v)j - (0x4338000000000000ull - 1023ull)) << 52;
-  const f64v t = (f64v)t_bits;
-  return fma_v(t, p, t - 1.0);
-}
+}  // namespace
 
-// selu, branch-free: both branches for every lane, then one select. x >= 0 takes
-// the positive branch so ±0 map to themselves (scale * ±0), as in PyTorch, with no
-// separate zero test.
-template <typename V, typename S>
-SELU_VI V selu_v(V x) {
-  using C = SeluConsts<S>;
-  const V neg = mul_split_v<V, S>(expm1_nonpositive(x), C::scale_alpha_hi, C::scale_alpha_lo);
-  return x >= V{} ? x * static_cast<S>(kScale) : neg;
-}
+// Lanes (selu.h) of a float vector type V with lane type Lane and the same-width
+// unsigned vector U. Outside the anonymous namespace: it is the base of a Lanes
+// specialization, which has linkage.
+template <typename V, typename Lane, typename U>
+struct FloatLanes {
+  using S = Lane;
+  SELU_VI V splat(S s) { return SELU_EXT_ISA::splat<V>(s); }
+  SELU_VI V fma(V a, V b, V c) { return fma_v(a, b, c); }
+  SELU_VI V fnma(V a, V b, V c) { return fnma_v(a, b, c); }
+  SELU_VI V clamp_nonpositive(V x, S lo) { return min_v(V{}, max_v(splat(lo), x)); }
+  SELU_VI U bits(V x) { return (U)x; }
+  SELU_VI V from_bits(U u) { return (V)u; }
+};
 
-template <typename V, typename S>
-SELU_VI V selu_backward_v(V grad, V y, S scale_alpha = SeluConsts<S>::scale_alpha_hi) {
-  const V zero = V{};
-  // As selu_backward_from_output (selu.h): + the forward's -selu(-inf).
-  const V d = y <= zero ? y + scale_alpha : splat<V>(static_cast<S>(kScale));
-  return grad * d;
-}
+}  // namespace selu_ext::cpu::SELU_EXT_ISA
+
+// The vector types' Lanes (selu.h), from the primitives above.
+namespace selu_ext {
+template <>
+struct Lanes<cpu::SELU_EXT_ISA::f32v>
+    : cpu::SELU_EXT_ISA::FloatLanes<cpu::SELU_EXT_ISA::f32v, float, cpu::SELU_EXT_ISA::u32v> {};
+
+template <>
+struct Lanes<cpu::SELU_EXT_ISA::f64v>
+    : cpu::SELU_EXT_ISA::FloatLanes<cpu::SELU_EXT_ISA::f64v, double, cpu::SELU_EXT_ISA::u64v> {};
+
+// Philox words: 32-bit words in the low halves of 64-bit lanes (VPMULUDQ's
+// 32 x 32 -> 64 layout). The upper halves are never cleared: every use either
+// ignores them (the multiply) or reads only the low half (the shift by 32 of a
+// product, the final compare).
+template <>
+struct Lanes<cpu::SELU_EXT_ISA::u64v> {
+  using W = cpu::SELU_EXT_ISA::u64v;
+  SELU_VI W mul_wide(W w, uint32_t m) { return cpu::SELU_EXT_ISA::mul_wide(w, m); }
+  SELU_VI W hi(W p) { return p >> 32; }
+  SELU_VI W lo(W p) { return p; }
+};
+}  // namespace selu_ext
+
+namespace selu_ext::cpu::SELU_EXT_ISA {
+namespace {
+
+// The formulas (selu_math.h), compiled for this instruction set. No `static`: the
+// functor's operator() is a member; the anonymous namespace gives internal linkage.
+#define SELU_MATH inline __attribute__((always_inline))
+#include "../selu_math.h"
+#undef SELU_MATH
 
 // ---------------------------------------------------------------------------
 // float16 / bfloat16 <-> float, bit-exact with c10::Half and c10::BFloat16
@@ -441,49 +452,30 @@ SELU_VI void binary_loop(const void* in0, const void* in1, void* out, int64_t n,
 }
 
 template <DType D>
-void selu_forward_t(const void* x, void* y, int64_t n) {
+void selu_loop_t(const void* x, void* y, int64_t n) {
   using P = Pack<D>;
-  unary_loop<D>(x, y, n, [](typename P::V v) { return selu_v<typename P::V, typename P::S>(v); });
+  unary_loop<D>(x, y, n, [](typename P::V v) { return selu_elem(v); });
 }
 
 // `v` is the forward's output (is_result) or its input; from the input the output is
 // recomputed in registers, so both read the same bytes.
 template <DType D>
-void selu_backward_t(const void* grad, const void* v, void* grad_x, int64_t n, bool is_result) {
+void selu_backward_loop_t(const void* grad, const void* v, void* grad_x, int64_t n,
+                          bool is_result) {
   using V = typename Pack<D>::V;
   using S = typename Pack<D>::S;
   if (is_result) {
-    // A 16-bit output saturates at scale*alpha rounded to 16 bits (selu.h).
-    constexpr S sa = (D == DType::kHalf || D == DType::kBFloat16)
-                         ? static_cast<S>(kScaleAlpha16)
-                         : SeluConsts<S>::scale_alpha_hi;
-    binary_loop<D>(grad, v, grad_x, n, [](V g, V y) { return selu_backward_v<V, S>(g, y, sa); });
+    constexpr S sa = output_scale_alpha<S>(Pack<D>::kBytes / Pack<D>::kLanes);
+    binary_loop<D>(grad, v, grad_x, n, [](V g, V y) { return selu_backward_elem(g, y, sa); });
   } else {
     binary_loop<D>(grad, v, grad_x, n,
-                   [](V g, V x) { return selu_backward_v<V, S>(g, selu_v<V, S>(x)); });
+                   [](V g, V x) { return selu_backward_from_input_elem(g, x); });
   }
 }
 
 // ---------------------------------------------------------------------------
 // Philox of one 128-element block: its 32 counter groups, each in a 64-bit lane
-// that holds a 32-bit word in its low half (VPMULUDQ's 32 x 32 -> 64 layout).
-
-SELU_VI u64v mul_wide(u64v a, uint32_t m) {
-  // 32 x 32 -> 64-bit products of the lanes' low halves; the upper halves carry
-  // garbage (see philox_keep), which the instruction ignores.
-#if defined(SELU_EXT_ISA_AVX512)
-  return (u64v)_mm512_mul_epu32((__m512i)a, _mm512_set1_epi64(m));
-#elif defined(SELU_EXT_ISA_AVX2)
-  return (u64v)_mm256_mul_epu32((__m256i)a, _mm256_set1_epi64x(m));
-#elif defined(SELU_EXT_ISA_SSE2)
-  return (u64v)_mm_mul_epu32((__m128i)a, _mm_set1_epi64x(m));
-#elif defined(SELU_EXT_ISA_NEON)
-  // NEON has no 64-bit lane multiply (GCC would go scalar): narrow, then UMULL.
-  return (u64v)vmull_u32(vmovn_u64((uint64x2_t)a), vdup_n_u32(m));
-#else
-  return (a & splat<u64v>(uint64_t{0xFFFFFFFFu})) * static_cast<uint64_t>(m);
-#endif
-}
+// that holds a 32-bit word in its low half (Lanes<u64v> above).
 
 // The low halves of two vectors of 64-bit lanes, in lane order: a's, then b's.
 SELU_VI u32v low_halves(u64v a, u64v b) {
@@ -520,20 +512,19 @@ struct PhiloxKeys {
   u64v k0[10], k1[10];
   uint64_t ctr_lo;
   uint32_t threshold;
-  explicit PhiloxKeys(const DropoutArgs& args, uint32_t thr)
+  explicit PhiloxKeys(const DropoutLaunch& args, uint32_t thr)
       : ctr_lo(args.rng.offset / 4), threshold(thr) {
     uint32_t a = static_cast<uint32_t>(args.rng.seed), b = static_cast<uint32_t>(args.rng.seed >> 32);
     for (int round = 0; round < 10; ++round) {
       k0[round] = splat<u64v>(static_cast<uint64_t>(a));
       k1[round] = splat<u64v>(static_cast<uint64_t>(b));
-      a += 0x9E3779B9u;
-      b += 0xBB67AE85u;
+      a += kPhiloxW0;
+      b += kPhiloxW1;
     }
   }
 };
 
 SELU_VI void keep_block(int32_t* keep, const PhiloxKeys& key, int64_t block_start) {
-  constexpr uint32_t kM0 = 0xD2511F53u, kM1 = 0xCD9E8D57u;
   const uint64_t first_group = static_cast<uint64_t>(block_start / kDropoutBlock) * kDropoutLanes;
   const uint64_t ctr_lo = key.ctr_lo;
   u64v lane;
@@ -551,12 +542,7 @@ SELU_VI void keep_block(int32_t* keep, const PhiloxKeys& key, int64_t block_star
 #pragma GCC unroll 10
     for (int round = 0; round < 10; ++round) {
       for (int h = 0; h < 2; ++h) {
-        const u64v p0 = mul_wide(c0[h], kM0);
-        const u64v p1 = mul_wide(c2[h], kM1);
-        c0[h] = (p1 >> 32) ^ c1[h] ^ key.k0[round];
-        c2[h] = (p0 >> 32) ^ c3[h] ^ key.k1[round];
-        c1[h] = p1;
-        c3[h] = p0;
+        philox_round(c0[h], c1[h], c2[h], c3[h], key.k0[round], key.k1[round]);
       }
     }
     // Word j of groups kL64 * v0 .. + 2 * kL64 - 1 decides elements 32 j + kL64 * v0 ...
@@ -579,12 +565,12 @@ SELU_VI I load_keep(const int32_t* keep) {
 }
 
 template <typename S>
-SELU_VI AlphaDropoutParams<S> params_for(const DropoutArgs& args) {
+SELU_VI AlphaDropoutParams<S> params_for(const DropoutLaunch& args) {
   return make_alpha_dropout_params<S>(args.p, static_cast<S>(args.kept_bound));
 }
 
 // Every element kept: the mask of a block whose kernel can do without its own (see
-// selu_alpha_dropout_backward_t).
+// selu_alpha_dropout_backward_loop_t).
 alignas(64) constexpr int32_t kAllKept[kDropoutBlock] = {
 #define SELU_EXT_K8 -1, -1, -1, -1, -1, -1, -1, -1
 #define SELU_EXT_K32 SELU_EXT_K8, SELU_EXT_K8, SELU_EXT_K8, SELU_EXT_K8
@@ -603,7 +589,7 @@ struct AlwaysMask {
 // element as kept and the block's Philox call is skipped.
 template <DType D, int NIn, typename F, typename M = AlwaysMask>
 SELU_VI void dropout_loop(const void* const* in, void* out, int64_t begin, int64_t n,
-                          const DropoutArgs& args, uint32_t threshold, F f, M needs_mask = {}) {
+                          const DropoutLaunch& args, uint32_t threshold, F f, M needs_mask = {}) {
   using P = Pack<D>;
   constexpr int L = P::kLanes;
   constexpr int64_t kElemBytes = P::kBytes / L;
@@ -644,55 +630,45 @@ SELU_VI void dropout_loop(const void* const* in, void* out, int64_t begin, int64
 }
 
 template <DType D>
-void alpha_dropout_forward_t(const void* x, void* z, int64_t begin, int64_t n,
-                             const DropoutArgs& args) {
+void alpha_dropout_loop_t(const void* x, void* z, int64_t begin, int64_t n,
+                          const DropoutLaunch& args) {
   using P = Pack<D>;
-  using V = typename P::V;
   using S = typename P::S;
   const AlphaDropoutParams<S> q = params_for<S>(args);
   const void* in[1] = {x};
   dropout_loop<D, 1>(in, z, begin, n, args, q.threshold,
                      [&](typename P::I keep, const char* const* src, char* dst, int64_t off) {
-                       const V v = P::ld(src[0] + off);
-                       const V kept = v * q.a + q.b;
-                       const V dropped = v * S(0) + q.dropped;
-                       P::st(dst + off, keep ? kept : dropped);
+                       P::st(dst + off, alpha_dropout_elem(P::ld(src[0] + off), keep, q));
                      });
 }
 
 template <DType D>
-void alpha_dropout_backward_t(const void* grad, void* grad_x, int64_t begin, int64_t n,
-                              const DropoutArgs& args) {
+void alpha_dropout_backward_loop_t(const void* grad, void* grad_x, int64_t begin, int64_t n,
+                                   const DropoutLaunch& args) {
   using P = Pack<D>;
-  using V = typename P::V;
   using S = typename P::S;
   const AlphaDropoutParams<S> q = params_for<S>(args);
   const void* in[1] = {grad};
   dropout_loop<D, 1>(in, grad_x, begin, n, args, q.threshold,
                      [&](typename P::I keep, const char* const* src, char* dst, int64_t off) {
-                       const V g = P::ld(src[0] + off);
-                       P::st(dst + off, g * (keep ? splat<V>(q.a) : V{}));
+                       P::st(dst + off, alpha_dropout_backward_elem(P::ld(src[0] + off), keep, q));
                      });
 }
 
 template <DType D>
-void selu_alpha_dropout_forward_t(const void* x, void* z, int64_t begin, int64_t n,
-                                  const DropoutArgs& args) {
+void selu_alpha_dropout_loop_t(const void* x, void* z, int64_t begin, int64_t n,
+                               const DropoutLaunch& args) {
   using P = Pack<D>;
   using V = typename P::V;
   using S = typename P::S;
   const AlphaDropoutParams<S> q = params_for<S>(args);
-  // Kept units with selu(x) > 0 must be stored above kept_bound (see selu.h): where
-  // rounding a * y + b to the storage type lands on or below it, store the next value up.
   const S above = static_cast<S>(args.kept_above);
+  const auto round = [](V v) { return P::round(v); };
   const void* in[1] = {x};
   dropout_loop<D, 1>(in, z, begin, n, args, q.threshold,
                      [&](typename P::I keep, const char* const* src, char* dst, int64_t off) {
-                       const V y = selu_v<V, S>(P::ld(src[0] + off));
-                       V kept = P::round(y * q.a + q.b);
-                       kept = (y > V{}) & (kept <= q.kept_bound) ? splat<V>(above) : kept;
-                       const V dropped = y * S(0) + q.dropped;
-                       P::st(dst + off, keep ? kept : dropped);
+                       const V v = P::ld(src[0] + off);
+                       P::st(dst + off, selu_alpha_dropout_elem(v, keep, q, above, round));
                      });
 }
 
@@ -705,8 +681,8 @@ void selu_alpha_dropout_forward_t(const void* x, void* z, int64_t begin, int64_t
 // larger part of this kernel's instructions, is skipped. A NaN z (NaN or infinite x)
 // can be kept or dropped with different gradients: its block regenerates the mask.
 template <DType D>
-void selu_alpha_dropout_backward_t(const void* grad, const void* z, void* grad_x, int64_t begin,
-                                   int64_t n, const DropoutArgs& args) {
+void selu_alpha_dropout_backward_loop_t(const void* grad, const void* z, void* grad_x,
+                                        int64_t begin, int64_t n, const DropoutLaunch& args) {
   using P = Pack<D>;
   using V = typename P::V;
   using S = typename P::S;
@@ -729,16 +705,15 @@ void selu_alpha_dropout_backward_t(const void* grad, const void* z, void* grad_x
   dropout_loop<D, 2>(
       in, grad_x, begin, n, args, q.threshold,
       [&](I keep, const char* const* src, char* dst, int64_t off) {
-        const V g = P::ld(src[0] + off);
         const V zv = P::ld(src[1] + off);
-        const V d = zv <= q.kept_bound ? zv - q.b + q.a_scale_alpha : splat<V>(q.a_scale);
-        P::st(dst + off, g * ((keep & (I)(zv != dropped)) ? d : V{}));
+        const I kept = keep & (I)(zv != dropped);  // z == dropped: grad * 0 (above)
+        P::st(dst + off, selu_alpha_dropout_backward_elem(P::ld(src[0] + off), zv, kept, q));
       },
       nan_in_block);
 }
 
-void keep_mask_k(bool* out, int64_t begin, int64_t n, const DropoutArgs& args) {
-  const uint32_t threshold = args.p >= 1.0 ? 0xFFFFFFFFu : drop_threshold(args.p);
+void dropout_keep_mask_loop_e(bool* out, int64_t begin, int64_t n, const DropoutLaunch& args) {
+  const uint32_t threshold = drop_threshold(args.p);
   alignas(64) int32_t keep[kDropoutBlock];
   const PhiloxKeys key(args, threshold);
   int64_t done = 0;
@@ -784,49 +759,50 @@ void by_dtype(DType d, A... a) {
     }                                                          \
   };
 
-SELU_EXT_KERNEL_ENTRY(selu_forward)
-SELU_EXT_KERNEL_ENTRY(selu_backward)
-SELU_EXT_KERNEL_ENTRY(alpha_dropout_forward)
-SELU_EXT_KERNEL_ENTRY(alpha_dropout_backward)
-SELU_EXT_KERNEL_ENTRY(selu_alpha_dropout_forward)
-SELU_EXT_KERNEL_ENTRY(selu_alpha_dropout_backward)
+SELU_EXT_KERNEL_ENTRY(selu_loop)
+SELU_EXT_KERNEL_ENTRY(selu_backward_loop)
+SELU_EXT_KERNEL_ENTRY(alpha_dropout_loop)
+SELU_EXT_KERNEL_ENTRY(alpha_dropout_backward_loop)
+SELU_EXT_KERNEL_ENTRY(selu_alpha_dropout_loop)
+SELU_EXT_KERNEL_ENTRY(selu_alpha_dropout_backward_loop)
 #undef SELU_EXT_KERNEL_ENTRY
 
-void selu_forward_e(DType d, const void* x, void* y, int64_t n) {
-  by_dtype<selu_forward_k>(d, x, y, n);
+void selu_loop_e(DType d, const void* x, void* y, int64_t n) {
+  by_dtype<selu_loop_k>(d, x, y, n);
 }
-void selu_backward_e(DType d, const void* g, const void* v, void* gx, int64_t n, bool is_result) {
-  by_dtype<selu_backward_k>(d, g, v, gx, n, is_result);
+void selu_backward_loop_e(DType d, const void* g, const void* v, void* gx, int64_t n,
+                          bool is_result) {
+  by_dtype<selu_backward_loop_k>(d, g, v, gx, n, is_result);
 }
-void alpha_dropout_forward_e(DType d, const void* x, void* z, int64_t b, int64_t n,
-                             const DropoutArgs& a) {
-  by_dtype<alpha_dropout_forward_k, const void*, void*, int64_t, int64_t, const DropoutArgs&>(
+void alpha_dropout_loop_e(DType d, const void* x, void* z, int64_t b, int64_t n,
+                          const DropoutLaunch& a) {
+  by_dtype<alpha_dropout_loop_k, const void*, void*, int64_t, int64_t, const DropoutLaunch&>(
       d, x, z, b, n, a);
 }
-void alpha_dropout_backward_e(DType d, const void* g, void* gx, int64_t b, int64_t n,
-                              const DropoutArgs& a) {
-  by_dtype<alpha_dropout_backward_k, const void*, void*, int64_t, int64_t, const DropoutArgs&>(
-      d, g, gx, b, n, a);
+void alpha_dropout_backward_loop_e(DType d, const void* g, void* gx, int64_t b, int64_t n,
+                                   const DropoutLaunch& a) {
+  by_dtype<alpha_dropout_backward_loop_k, const void*, void*, int64_t, int64_t,
+           const DropoutLaunch&>(d, g, gx, b, n, a);
 }
-void selu_alpha_dropout_forward_e(DType d, const void* x, void* z, int64_t b, int64_t n,
-                                  const DropoutArgs& a) {
-  by_dtype<selu_alpha_dropout_forward_k, const void*, void*, int64_t, int64_t,
-           const DropoutArgs&>(d, x, z, b, n, a);
+void selu_alpha_dropout_loop_e(DType d, const void* x, void* z, int64_t b, int64_t n,
+                               const DropoutLaunch& a) {
+  by_dtype<selu_alpha_dropout_loop_k, const void*, void*, int64_t, int64_t,
+           const DropoutLaunch&>(d, x, z, b, n, a);
 }
-void selu_alpha_dropout_backward_e(DType d, const void* g, const void* z, void* gx, int64_t b,
-                                   int64_t n, const DropoutArgs& a) {
-  by_dtype<selu_alpha_dropout_backward_k, const void*, const void*, void*, int64_t, int64_t,
-           const DropoutArgs&>(d, g, z, gx, b, n, a);
+void selu_alpha_dropout_backward_loop_e(DType d, const void* g, const void* z, void* gx, int64_t b,
+                                        int64_t n, const DropoutLaunch& a) {
+  by_dtype<selu_alpha_dropout_backward_loop_k, const void*, const void*, void*, int64_t, int64_t,
+           const DropoutLaunch&>(d, g, z, gx, b, n, a);
 }
 
 }  // namespace
 
 extern const Kernels kTable;
 const Kernels kTable = {
-    SELU_EXT_ISA_NAME,          selu_forward_e,
-    selu_backward_e,            alpha_dropout_forward_e,
-    alpha_dropout_backward_e,   selu_alpha_dropout_forward_e,
-    selu_alpha_dropout_backward_e, keep_mask_k,
+    SELU_EXT_ISA_NAME,          selu_loop_e,
+    selu_backward_loop_e,            alpha_dropout_loop_e,
+    alpha_dropout_backward_loop_e,   selu_alpha_dropout_loop_e,
+    selu_alpha_dropout_backward_loop_e, dropout_keep_mask_loop_e,
 };
 
 #undef SELU_VI

@@ -8,10 +8,12 @@
 #include <torch/library.h>
 
 #include "../host.h"
+#include "../op_list.h"
 #include "selu_ext_config.h"
 
 namespace selu_ext {
-// A named namespace: selu.h's scalar templates share some of these names.
+// A named namespace: op_list.h's registration names each operator's function
+// fallback::<operator>.
 namespace fallback {
 namespace {
 
@@ -113,15 +115,9 @@ at::Tensor dropout_rng_state_for_cuda_eager(c10::Device /*device*/) {
 }
 
 TORCH_LIBRARY_IMPL(selu_ext, CUDA, m) {
-  m.impl("selu", &fallback::selu);
-  m.impl("selu_", &fallback::selu_);
-  m.impl("selu_backward", &fallback::selu_backward);
-  m.impl("alpha_dropout", &fallback::alpha_dropout);
-  m.impl("alpha_dropout_", &fallback::alpha_dropout_);
-  m.impl("alpha_dropout_backward", &fallback::alpha_dropout_backward);
-  m.impl("selu_alpha_dropout", &fallback::selu_alpha_dropout);
-  m.impl("selu_alpha_dropout_backward", &fallback::selu_alpha_dropout_backward);
-  m.impl("dropout_keep_mask", &fallback::dropout_keep_mask);
+#define SELU_EXT_IMPL(name, kind, ...) m.impl(#name, &fallback::name);
+  SELU_EXT_OPS(SELU_EXT_IMPL)
+#undef SELU_EXT_IMPL
 }
 
 }  // namespace selu_ext

@@ -12,6 +12,7 @@
 #include <mutex>
 
 #include "../host.h"
+#include "../op_list.h"
 #include "launch.h"
 
 namespace selu_ext {
@@ -24,37 +25,37 @@ struct CudaBackend {
 
   static void fresh_output(const at::Tensor&) {}
 
-  static void selu_forward(DType d, const void* x, void* y, int64_t n) {
-    cuda::launch_selu_forward(d, x, y, n, stream());
+  static void selu_loop(DType d, const void* x, void* y, int64_t n) {
+    cuda::launch_selu(d, x, y, n, stream());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
-  static void selu_backward(DType d, const void* g, const void* y, void* gx, int64_t n,
-                            bool is_result) {
+  static void selu_backward_loop(DType d, const void* g, const void* y, void* gx, int64_t n,
+                                 bool is_result) {
     cuda::launch_selu_backward(d, g, y, gx, n, is_result, stream());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
-  static void alpha_dropout_forward(DType d, const void* x, void* z, int64_t n,
-                                    const DropoutLaunch& a) {
-    cuda::launch_alpha_dropout_forward(d, x, z, n, a, stream());
+  static void alpha_dropout_loop(DType d, const void* x, void* z, int64_t n,
+                                 const DropoutLaunch& a) {
+    cuda::launch_alpha_dropout(d, x, z, n, a, stream());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
-  static void alpha_dropout_backward(DType d, const void* g, void* gx, int64_t n,
-                                     const DropoutLaunch& a) {
+  static void alpha_dropout_backward_loop(DType d, const void* g, void* gx, int64_t n,
+                                          const DropoutLaunch& a) {
     cuda::launch_alpha_dropout_backward(d, g, gx, n, a, stream());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
-  static void selu_alpha_dropout_forward(DType d, const void* x, void* z, int64_t n,
-                                         const DropoutLaunch& a) {
-    cuda::launch_selu_alpha_dropout_forward(d, x, z, n, a, stream());
+  static void selu_alpha_dropout_loop(DType d, const void* x, void* z, int64_t n,
+                                      const DropoutLaunch& a) {
+    cuda::launch_selu_alpha_dropout(d, x, z, n, a, stream());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
-  static void selu_alpha_dropout_backward(DType d, const void* g, const void* z, void* gx,
-                                          int64_t n, const DropoutLaunch& a) {
+  static void selu_alpha_dropout_backward_loop(DType d, const void* g, const void* z, void* gx,
+                                               int64_t n, const DropoutLaunch& a) {
     cuda::launch_selu_alpha_dropout_backward(d, g, z, gx, n, a, stream());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
-  static void keep_mask(bool* out, int64_t n, const DropoutLaunch& a) {
-    cuda::launch_keep_mask(out, n, a, stream());
+  static void dropout_keep_mask_loop(bool* out, int64_t n, const DropoutLaunch& a) {
+    cuda::launch_dropout_keep_mask(out, n, a, stream());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
 
@@ -120,15 +121,9 @@ at::Tensor dropout_rng_state_for_cuda_eager(c10::Device device) {
 }
 
 TORCH_LIBRARY_IMPL(selu_ext, CUDA, m) {
-  m.impl("selu", &host::selu_forward<CudaBackend>);
-  m.impl("selu_", &host::selu_forward_<CudaBackend>);
-  m.impl("selu_backward", &host::selu_backward<CudaBackend>);
-  m.impl("alpha_dropout", &host::alpha_dropout<CudaBackend>);
-  m.impl("alpha_dropout_", &host::alpha_dropout_<CudaBackend>);
-  m.impl("alpha_dropout_backward", &host::alpha_dropout_backward<CudaBackend>);
-  m.impl("selu_alpha_dropout", &host::selu_alpha_dropout<CudaBackend>);
-  m.impl("selu_alpha_dropout_backward", &host::selu_alpha_dropout_backward<CudaBackend>);
-  m.impl("dropout_keep_mask", &host::dropout_keep_mask<CudaBackend>);
+#define SELU_EXT_IMPL(name, kind, ...) m.impl(#name, &host::name<CudaBackend>);
+  SELU_EXT_OPS(SELU_EXT_IMPL)
+#undef SELU_EXT_IMPL
 }
 
 }  // namespace selu_ext

@@ -10,6 +10,7 @@
 #include <ATen/cuda/PhiloxCudaState.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "../selu.h"
 #include "launch.h"
@@ -62,57 +63,64 @@ struct alignas(sizeof(T) * N) Vec {
 // Each thread loads kUnroll vectors of VEC elements (16 bytes when VEC > 1) before
 // computing; the n % VEC tail is done by the first threads of block 0.
 
-// float16 / bfloat16 results keep 11 / 8 bits, so their SELU need not carry
-// float32's last bit: exp by the SFU (__expf, relative error ~2^-21) where x is
-// below -ln2/2 (there expm1 = exp - 1 loses nothing), a Taylor polynomial to x^5
-// above (truncation < 1e-5 relative, 8e-6 at the switch point; far below half a
-// float16 ULP). About half the instructions of the float32 path, which matters
-// because the 2-byte kernels are instruction-bound on Hopper.
-__device__ __forceinline__ float selu_forward_16bit(float x) {
-  if (x > 0.0f) return static_cast<float>(kScale) * x;
-  if (x == 0.0f) return x;  // keeps -0
-  float q = 1.0f / 120.0f;
-  q = fmaf(q, x, 1.0f / 24.0f);
-  q = fmaf(q, x, 1.0f / 6.0f);
-  q = fmaf(q, x, 0.5f);
-  const float near = fmaf(x * x, q, x);
-  const float far = __expf(x) - 1.0f;  // NaN stays NaN here
-  return static_cast<float>(kScaleAlpha) * (x > -0.34657359f ? near : far);
-}
-
-template <typename T>
-__device__ __forceinline__ typename OpMath<T>::type selu_for(typename OpMath<T>::type x) {
-  if constexpr (sizeof(T) == 2) {
-    return selu_forward_16bit(x);
-  } else {
-    return selu_forward(x);
-  }
-}
-
-template <typename T>
-struct SeluForward {
-  template <typename A>
-  __device__ __forceinline__ A operator()(A x) const {
-    return selu_for<T>(x);
+// The one exception to selu_math.h's forward, for the float16 / bfloat16 kernels
+// here: their results keep 11 / 8 bits, so SELU's negative branch need not carry
+// float32's last bit: exp by the SFU (__expf, relative error ~2^-21) where x is below
+// -ln2/2 (there expm1 = exp - 1 loses nothing), a Taylor polynomial to x^5 above
+// (truncation < 1e-5 relative, 8e-6 at the switch point; far below half a float16
+// ULP). About half the instructions of the float32 path, which matters because the
+// 2-byte kernels are instruction-bound on Hopper. (The CPU has no such shortcut: its
+// 16-bit kernels are bound by memory and conversions, and take the float path.)
+struct SeluNegative16 {
+  __device__ __forceinline__ float operator()(float x) const {
+    float q = 1.0f / 120.0f;
+    q = fmaf(q, x, 1.0f / 24.0f);
+    q = fmaf(q, x, 1.0f / 6.0f);
+    q = fmaf(q, x, 0.5f);
+    const float near = fmaf(x * x, q, x);
+    const float far = __expf(x) - 1.0f;  // NaN stays NaN here
+    return static_cast<float>(kScaleAlpha) * (x > -0.34657359f ? near : far);
   }
 };
 
+// The negative branch of SELU for storage type T.
 template <typename T>
-struct SeluBackward {
+using NegativeFor = std::conditional_t<sizeof(T) == 2, SeluNegative16, SeluNegative>;
+
+// v rounded to storage type T and back (selu_alpha_dropout_elem's `round`).
+template <typename T>
+struct RoundTo {
+  template <typename A>
+  __device__ __forceinline__ A operator()(A v) const {
+    return to_acc(from_acc<T>(v));
+  }
+};
+
+// Kernel functors: one element of each loop, in the compute type A, over selu_math.h.
+template <typename T>
+struct SeluKernel {
+  template <typename A>
+  __device__ __forceinline__ A operator()(A x) const {
+    return selu_elem<A, NegativeFor<T>>(x);
+  }
+};
+
+// From the forward's output; a 16-bit output saturates at scale*alpha rounded to 16
+// bits (selu_backward_elem).
+template <typename T>
+struct SeluBackwardKernel {
   template <typename A>
   __device__ __forceinline__ A operator()(A grad, A y) const {
-    // A 16-bit output saturates at scale*alpha rounded to 16 bits (selu.h).
-    if constexpr (sizeof(T) == 2) return selu_backward_from_output(grad, y, A(kScaleAlpha16));
-    return selu_backward_from_output(grad, y);
+    return selu_backward_elem(grad, y, output_scale_alpha<A>(sizeof(T)));
   }
 };
 
 // From the forward's input: the output recomputed in registers.
 template <typename T>
-struct SeluBackwardFromInput {
+struct SeluBackwardFromInputKernel {
   template <typename A>
   __device__ __forceinline__ A operator()(A grad, A x) const {
-    return selu_backward_from_output(grad, A(selu_for<T>(x)));
+    return selu_backward_from_input_elem<NegativeFor<T>>(grad, x);
   }
 };
 
@@ -212,70 +220,62 @@ void launch_binary(const void* a, const void* b, void* out, int64_t n, F f, cuda
 // Philox call and handles elements first + 32 j, j < 4, where first is the group's
 // first element. A warp's 32 threads cover 32 consecutive elements per j.
 
-struct DeviceRng {
-  uint64_t seed, offset;
-  const int64_t* ptr;  // when set, (seed, offset) are read here on the device
-};
-
-__device__ __forceinline__ void read_rng(const DeviceRng& r, uint64_t* seed, uint64_t* offset) {
-  if (r.ptr != nullptr) {
-    *seed = static_cast<uint64_t>(r.ptr[0]);
-    *offset = static_cast<uint64_t>(r.ptr[1]);
+__device__ __forceinline__ void read_rng(const RngSource& r, uint64_t* seed, uint64_t* offset) {
+  if (r.device_ptr != nullptr) {
+    *seed = static_cast<uint64_t>(r.device_ptr[0]);
+    *offset = static_cast<uint64_t>(r.device_ptr[1]);
   } else {
     *seed = r.seed;
     *offset = r.offset;
   }
 }
 
+// Dropout kernel functors: (input, second input or the first again, keep) -> output,
+// in the storage type T.
 template <typename A>
-struct AlphaDropoutForward {
+struct AlphaDropoutKernel {
   AlphaDropoutParams<A> q;
   A kept_above;
   template <typename T>
   __device__ __forceinline__ T operator()(T x, T, bool keep) const {
-    return from_acc<T>(alpha_dropout_forward(to_acc(x), keep, q));
+    return from_acc<T>(alpha_dropout_elem(to_acc(x), keep, q));
   }
 };
 
 template <typename A>
-struct AlphaDropoutBackward {
+struct AlphaDropoutBackwardKernel {
   AlphaDropoutParams<A> q;
   A kept_above;
   template <typename T>
   __device__ __forceinline__ T operator()(T grad, T, bool keep) const {
-    return from_acc<T>(alpha_dropout_backward(to_acc(grad), keep, q));
+    return from_acc<T>(alpha_dropout_backward_elem(to_acc(grad), keep, q));
   }
 };
 
 template <typename A>
-struct SeluAlphaDropoutForward {
+struct SeluAlphaDropoutKernel {
   AlphaDropoutParams<A> q;
   A kept_above;
   template <typename T>
   __device__ __forceinline__ T operator()(T x, T, bool keep) const {
-    const A y = selu_for<T>(to_acc(x));
-    if (!keep) return from_acc<T>(q.dropped + A(0) * y);
-    T z = from_acc<T>(q.a * y + q.b);
-    // A kept unit with selu(x) > 0 must be stored above kept_bound, so backward can
-    // tell its branch from z (selu.h); rounding may have put it on the bound.
-    if (y > A(0) && to_acc(z) <= q.kept_bound) z = from_acc<T>(kept_above);
-    return z;
+    return from_acc<T>(
+        selu_alpha_dropout_elem<NegativeFor<T>>(to_acc(x), keep, q, kept_above, RoundTo<T>{}));
   }
 };
 
 template <typename A>
-struct SeluAlphaDropoutBackward {
+struct SeluAlphaDropoutBackwardKernel {
   AlphaDropoutParams<A> q;
   A kept_above;
   template <typename T>
   __device__ __forceinline__ T operator()(T grad, T z, bool keep) const {
-    return from_acc<T>(selu_alpha_dropout_backward(to_acc(grad), to_acc(z), keep, q));
+    return from_acc<T>(selu_alpha_dropout_backward_elem(to_acc(grad), to_acc(z), keep, q));
   }
 };
 
 template <typename T, bool kTwoInputs, typename F>
 __global__ void __launch_bounds__(kThreads)
-    dropout_kernel(const T* in0, const T* in1, T* out, int64_t n, DeviceRng rng, F f) {
+    dropout_kernel(const T* in0, const T* in1, T* out, int64_t n, RngSource rng, F f) {
   const int64_t g = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
   const int64_t first = (g / kDropoutLanes) * kDropoutBlock + g % kDropoutLanes;
   if (first >= n) return;
@@ -310,7 +310,7 @@ constexpr int dropout_vec_width() {
 
 template <typename T, bool kTwoInputs, typename F>
 __global__ void __launch_bounds__(kThreads)
-    dropout_vec_kernel(const T* in0, const T* in1, T* out, int64_t n, DeviceRng rng, F f) {
+    dropout_vec_kernel(const T* in0, const T* in1, T* out, int64_t n, RngSource rng, F f) {
   constexpr int V = dropout_vec_width<T>();
   constexpr int kPerBlock = kDropoutLanes / V;  // threads per 128-element block
   using Vt = Vec<T, V>;
@@ -362,7 +362,7 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 __global__ void __launch_bounds__(kThreads)
-    keep_mask_kernel(bool* out, int64_t n, DeviceRng rng, uint32_t threshold) {
+    keep_mask_kernel(bool* out, int64_t n, RngSource rng, uint32_t threshold) {
   const int64_t g = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
   const int64_t first = (g / kDropoutLanes) * kDropoutBlock + g % kDropoutLanes;
   if (first >= n) return;
@@ -392,10 +392,6 @@ int64_t dropout_blocks(int64_t n) {
   return (groups + kThreads - 1) / kThreads;
 }
 
-DeviceRng device_rng(const DropoutLaunch& d) {
-  return {d.rng.seed, d.rng.offset, d.rng.device_ptr};
-}
-
 template <typename T, bool kTwoInputs, template <typename> class Op>
 void launch_dropout(const void* in0, const void* in1, void* out, int64_t n,
                     const DropoutLaunch& d, cudaStream_t stream) {
@@ -409,11 +405,11 @@ void launch_dropout(const void* in0, const void* in1, void* out, int64_t n,
     constexpr int V = dropout_vec_width<T>();
     const int64_t threads = (n + kDropoutBlock - 1) / kDropoutBlock * (kDropoutLanes / V);
     const int64_t blocks = (threads + kThreads - 1) / kThreads;
-    dropout_vec_kernel<T, kTwoInputs><<<blocks, kThreads, 0, stream>>>(a, b, o, n, device_rng(d),
+    dropout_vec_kernel<T, kTwoInputs><<<blocks, kThreads, 0, stream>>>(a, b, o, n, d.rng,
                                                                        op);
   } else {
     dropout_kernel<T, kTwoInputs><<<dropout_blocks(n), kThreads, 0, stream>>>(a, b, o, n,
-                                                                              device_rng(d), op);
+                                                                              d.rng, op);
   }
 }
 
@@ -438,8 +434,10 @@ void by_dtype(DType d, F f) {
 
 }  // namespace
 
-void launch_selu_forward(DType d, const void* x, void* y, int64_t n, cudaStream_t stream) {
-  by_dtype(d, [&](auto t) { launch_unary<decltype(t)>(x, y, n, SeluForward<decltype(t)>{}, stream); });
+void launch_selu(DType d, const void* x, void* y, int64_t n, cudaStream_t stream) {
+  by_dtype(d, [&](auto t) {
+    launch_unary<decltype(t)>(x, y, n, SeluKernel<decltype(t)>{}, stream);
+  });
 }
 
 void launch_selu_backward(DType d, const void* grad, const void* y, void* grad_x, int64_t n,
@@ -447,32 +445,32 @@ void launch_selu_backward(DType d, const void* grad, const void* y, void* grad_x
   by_dtype(d, [&](auto t) {
     using T = decltype(t);
     if (is_result) {
-      launch_binary<T>(grad, y, grad_x, n, SeluBackward<T>{}, stream);
+      launch_binary<T>(grad, y, grad_x, n, SeluBackwardKernel<T>{}, stream);
     } else {
-      launch_binary<T>(grad, y, grad_x, n, SeluBackwardFromInput<T>{}, stream);
+      launch_binary<T>(grad, y, grad_x, n, SeluBackwardFromInputKernel<T>{}, stream);
     }
   });
 }
 
-void launch_alpha_dropout_forward(DType d, const void* x, void* z, int64_t n,
-                                  const DropoutLaunch& args, cudaStream_t stream) {
+void launch_alpha_dropout(DType d, const void* x, void* z, int64_t n, const DropoutLaunch& args,
+                          cudaStream_t stream) {
   by_dtype(d, [&](auto t) {
-    launch_dropout<decltype(t), false, AlphaDropoutForward>(x, nullptr, z, n, args, stream);
+    launch_dropout<decltype(t), false, AlphaDropoutKernel>(x, nullptr, z, n, args, stream);
   });
 }
 
 void launch_alpha_dropout_backward(DType d, const void* grad, void* grad_x, int64_t n,
                                    const DropoutLaunch& args, cudaStream_t stream) {
   by_dtype(d, [&](auto t) {
-    launch_dropout<decltype(t), false, AlphaDropoutBackward>(grad, nullptr, grad_x, n, args,
-                                                             stream);
+    launch_dropout<decltype(t), false, AlphaDropoutBackwardKernel>(grad, nullptr, grad_x, n, args,
+                                                                   stream);
   });
 }
 
-void launch_selu_alpha_dropout_forward(DType d, const void* x, void* z, int64_t n,
-                                       const DropoutLaunch& args, cudaStream_t stream) {
+void launch_selu_alpha_dropout(DType d, const void* x, void* z, int64_t n,
+                               const DropoutLaunch& args, cudaStream_t stream) {
   by_dtype(d, [&](auto t) {
-    launch_dropout<decltype(t), false, SeluAlphaDropoutForward>(x, nullptr, z, n, args, stream);
+    launch_dropout<decltype(t), false, SeluAlphaDropoutKernel>(x, nullptr, z, n, args, stream);
   });
 }
 
@@ -480,14 +478,15 @@ void launch_selu_alpha_dropout_backward(DType d, const void* grad, const void* z
                                         int64_t n, const DropoutLaunch& args,
                                         cudaStream_t stream) {
   by_dtype(d, [&](auto t) {
-    launch_dropout<decltype(t), true, SeluAlphaDropoutBackward>(grad, z, grad_x, n, args, stream);
+    launch_dropout<decltype(t), true, SeluAlphaDropoutBackwardKernel>(grad, z, grad_x, n, args,
+                                                                      stream);
   });
 }
 
-void launch_keep_mask(bool* out, int64_t n, const DropoutLaunch& args, cudaStream_t stream) {
-  const uint32_t threshold = args.p >= 1.0 ? 0xFFFFFFFFu : drop_threshold(args.p);
-  keep_mask_kernel<<<dropout_blocks(n), kThreads, 0, stream>>>(out, n, device_rng(args),
-                                                               threshold);
+void launch_dropout_keep_mask(bool* out, int64_t n, const DropoutLaunch& args,
+                              cudaStream_t stream) {
+  keep_mask_kernel<<<dropout_blocks(n), kThreads, 0, stream>>>(out, n, args.rng,
+                                                               drop_threshold(args.p));
 }
 
 void launch_write_rng_state(const at::PhiloxCudaState& state, int64_t* out, cudaStream_t stream) {
