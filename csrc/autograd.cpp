@@ -27,6 +27,7 @@
 #include <type_traits>
 
 #include "host.h"
+#include "op_handles.h"
 #include "op_list.h"
 #include "selu.h"
 
@@ -36,20 +37,6 @@ namespace {
 using torch::autograd::Node;
 using torch::autograd::SavedVariable;
 using torch::autograd::variable_list;
-
-template <typename Sig>
-c10::TypedOperatorHandle<Sig> find_op(const char* name) {
-  return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<Sig>();
-}
-
-// op_<name>(): the operator's handle, found once.
-#define SELU_EXT_OP_HANDLE(name, kind, ...)                         \
-  const c10::TypedOperatorHandle<__VA_ARGS__>& op_##name() {        \
-    static const auto h = find_op<__VA_ARGS__>("selu_ext::" #name); \
-    return h;                                                       \
-  }
-SELU_EXT_OPS(SELU_EXT_OP_HANDLE)
-#undef SELU_EXT_OP_HANDLE
 
 // ---------------------------------------------------------------------------
 // Node plumbing. torch 2.11 holds graph nodes in std::shared_ptr, 2.13 and later in
