@@ -34,6 +34,21 @@ struct Kernels {
   void (*dropout_keep_mask_loop)(bool* out, int64_t begin, int64_t n, const DropoutLaunch&);
 };
 
+// Defines the variant's table, kTable, in the variant's namespace from its functions
+// <loop>_e (cpu/vec_kernels.h or cpu/scalar_kernels.h).
+#define SELU_EXT_KERNEL_TABLE                                                        \
+  extern const Kernels kTable;                                                       \
+  const Kernels kTable = {                                                           \
+      .name = SELU_EXT_ISA_NAME,                                                     \
+      .selu_loop = selu_loop_e,                                                      \
+      .selu_backward_loop = selu_backward_loop_e,                                    \
+      .alpha_dropout_loop = alpha_dropout_loop_e,                                    \
+      .alpha_dropout_backward_loop = alpha_dropout_backward_loop_e,                  \
+      .selu_alpha_dropout_loop = selu_alpha_dropout_loop_e,                          \
+      .selu_alpha_dropout_backward_loop = selu_alpha_dropout_backward_loop_e,        \
+      .dropout_keep_mask_loop = dropout_keep_mask_loop_e,                            \
+  };
+
 // Defined by kernels_baseline.cpp / kernels_avx2.cpp / kernels_avx512.cpp. A variant
 // that this compiler or architecture cannot build returns nullptr.
 const Kernels* kernels_baseline();

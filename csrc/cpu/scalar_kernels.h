@@ -103,29 +103,32 @@ AlphaDropoutParams<A> params_for(const DropoutLaunch& args) {
   return make_alpha_dropout_params<A>(args.p, static_cast<A>(args.kept_bound));
 }
 
-template <DType D>
-void alpha_dropout_loop_t(const void* x, void* z, int64_t begin, int64_t n,
-                          const DropoutLaunch& args) {
+// out[i] = f(in[i], keep, q) for the elements of [begin, begin + n), computed in the
+// compute type A with the call's parameters q.
+template <DType D, typename F>
+void dropout_map(const void* x, void* y, int64_t begin, int64_t n, const DropoutLaunch& args,
+                 F f) {
   using T = typename Elem<D>::T;
   using A = typename Elem<D>::A;
   const T* in = static_cast<const T*>(x);
-  T* out = static_cast<T*>(z);
+  T* out = static_cast<T*>(y);
   const AlphaDropoutParams<A> q = params_for<A>(args);
-  for_each_keep(begin, n, args, q.threshold, [&](int64_t i, bool keep) {
-    out[i] = T(alpha_dropout_elem(A(in[i]), keep, q));
-  });
+  for_each_keep(begin, n, args, q.threshold,
+                [&](int64_t i, bool keep) { out[i] = T(f(A(in[i]), keep, q)); });
+}
+
+template <DType D>
+void alpha_dropout_loop_t(const void* x, void* z, int64_t begin, int64_t n,
+                          const DropoutLaunch& args) {
+  dropout_map<D>(x, z, begin, n, args,
+                 [](auto v, bool keep, const auto& q) { return alpha_dropout_elem(v, keep, q); });
 }
 
 template <DType D>
 void alpha_dropout_backward_loop_t(const void* grad, void* grad_x, int64_t begin, int64_t n,
                                    const DropoutLaunch& args) {
-  using T = typename Elem<D>::T;
-  using A = typename Elem<D>::A;
-  const T* g = static_cast<const T*>(grad);
-  T* out = static_cast<T*>(grad_x);
-  const AlphaDropoutParams<A> q = params_for<A>(args);
-  for_each_keep(begin, n, args, q.threshold, [&](int64_t i, bool keep) {
-    out[i] = T(alpha_dropout_backward_elem(A(g[i]), keep, q));
+  dropout_map<D>(grad, grad_x, begin, n, args, [](auto g, bool keep, const auto& q) {
+    return alpha_dropout_backward_elem(g, keep, q);
   });
 }
 
@@ -134,13 +137,10 @@ void selu_alpha_dropout_loop_t(const void* x, void* z, int64_t begin, int64_t n,
                                const DropoutLaunch& args) {
   using T = typename Elem<D>::T;
   using A = typename Elem<D>::A;
-  const T* in = static_cast<const T*>(x);
-  T* out = static_cast<T*>(z);
-  const AlphaDropoutParams<A> q = params_for<A>(args);
   const A above = static_cast<A>(args.kept_above);
   const auto round = [](A v) { return A(T(v)); };
-  for_each_keep(begin, n, args, q.threshold, [&](int64_t i, bool keep) {
-    out[i] = T(selu_alpha_dropout_elem(A(in[i]), keep, q, above, round));
+  dropout_map<D>(x, z, begin, n, args, [&](A v, bool keep, const AlphaDropoutParams<A>& q) {
+    return selu_alpha_dropout_elem(v, keep, q, above, round);
   });
 }
 
@@ -207,12 +207,6 @@ void selu_alpha_dropout_backward_loop_e(DType d, const void* g, const void* z, v
 
 }  // namespace
 
-extern const Kernels kTable;
-const Kernels kTable = {
-    SELU_EXT_ISA_NAME,          selu_loop_e,
-    selu_backward_loop_e,            alpha_dropout_loop_e,
-    alpha_dropout_backward_loop_e,   selu_alpha_dropout_loop_e,
-    selu_alpha_dropout_backward_loop_e, dropout_keep_mask_loop_e,
-};
+SELU_EXT_KERNEL_TABLE
 
 }  // namespace selu_ext::cpu::SELU_EXT_ISA

@@ -797,13 +797,7 @@ void selu_alpha_dropout_backward_loop_e(DType d, const void* g, const void* z, v
 
 }  // namespace
 
-extern const Kernels kTable;
-const Kernels kTable = {
-    SELU_EXT_ISA_NAME,          selu_loop_e,
-    selu_backward_loop_e,            alpha_dropout_loop_e,
-    alpha_dropout_backward_loop_e,   selu_alpha_dropout_loop_e,
-    selu_alpha_dropout_backward_loop_e, dropout_keep_mask_loop_e,
-};
+SELU_EXT_KERNEL_TABLE
 
 #undef SELU_VI
 }  // namespace selu_ext::cpu::SELU_EXT_ISA
