@@ -22,9 +22,10 @@ from . import _C  # noqa: F401  (loads the operators)
 
 
 def _check_abi() -> None:
-    # An extension compiled with the other std::string ABI than torch's loads
-    # fine, then crashes the first time it hands libc10 a string (an error message):
-    # refuse it at import, with the fix.
+    # An extension compiled with the other std::string ABI than torch's normally
+    # fails to load (libc10's symbols that take strings are named differently); one
+    # that loads anyway would hand libc10 strings it misreads: refuse it at import,
+    # with the fix.
     ours = _json.loads(_C.build_info()).get("cxx11_abi")
     theirs = getattr(torch._C, "_GLIBCXX_USE_CXX11_ABI", None)
     if ours is not None and theirs is not None and bool(ours) != bool(theirs):

@@ -43,13 +43,27 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .functional import ALPHA, SCALE, alpha_dropout_coefficients
+__all__ = ["TOL", "COMPOSITE_TOL", "MAX_ULP32", "ALPHA", "SCALE", "selu_reference",
+           "selu_derivative", "selu_grad_reference", "alpha_dropout_coefficients",
+           "alpha_dropout_reference", "alpha_dropout_grad_reference", "ulp32", "subnormal_floor",
+           "assert_close_dtype"]
 
-__all__ = ["TOL", "COMPOSITE_TOL", "MAX_ULP32", "selu_reference", "selu_derivative",
-           "selu_grad_reference", "alpha_dropout_reference", "alpha_dropout_grad_reference",
-           "ulp32", "subnormal_floor", "assert_close_dtype"]
-
+# The paper's constants and PyTorch's AlphaDropout formulas, written here in Python,
+# independently of the extension (selu_ext.ALPHA, selu_ext.alpha_dropout_coefficients
+# come from csrc/selu.h; the tests check that the two agree to the bit).
+ALPHA = 1.6732632423543772848170429916717
+SCALE = 1.0507009873554804934193349852946
 _SA = SCALE * ALPHA
+
+
+def alpha_dropout_coefficients(p: float) -> tuple[float, float, float]:
+    """``(a, b, dropped)`` of AlphaDropout with drop probability ``p`` (PyTorch's
+    formulas, in float64): kept units become ``a * x + b``, dropped ones
+    ``dropped``; p >= 1 gives ``x * 0`` (signed zeros included)."""
+    if p >= 1.0:
+        return 0.0, -0.0, -0.0
+    a = 1.0 / math.sqrt((_SA * _SA * p + 1.0) * (1.0 - p))
+    return a, _SA * a * p, -_SA * a * (1.0 - p)
 
 TOL = {
     # dtype: (forward rtol, forward atol, backward rtol, backward atol)

@@ -246,3 +246,18 @@ def test_p1_gives_x_times_zero(device):
         t = torch.randn(50, device=device, requires_grad=True)
         f(t, 1.0, training=True).sum().backward()
         assert torch.equal(t.grad, torch.zeros_like(t))
+
+
+def test_coefficients_are_pytorchs_formulas_to_the_bit():
+    # selu_ext.alpha_dropout_coefficients (and ALPHA, SCALE) come from csrc/selu.h,
+    # which the kernels use; selu_ext.testing writes PyTorch's formulas again in
+    # Python, so the tests above that take the coefficients from selu_ext are
+    # anchored to an independent computation here.
+    from selu_ext import testing
+
+    assert (selu_ext.ALPHA, selu_ext.SCALE) == (testing.ALPHA, testing.SCALE)
+    grid = [i / 4096 for i in range(4097)] + [1e-300, 5e-324, 1e-9, 0.5 - 1e-16, 1 - 1e-16,
+                                              1 - 2 ** -53, 1.5, math.inf]
+    for p in grid:
+        got, want = selu_ext.alpha_dropout_coefficients(p), testing.alpha_dropout_coefficients(p)
+        assert [v.hex() for v in got] == [v.hex() for v in want], p
