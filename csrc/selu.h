@@ -192,6 +192,23 @@ constexpr uint32_t kPhiloxW0 = 0x9E3779B9u, kPhiloxW1 = 0xBB67AE85u;
 constexpr int64_t kDropoutBlock = 128;
 constexpr int64_t kDropoutLanes = 32;
 
+// Walks the elements [begin, begin + n) block by block (CPU loops):
+// f(block_start, lead, done, count) for each block they touch, with the block's
+// first element, where the range starts inside it, how many elements of the range
+// came before it and how many of it the range covers.
+template <typename F>
+inline void for_each_dropout_block(int64_t begin, int64_t n, F f) {
+  for (int64_t done = 0; done < n;) {
+    const int64_t index = begin + done;
+    const int64_t block_start = index - index % kDropoutBlock;
+    const int64_t lead = index - block_start;
+    const int64_t count =
+        (kDropoutBlock - lead) < (n - done) ? (kDropoutBlock - lead) : (n - done);
+    f(block_start, lead, done, count);
+    done += count;
+  }
+}
+
 // Everything a dropout kernel needs, in the kernel's compute type. `kept_bound` is
 // the kept-unit offset b rounded to the output dtype. The fused forward stores a
 // kept z so that z > kept_bound exactly when selu(x) > 0: where rounding a*y + b to

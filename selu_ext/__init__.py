@@ -36,17 +36,7 @@ from .functional import (  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "ALPHA",
-    "SCALE",
-    "selu",
-    "alpha_dropout",
-    "feature_alpha_dropout",
-    "selu_alpha_dropout",
-    "alpha_dropout_coefficients",
-    "SELUFunction",
-    "AlphaDropoutFunction",
-    "SELUAlphaDropoutFunction",
+__all__ = functional.__all__ + [
     "build_info",
     "diagnose",
     "SelfNormalizationWarning",

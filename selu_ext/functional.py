@@ -52,6 +52,12 @@ ALPHA, SCALE = _C._constants()
 _is_compiling = torch.compiler.is_compiling
 
 
+def _eager(input) -> bool:
+    """An eager call on a plain tensor: the one the entry points of selu_ext._C take
+    (they hand tracing back with NotImplemented)."""
+    return type(input) is Tensor and not has_torch_function_unary(input) and not _is_compiling()
+
+
 def alpha_dropout_coefficients(p: float) -> tuple[float, float, float]:
     """``(a, b, dropped)`` of AlphaDropout with drop probability ``p``: kept units
     become ``a * x + b``, dropped ones ``dropped`` (PyTorch's formulas; p == 1 gives
@@ -89,6 +95,15 @@ def _check_tensor(input, fn: str) -> None:
     if not isinstance(input, Tensor):
         raise TypeError(f"{fn}(): argument 'input' (position 1) must be Tensor, not "
                         f"{type(input).__name__}")
+
+
+def _dropout_args(input, p, training, fn: str) -> float:
+    """The checks of a dropout function's arguments, in torch's order; p as a float."""
+    _check_tensor(input, fn)
+    _check_p_range(p)
+    p = _as_p(p, fn)
+    _check_training(training, fn)
+    return p
 
 
 def _seed_state(seed) -> Tensor:
@@ -149,7 +164,7 @@ def selu(input: Tensor, inplace: bool = False, *, save_output: bool = False) -> 
     backward then fails with autograd's usual error, so use it only where nothing
     does (``selu_ext.nn.convert`` decides it per layer).
     """
-    if type(input) is Tensor and not has_torch_function_unary(input) and not _is_compiling():
+    if _eager(input):
         out = _C._selu(input, bool(inplace), bool(save_output))
         if out is not NotImplemented:
             return out
@@ -177,7 +192,7 @@ def alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False, inplace
     reproduces a run; ``seed=`` fixes it instead, giving the same mask on CPU and
     CUDA. As in PyTorch, ``training=False`` or ``p == 0`` returns ``input`` itself.
     """
-    if type(input) is Tensor and not has_torch_function_unary(input) and not _is_compiling():
+    if _eager(input):
         _check_p_range(p)
         out = _C._alpha_dropout(input, p, training, bool(inplace),
                                 None if seed is None else _seed_state(seed), False)
@@ -186,10 +201,7 @@ def alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False, inplace
     if has_torch_function_unary(input):
         return handle_torch_function(alpha_dropout, (input,), input, p=p, training=training,
                                      inplace=inplace, seed=seed)
-    _check_tensor(input, "alpha_dropout")
-    _check_p_range(p)
-    p = _as_p(p, "alpha_dropout")
-    _check_training(training, "alpha_dropout")
+    p = _dropout_args(input, p, training, "alpha_dropout")
     if not training or p == 0 or input.numel() == 0:
         return input
     if _torch_handles(input) or _is_dtensor(input):
@@ -210,7 +222,7 @@ def selu_alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False,
     regenerates the mask), so the output must not be modified in place before
     backward. In eval mode (or p == 0) it is :func:`selu`.
     """
-    if type(input) is Tensor and not has_torch_function_unary(input) and not _is_compiling():
+    if _eager(input):
         _check_p_range(p)
         out = _C._alpha_dropout(input, p, training, False,
                                 None if seed is None else _seed_state(seed), True)
@@ -219,10 +231,7 @@ def selu_alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False,
     if has_torch_function_unary(input):
         return handle_torch_function(selu_alpha_dropout, (input,), input, p=p,
                                      training=training, seed=seed)
-    _check_tensor(input, "selu_alpha_dropout")
-    _check_p_range(p)
-    p = _as_p(p, "selu_alpha_dropout")
-    _check_training(training, "selu_alpha_dropout")
+    p = _dropout_args(input, p, training, "selu_alpha_dropout")
     if not training or p == 0 or input.numel() == 0:
         return selu(input)
     if _torch_handles(input) or _is_dtensor(input):
@@ -240,7 +249,7 @@ def feature_alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False,
     shift`` with ``(N, C, 1, ...)`` coefficients, as PyTorch does; autograd keeps
     only the ``scale``.
     """
-    if type(input) is Tensor and not has_torch_function_unary(input) and not _is_compiling():
+    if _eager(input):
         _check_p_range(p)
         out = _C._feature_alpha_dropout(input, p, training, bool(inplace),
                                         None if seed is None else _seed_state(seed))
@@ -249,10 +258,7 @@ def feature_alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False,
     if has_torch_function_unary(input):
         return handle_torch_function(feature_alpha_dropout, (input,), input, p=p,
                                      training=training, inplace=inplace, seed=seed)
-    _check_tensor(input, "feature_alpha_dropout")
-    _check_p_range(p)
-    p = _as_p(p, "feature_alpha_dropout")
-    _check_training(training, "feature_alpha_dropout")
+    p = _dropout_args(input, p, training, "feature_alpha_dropout")
     if not training or p == 0 or input.numel() == 0:
         return input
     # (An eager call on a plain tensor is neither; skip the look-ups, which cost as

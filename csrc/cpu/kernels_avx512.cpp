@@ -11,8 +11,10 @@
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #include <immintrin.h>
 #pragma GCC push_options
-// GCC 12 flags its own _mm512_undefined_epi32() inside _mm512_mul_epu32.
+// GCC 12 flags its own _mm512_undefined_*() inside _mm512_mul_epu32 and the
+// float16 conversions (GCC bug 105593, fixed in GCC 13).
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC target("avx2,fma,f16c,bmi,bmi2,lzcnt,popcnt,avx512f,avx512bw,avx512dq,avx512vl")
 #define SELU_EXT_ISA_AVX512 1
 #define SELU_EXT_ISA avx512

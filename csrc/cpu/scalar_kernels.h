@@ -81,21 +81,15 @@ void selu_backward_loop_t(const void* grad, const void* v_in, void* grad_x, int6
 template <typename F>
 void for_each_keep(int64_t begin, int64_t n, const DropoutLaunch& args, uint32_t threshold, F f) {
   bool keep[kDropoutBlock];
-  int64_t done = 0;
-  while (done < n) {
-    const int64_t index = begin + done;
-    const int64_t block_start = index - index % kDropoutBlock;
-    const int64_t lead = index - block_start;
-    const int64_t count =
-        (kDropoutBlock - lead) < (n - done) ? (kDropoutBlock - lead) : (n - done);
+  for_each_dropout_block(begin, n, [&](int64_t block_start, int64_t lead, int64_t done,
+                                       int64_t count) {
     const uint64_t first_group = static_cast<uint64_t>(block_start / kDropoutBlock) * kDropoutLanes;
     for (int64_t t = 0; t < kDropoutLanes; ++t) {
       const Philox4 r = dropout_random(args.rng.seed, args.rng.offset, first_group + t);
       for (int j = 0; j < 4; ++j) keep[kDropoutLanes * j + t] = r.v[j] >= threshold;
     }
     for (int64_t e = 0; e < count; ++e) f(done + e, keep[lead + e]);
-    done += count;
-  }
+  });
 }
 
 template <typename A>

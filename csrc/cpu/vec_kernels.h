@@ -716,17 +716,11 @@ void dropout_keep_mask_loop_e(bool* out, int64_t begin, int64_t n, const Dropout
   const uint32_t threshold = drop_threshold(args.p);
   alignas(64) int32_t keep[kDropoutBlock];
   const PhiloxKeys key(args, threshold);
-  int64_t done = 0;
-  while (done < n) {
-    const int64_t index = begin + done;
-    const int64_t block_start = index - index % kDropoutBlock;
-    const int64_t lead = index - block_start;
-    const int64_t count =
-        (kDropoutBlock - lead) < (n - done) ? (kDropoutBlock - lead) : (n - done);
+  for_each_dropout_block(begin, n, [&](int64_t block_start, int64_t lead, int64_t done,
+                                       int64_t count) {
     keep_block(keep, key, block_start);
     for (int64_t e = 0; e < count; ++e) out[done + e] = keep[lead + e] != 0;
-    done += count;
-  }
+  });
 }
 
 // ---------------------------------------------------------------------------
