@@ -33,6 +33,11 @@ namespace selu_ext {
 
 inline const char* dtype_name(at::ScalarType t) { return c10::toString(t); }
 
+// The dtypes selu_ext has kernels for (selu_ext.ops.FLOAT_DTYPES in Python).
+inline bool is_kernel_dtype(at::ScalarType s) {
+  return s == at::kFloat || s == at::kDouble || s == at::kHalf || s == at::kBFloat16;
+}
+
 inline void check_tensor(const at::Tensor& t, const char* op, const char* arg) {
   SELU_EXT_CHECK(t.defined(), "selu_ext::%s: '%s' is an undefined tensor", op, arg);
   SELU_EXT_CHECK(t.layout() == at::kStrided,
@@ -44,7 +49,7 @@ inline void check_tensor(const at::Tensor& t, const char* op, const char* arg) {
                  "tensors are supported. Call .dequantize() first.",
                  op, arg);
   const auto s = t.scalar_type();
-  SELU_EXT_CHECK(s == at::kFloat || s == at::kDouble || s == at::kHalf || s == at::kBFloat16,
+  SELU_EXT_CHECK(is_kernel_dtype(s),
                  "selu_ext::%s: '%s' has dtype %s; expected a floating-point tensor (float16, "
                  "bfloat16, float32 or float64)",
                  op, arg, dtype_name(s));

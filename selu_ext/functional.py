@@ -261,11 +261,7 @@ def feature_alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False,
     p = _dropout_args(input, p, training, "feature_alpha_dropout")
     if not training or p == 0 or input.numel() == 0:
         return input
-    # (An eager call on a plain tensor is neither; skip the look-ups, which cost as
-    # much as an op.)
-    special = (type(input) is not Tensor or input.is_nested or _is_compiling()
-               or torch.jit.is_tracing())
-    if special and (_torch_handles(input) or _is_dtensor(input)):
+    if _torch_handles(input) or _is_dtensor(input):
         return _torch_F.feature_alpha_dropout(input, p, training, inplace)
     if input.layout != torch.strided:
         raise NotImplementedError(f"selu_ext.feature_alpha_dropout: {input.layout} tensors are "
