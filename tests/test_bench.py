@@ -225,7 +225,7 @@ def test_cpu_verdict_shows_every_slower_row_and_copy_targets():
     assert "not measured by this run" in text
     line = report.answer(rows, {"device": "cpu", "torch_cpu_capability": "AVX2"})
     assert "\n" not in line and line.startswith("Answer: selu_ext is 3.00x faster")
-    assert "slower in 2, worst dropout backward float32 2^20 1thr 0.49x" in line
+    assert ", slower in 2, worst dropout backward float32 2^20 1thr 0.49x." in line
 
 
 def test_plot(run, tmp_path):
@@ -361,6 +361,8 @@ def test_train_rows(step_run):
     tg = {t["target"]: t for t in doc["targets"]}
     assert tg["cpu.train_mlp.share_time.256"]["result"] == "n/a"  # batch 8 only
     assert "Training step" in text
+    # The one-line answer covers the per-call rows (and, where a share exists, the step).
+    assert text.rstrip().splitlines()[-1].startswith("Answer: per call, selu_ext is ")
 
 
 def test_share_on_synthetic_numbers():
@@ -388,6 +390,10 @@ def test_share_on_synthetic_numbers():
     t = res["cpu.train_mlp.share_time.256"]
     assert t["result"] == "MISS" and t["value"] == pytest.approx(72.649, abs=1e-3)
     assert t["where"] == "train_mlp step 2^8"
+    line = report.answer(rows, {"device": "cpu", "torch_cpu_capability": "AVX2"})
+    assert line == ("Answer: a training step with selu_ext captured 73% of the attainable time "
+                    "saving (torch.nn -> floor, cpu AVX2; median of 1 model/batch points, 73%..73%, "
+                    "least at mlp batch 256).")
     rows[1]["share_time_pct"] = 95.0
     assert {t["target"]: t for t in targets.evaluate(rows)}["cpu.train_mlp.share_time.256"][
         "result"] == "PASS"

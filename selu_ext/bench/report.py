@@ -184,23 +184,54 @@ def print_targets(tgts: list[dict], out: TextIO) -> None:
 
 def answer(rows: list[dict], meta: dict) -> str:
     """One line: is selu_ext faster or slower than PyTorch's eager ops, by how much,
-    and where it is slower."""
-    timed = [r for r in rows if r["role"] == "ext" and r.get("speedup_vs_eager") is not None
+    and where it is slower; each kind of row the run has gets a clause: the kernel
+    sweep (forward, backward, fwdbwd), the per-call rows (--percall) and the share of
+    the attainable step-time saving in the training step (--train)."""
+    ext = [r for r in rows if r["role"] == "ext"]
+    timed = [r for r in ext if r.get("speedup_vs_eager") is not None
              and r["mode"] in ("forward", "backward", "fwdbwd")]
-    if not timed:
+    calls = [r for r in ext if r.get("speedup_vs_eager") is not None and r["mode"].startswith("call_")]
+    steps = [r for r in ext if r["mode"] == "step" and r.get("share_time_pct") is not None]
+    if not (timed or calls or steps):
         return "Answer: no selu_ext row was timed against eager PyTorch in this run."
-    sp = sorted(r["speedup_vs_eager"] for r in timed)
-    median = sp[len(sp) // 2]
-    slower = sorted((r for r in timed if r["speedup_vs_eager"] < 1.0), key=lambda r: r["speedup_vs_eager"])
     path = meta.get("torch_cpu_capability") if meta.get("device") == "cpu" else meta.get("device_name")
-    head = (f"Answer: selu_ext is {median:.2f}x {'faster' if median >= 1.0 else 'slower'} than eager "
-            f"torch ({meta.get('device')} {path}; median of {len(timed)} rows, {sp[0]:.2f}x..{sp[-1]:.2f}x)")
+    where = f"{meta.get('device')} {path}"
+    parts = []
+    if timed:
+        parts.append(_speed_answer(timed, "selu_ext is", "than eager torch", where))
+    if calls:
+        parts.append(_speed_answer(calls, "per call, selu_ext is", "than torch",
+                                   "" if parts else where))
+    if steps:
+        parts.append(_step_answer(steps, "" if parts else where))
+    return "Answer: " + "; ".join(parts) + "."
+
+
+def _speed_answer(rows: list[dict], subject: str, peer: str, where: str) -> str:
+    """The median speedup over eager PyTorch of ``rows``, its range, and the slowest."""
+    sp = sorted(r["speedup_vs_eager"] for r in rows)
+    median = sp[len(sp) // 2]
+    slower = sorted((r for r in rows if r["speedup_vs_eager"] < 1.0), key=lambda r: r["speedup_vs_eager"])
+    head = (f"{subject} {median:.2f}x {'faster' if median >= 1.0 else 'slower'} {peer} "
+            f"({where + '; ' if where else ''}median of {len(rows)} rows, {sp[0]:.2f}x..{sp[-1]:.2f}x)")
     if not slower:
-        return head + "; slower in none."
+        return head + ", slower in none"
     w = slower[0]
-    return (head + f"; slower in {len(slower)}, worst {w['op']} {w['mode']} {w['dtype']} "
+    return (head + f", slower in {len(slower)}, worst {w['op']} {w['mode']} {w['dtype']} "
             f"{size_str(w['size'])}{' %sthr' % w['threads'] if w.get('threads') else ''} "
-            f"{w['speedup_vs_eager']:.2f}x.")
+            f"{w['speedup_vs_eager']:.2f}x")
+
+
+def _step_answer(steps: list[dict], where: str) -> str:
+    """selu_ext's training-step rows (role ext: eager, not compiled): the median and
+    range of the share of (torch.nn - floor) they captured, and the least one."""
+    worst = min(steps, key=lambda r: r["share_time_pct"])
+    shares = sorted(r["share_time_pct"] for r in steps)
+    model = worst["op"][len("train_"):] if worst["op"].startswith("train_") else worst["op"]
+    return (f"a training step with selu_ext captured {shares[len(shares) // 2]:.0f}% of the "
+            f"attainable time saving (torch.nn -> floor{', ' + where if where else ''}; median of "
+            f"{len(steps)} model/batch points, {shares[0]:.0f}%..{shares[-1]:.0f}%, least at "
+            f"{model} batch {worst['size']})")
 
 
 def fill_speedups(rows: list[dict]) -> None:
