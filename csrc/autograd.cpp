@@ -17,6 +17,7 @@
 //
 // The in-place ops also get an ADInplaceOrView kernel, so their version counter is
 // bumped wherever autograd is skipped (torch.inference_mode on a normal tensor).
+#include <ATen/TensorSubclassLikeUtils.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/csrc/autograd/VariableTypeUtils.h>
 #include <torch/csrc/autograd/function.h>
@@ -87,6 +88,21 @@ void below_inplace(c10::DispatchKeySet ks, const Op& op, Args&&... args) {
   op.redispatch(ks & c10::after_autograd_keyset, std::forward<Args>(args)...);
 }
 
+// Whether a node's backward may offer its incoming gradient `grad` as the output
+// buffer of its one backward op (host.h's GradBufferOffer), i.e. whether nothing
+// but this graph task can see that buffer: no graph is recorded (create_graph=False,
+// so no double-backward node saves it), the node's argument holds the only reference
+// to the tensor and the tensor the only one to its storage (no view of it, no saved
+// or retained copy, no Python object), and it is a plain strided tensor outside any
+// dispatch mode. As AccumulateGrad's test before it steals a gradient, plus the
+// storage. Only for nodes that read the gradient once.
+bool grad_unshared(const at::Tensor& grad) {
+  return !at::GradMode::is_enabled() && grad.defined() && grad.use_count() == 1 &&
+         grad.has_storage() && grad.storage().use_count() == 1 &&
+         grad.layout() == at::kStrided && !grad.is_inference() && !grad.is_conj() &&
+         !grad.is_neg() && !at::isTensorSubclassLike(grad);
+}
+
 // Makes `node` the grad_fn of `out` with `inputs` as its next edges.
 template <typename... Ts>
 void attach(const NodePtr& node, const at::Tensor& out, const Ts&... inputs) {
@@ -139,7 +155,9 @@ struct SeluBackwardNode : SavingNode {
     if (grads[0].defined() && task_should_compute_output(0)) {
       // Through the op's own autograd kernel: with create_graph=True this records
       // the double-backward node.
-      out[0] = op_selu_backward().call(grads[0], v_.unpack(getptr()), is_result_);
+      const at::Tensor v = v_.unpack(getptr());
+      const host::GradBufferOffer offer(grads[0], grad_unshared(grads[0]));
+      out[0] = op_selu_backward().call(grads[0], v, is_result_);
     }
     return out;
   }
@@ -225,7 +243,9 @@ struct DropoutNode : SavingNode {
   variable_list apply(variable_list&& grads) override {
     variable_list out(1);
     if (grads[0].defined() && task_should_compute_output(0)) {
-      out[0] = op_alpha_dropout_backward().call(grads[0], p_, rng_.unpack());
+      const at::Tensor rng = rng_.unpack();
+      const host::GradBufferOffer offer(grads[0], grad_unshared(grads[0]));
+      out[0] = op_alpha_dropout_backward().call(grads[0], p_, rng);
     }
     return out;
   }
@@ -332,8 +352,10 @@ struct SeluAlphaDropoutBackwardNode : SavingNode {
   variable_list apply(variable_list&& grads) override {
     variable_list out(1);
     if (grads[0].defined() && task_should_compute_output(0)) {
-      out[0] = op_selu_alpha_dropout_backward().call(grads[0], z_.unpack(getptr()), p_,
-                                                     rng_.unpack());
+      const at::Tensor z = z_.unpack(getptr());
+      const at::Tensor rng = rng_.unpack();
+      const host::GradBufferOffer offer(grads[0], grad_unshared(grads[0]));
+      out[0] = op_selu_alpha_dropout_backward().call(grads[0], z, p_, rng);
     }
     return out;
   }

@@ -297,6 +297,10 @@ PyObject* py_alpha_dropout_coefficients(PyObject*, PyObject* arg) {
   return Py_BuildValue("(ddd)", c.a, c.b, c.dropped);
 }
 
+PyObject* py_grad_buffers_taken(PyObject*, PyObject*) {
+  return PyLong_FromLongLong(selu_ext::host::GradBufferOffer::taken());
+}
+
 PyMethodDef kMethods[] = {
     {"build_info", py_build_info, METH_NOARGS, "JSON: how this build was made and what it uses."},
     {"cpu_capability", py_cpu_capability, METH_NOARGS, "The CPU kernel variant in use."},
@@ -313,6 +317,8 @@ PyMethodDef kMethods[] = {
     {"_constants", py_constants, METH_NOARGS, "(ALPHA, SCALE) of csrc/selu.h."},
     {"_alpha_dropout_coefficients", py_alpha_dropout_coefficients, METH_O,
      "(a, b, dropped) of AlphaDropout with drop probability p (csrc/selu.h)."},
+    {"_grad_buffers_taken", py_grad_buffers_taken, METH_NOARGS,
+     "How many backward ops wrote into their incoming gradient (csrc/host.h)."},
     {nullptr, nullptr, 0, nullptr},
 };
 

@@ -25,6 +25,10 @@ struct CudaBackend {
 
   static void fresh_output(const at::Tensor&) {}
 
+  // Not yet: writing a backward into its incoming gradient (host.h's GradBufferOffer)
+  // is in-place safe in these kernels too, but has not run on a GPU.
+  static constexpr bool kReusesGradBuffer = false;
+
   static void selu_loop(DType d, const void* x, void* y, int64_t n) {
     cuda::launch_selu(d, x, y, n, stream());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
