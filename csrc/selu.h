@@ -100,6 +100,7 @@ constexpr S output_scale_alpha(int storage_bytes) {
 //                             its sign, as in x86's VFNMADD; the scalars' -a flips it)
 //   clamp_nonpositive(x, lo)  x clamped to [lo, 0], NaN kept (scalars: callers pass
 //                             x <= 0, so only lo is applied)
+//   floor_at(x, lo)           x clamped below at lo, NaN kept
 //   bits(x), from_bits(u)     the same bits as unsigned integers, and back
 //   mul_wide(w, m), hi(p), lo(p)  (Philox words) the 64-bit product of a 32-bit
 //                             word and m, and its high and low 32 bits
@@ -113,6 +114,7 @@ struct Lanes<float> {
   static SELU_HD float fma(float a, float b, float c) { return ::fmaf(a, b, c); }
   static SELU_HD float fnma(float a, float b, float c) { return ::fmaf(-a, b, c); }
   static SELU_HD float clamp_nonpositive(float x, float lo) { return x < lo ? lo : x; }
+  static SELU_HD float floor_at(float x, float lo) { return x < lo ? lo : x; }
   static SELU_HD uint32_t bits(float f) { return float_bits(f); }
   static SELU_HD float from_bits(uint32_t u) { return bits_float(u); }
 };
@@ -122,6 +124,7 @@ struct Lanes<double> {
   using S = double;
   static SELU_HD double splat(double s) { return s; }
   static SELU_HD double fma(double a, double b, double c) { return ::fma(a, b, c); }
+  static SELU_HD double floor_at(double x, double lo) { return x < lo ? lo : x; }
 };
 
 template <>
@@ -218,8 +221,10 @@ inline void for_each_dropout_block(int64_t begin, int64_t n, F f) {
 template <typename acc_t>
 struct AlphaDropoutParams {
   acc_t a, b, dropped;
-  acc_t a_scale, a_scale_alpha;  // a * scale, a * scale * alpha (the forward's, as in
-                                 // selu_backward_elem)
+  // a * scale and a * scale * alpha (selu's own scale * alpha, as in
+  // selu_backward_elem): the fused forward's constants (selu_alpha_dropout_elem) and
+  // its backward's.
+  acc_t a_scale, a_scale_alpha;
   acc_t kept_bound;
   uint32_t threshold;
 };

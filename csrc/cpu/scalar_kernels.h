@@ -126,13 +126,21 @@ void alpha_dropout_backward_loop_t(const void* grad, void* grad_x, int64_t begin
   });
 }
 
+// A value of the compute type A rounded to T and back (selu_alpha_dropout_elem's
+// `round`); exact, the identity, where T is A.
+template <typename T, typename A>
+struct ElemRound {
+  static constexpr bool kExact = std::is_same_v<T, A>;
+  A operator()(A v) const { return A(T(v)); }
+};
+
 template <DType D>
 void selu_alpha_dropout_loop_t(const void* x, void* z, int64_t begin, int64_t n,
                                const DropoutLaunch& args) {
   using T = typename Elem<D>::T;
   using A = typename Elem<D>::A;
   const A above = static_cast<A>(args.kept_above);
-  const auto round = [](A v) { return A(T(v)); };
+  const ElemRound<T, A> round;
   dropout_map<D>(x, z, begin, n, args, [&](A v, bool keep, const AlphaDropoutParams<A>& q) {
     return selu_alpha_dropout_elem(v, keep, q, above, round);
   });

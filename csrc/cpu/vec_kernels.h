@@ -219,6 +219,7 @@ struct FloatLanes {
   SELU_VI V fma(V a, V b, V c) { return fma_v(a, b, c); }
   SELU_VI V fnma(V a, V b, V c) { return fnma_v(a, b, c); }
   SELU_VI V clamp_nonpositive(V x, S lo) { return min_v(V{}, max_v(splat(lo), x)); }
+  SELU_VI V floor_at(V x, S lo) { return max_v(splat(lo), x); }
   SELU_VI U bits(V x) { return (U)x; }
   SELU_VI V from_bits(U u) { return (V)u; }
 };
@@ -655,6 +656,17 @@ void alpha_dropout_backward_loop_t(const void* grad, void* grad_x, int64_t begin
                      });
 }
 
+// A value of the compute type rounded to D and back (selu_alpha_dropout_elem's
+// `round`); exact, the identity, where D is the compute type.
+template <DType D>
+struct PackRound {
+  static constexpr bool kExact = D == DType::kFloat || D == DType::kDouble;
+  inline __attribute__((always_inline)) typename Pack<D>::V operator()(
+      typename Pack<D>::V v) const {
+    return Pack<D>::round(v);
+  }
+};
+
 template <DType D>
 void selu_alpha_dropout_loop_t(const void* x, void* z, int64_t begin, int64_t n,
                                const DropoutLaunch& args) {
@@ -663,7 +675,7 @@ void selu_alpha_dropout_loop_t(const void* x, void* z, int64_t begin, int64_t n,
   using S = typename P::S;
   const AlphaDropoutParams<S> q = params_for<S>(args);
   const S above = static_cast<S>(args.kept_above);
-  const auto round = [](V v) { return P::round(v); };
+  const PackRound<D> round;
   const void* in[1] = {x};
   dropout_loop<D, 1>(in, z, begin, n, args, q.threshold,
                      [&](typename P::I keep, const char* const* src, char* dst, int64_t off) {

@@ -73,13 +73,16 @@ struct alignas(sizeof(T) * N) Vec {
 // 16-bit kernels are bound by memory and conversions, and take the float path.)
 struct SeluNegative16 {
   __device__ __forceinline__ float operator()(float x) const {
+    return static_cast<float>(kScaleAlpha) * expm1(x);
+  }
+  __device__ __forceinline__ float expm1(float x) const {
     float q = 1.0f / 120.0f;
     q = fmaf(q, x, 1.0f / 24.0f);
     q = fmaf(q, x, 1.0f / 6.0f);
     q = fmaf(q, x, 0.5f);
     const float near = fmaf(x * x, q, x);
     const float far = __expf(x) - 1.0f;  // NaN stays NaN here
-    return static_cast<float>(kScaleAlpha) * (x > -0.34657359f ? near : far);
+    return x > -0.34657359f ? near : far;
   }
 };
 
@@ -87,9 +90,11 @@ struct SeluNegative16 {
 template <typename T>
 using NegativeFor = std::conditional_t<sizeof(T) == 2, SeluNegative16, SeluNegative>;
 
-// v rounded to storage type T and back (selu_alpha_dropout_elem's `round`).
+// v rounded to storage type T and back (selu_alpha_dropout_elem's `round`); exact,
+// the identity, for float and double (their own compute types).
 template <typename T>
 struct RoundTo {
+  static constexpr bool kExact = sizeof(T) > 2;
   template <typename A>
   __device__ __forceinline__ A operator()(A v) const {
     return to_acc(from_acc<T>(v));
