@@ -43,16 +43,16 @@ int main(int argc, char** argv) {
     const void* G = es == 4 ? (void*)g.data() : (void*)gh.data();
     void* Y = es == 4 ? (void*)y.data() : (void*)yh.data();
     void* Z = es == 4 ? (void*)z.data() : (void*)zh.data();
-    k.selu_forward(d, X, Y, n);
+    k.selu_loop(d, X, Y, n);
     double tc = 0, tf = 0, tb = 0, tdf = 0, tdb = 0, tsf = 0, tsb = 0;
     tc = med([&] { std::memcpy(Y, X, n * es); }, reps);
-    tf = med([&] { k.selu_forward(d, X, Y, n); }, reps);
+    tf = med([&] { k.selu_loop(d, X, Y, n); }, reps);
     tc = std::min(tc, med([&] { std::memcpy(Z, X, n * es); }, reps));
-    tb = med([&] { k.selu_backward(d, G, Y, Z, n); }, reps);
-    tdf = med([&] { k.alpha_dropout_forward(d, X, Z, 0, n, dl); }, reps);
-    tdb = med([&] { k.alpha_dropout_backward(d, G, Z, 0, n, dl); }, reps);
-    tsf = med([&] { k.selu_alpha_dropout_forward(d, X, Z, 0, n, dl); }, reps);
-    tsb = med([&] { k.selu_alpha_dropout_backward(d, G, Z, Y, 0, n, dl); }, reps);
+    tb = med([&] { k.selu_backward_loop(d, G, Y, Z, n, true); }, reps);
+    tdf = med([&] { k.alpha_dropout_loop(d, X, Z, 0, n, dl); }, reps);
+    tdb = med([&] { k.alpha_dropout_backward_loop(d, G, Z, 0, n, dl); }, reps);
+    tsf = med([&] { k.selu_alpha_dropout_loop(d, X, Z, 0, n, dl); }, reps);
+    tsb = med([&] { k.selu_alpha_dropout_backward_loop(d, G, Z, Y, 0, n, dl); }, reps);
     auto cyc = [&](double t) { return t * ghz * 1e9 / (n / 8.0); };
     std::printf("%s n=%lld dtype=%d  cycles/8: copy %.1fus %.2f | selu fwd %.1fus %.2f (%.0f%% of copy) | bwd %.1fus %.2f | alpha_dropout fwd %.2f bwd %.2f | fused fwd %.2f bwd %.2f\n",
       k.name, (long long)n, (int)d, tc*1e6, cyc(tc), tf*1e6, cyc(tf), 100*tc/tf, tb*1e6, cyc(tb), cyc(tdf), cyc(tdb), cyc(tsf), cyc(tsb));
