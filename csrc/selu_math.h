@@ -143,8 +143,10 @@ SELU_MATH V alpha_dropout_backward_elem(V grad, K keep, const AlphaDropoutParams
 }
 
 // selu then AlphaDropout, in the compute type; the caller stores the result to the
-// output dtype. The fused forward is bound by its floating-point instructions, so
-// this is alpha_dropout_elem(selu_elem(x)) with about a fifth fewer of them on AVX2:
+// output dtype. It is alpha_dropout_elem(selu_elem(x)) with four instructions fewer
+// per AVX2 vector (84 per 8 floats with Philox, from 88; callgrind,
+// benchmarks/cpu_probe), most of them multiplies and blends, the ports the kernel
+// waits on:
 //   * x > 0 decides both selu's branch and the nudge below (x = +-0 take the second
 //     branch: expm1(+-0) = +0 there, so a * y + b = b as from y = +-0);
 //   * below 0, a kept unit is (a * scale * alpha) expm1(x) + b, one FMA in place of
