@@ -180,7 +180,7 @@ namespace host {
 // holds the only reference to it: the same condition under which PyTorch's
 // AccumulateGrad steals a gradient instead of copying it. Writing the result there
 // instead of into a fresh tensor saves a cold output buffer (measured on the MLP of
-// the training benchmark: the fused backward 125-147 us -> 77-81 us per 256 x 512
+// the training benchmark: the fused backward 125-147 us -> 77-95 us per 256 x 512
 // layer). The offer is per thread and lasts for the node's call; a host function takes
 // it only for the tensor it was offered, as its grad_output, when that tensor has the
 // output's sizes, dtype and device and both are contiguous (take_offered_grad).
