@@ -224,6 +224,30 @@ def test_fused_in_eval_mode_is_selu():
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("p", [0.1, 0.9, 0.99])
+def test_fused_extremes_match_torch_with_the_same_mask(device, p):
+    """alpha_dropout(selu(x)) as torch computes it, with selu_ext's mask, on the values
+    where the fused op's folded formula could part from it: selu(x) = inf by overflow
+    of scale * x, a * selu(x) overflowing (a = 5 at p = 0.99), +-inf, NaN, +-0."""
+    require_device(device)
+    values = [3.3e38, 3.0e38, 1e38, 1e35, 1e30, float("inf"), float("-inf"), float("nan"),
+              0.0, -0.0, 1e-40, -1e-40, -1e30, -100.0, -17.0, 1.0, -1.0]
+    x = torch.tensor(values * 64, dtype=torch.float32, device=device)
+    ours = selu_ext.selu_alpha_dropout(x, p, training=True, seed=5)
+    keep = keep_mask(rng_state(5), x, p).to(device)
+    assert 0 < int(keep.sum()) < keep.numel()
+    y = F.selu(x)
+    theirs = _pytorch_alpha_dropout(y, keep, p)
+    assert torch.equal(ours.isnan(), theirs.isnan())
+    assert torch.equal(ours.isinf(), theirs.isinf())
+    assert torch.equal(ours[ours.isinf()], theirs[theirs.isinf()])
+    a, b, dropped = selu_ext.alpha_dropout_coefficients(p)
+    finite = theirs.isfinite()
+    bound = 4 * TOL[torch.float32][0] * (a * y.double().abs() + abs(b) + abs(dropped))
+    assert bool(((ours.double() - theirs.double()).abs() <= bound)[finite].all())
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_p1_gives_x_times_zero(device):
     require_device(device)
     x = torch.tensor([1.0, -2.0, 0.0, 3.5, float("inf"), float("-inf"), float("nan")],

@@ -10,6 +10,7 @@ import torch
 
 import selu_ext
 from conftest import DEVICES, require_device
+from dropin_common import close
 
 OPS = {
     "selu": lambda x: selu_ext.selu(x),
@@ -130,6 +131,27 @@ def test_a_gradient_someone_holds_is_left_intact(holder, op, device):
         assert _taken() == before
     assert torch.equal(held, expected)
     assert torch.equal(x.grad, _reference(op, x, w))
+
+
+# torch.nn's counterparts of the ops whose values torch computes too (dropout masks
+# are another stream).
+TORCH = {"selu": torch.nn.functional.selu, "selu_save_output": torch.nn.SELU()}
+
+
+@pytest.mark.parametrize("holder", HOLDERS)
+@pytest.mark.parametrize("op", TORCH)
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_holder_sees_what_torch_nn_gives(holder, op, device):
+    """The same snippet with torch.nn's SELU beside: what the holder keeps and the
+    input's gradient agree."""
+    require_device(device)
+    x = _x(device, torch.float64)
+    xt = x.detach().clone().requires_grad_()
+    w = _upstream(x)
+    held, _, _ = HOLDERS[holder](OPS[op](x), w)
+    held_torch, _, _ = HOLDERS[holder](TORCH[op](xt), w)
+    assert torch.equal(held, held_torch)
+    close(x.grad, xt.grad)
 
 
 @pytest.mark.parametrize("op", OPS)
