@@ -166,13 +166,16 @@ SELU_MATH V selu_alpha_dropout_elem(V x, K keep, const AlphaDropoutParams<S>& q,
   using L = Lanes<V>;
   const auto positive = x > V{};
   const V y = L::floor_at(x, S(-1)) * static_cast<S>(kScale);  // selu(x) where x > 0
-  const V pos = L::fma(y, L::splat(q.a), L::splat(q.b));
-  const V neg = L::fma(L::splat(q.a_scale_alpha), Negative{}.expm1(x), L::splat(q.b));
+  // The branches as calls, so that a scalar evaluates only its own (vectors, both).
+  const auto pos = [&] { return L::fma(y, L::splat(q.a), L::splat(q.b)); };
+  const auto neg = [&] {
+    return L::fma(L::splat(q.a_scale_alpha), Negative{}.expm1(x), L::splat(q.b));
+  };
   V kept;
   if constexpr (Round::kExact) {
-    kept = positive ? L::floor_at(pos, kept_above) : neg;
+    kept = positive ? L::floor_at(pos(), kept_above) : neg();
   } else {
-    kept = round(positive ? pos : neg);
+    kept = round(positive ? pos() : neg());
     kept = positive & (kept <= q.kept_bound) ? L::splat(kept_above) : kept;
   }
   return keep ? kept : y * S(0) + q.dropped;
