@@ -15,9 +15,9 @@ import torch
 import selu_ext
 from selu_ext import ops
 
-# Around every vector width (2, 4, 8 elements), the 128-element dropout block, and
+# Around every vector width (2, 4, 8 elements), the 256-element dropout block, and
 # the 4 x 256 x VEC elements of one selu block.
-LENGTHS = [0, 1, 7, 9, 33, 127, 129, 4097, 65536 + 5]
+LENGTHS = [0, 1, 7, 9, 33, 127, 129, 255, 257, 4097, 65536 + 5]
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
 TOL = {torch.float32: 1e-5, torch.float64: 1e-12, torch.float16: 2e-3, torch.bfloat16: 2e-2}
 

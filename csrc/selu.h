@@ -19,8 +19,14 @@
 
 #if defined(__CUDACC__)
 #define SELU_HD __host__ __device__ __forceinline__
+// A rarely taken path, kept out of line so it is not copied into every element.
+#define SELU_HD_COLD __host__ __device__ __noinline__
+#elif defined(__GNUC__) || defined(__clang__)
+#define SELU_HD inline
+#define SELU_HD_COLD inline __attribute__((noinline, cold))
 #else
 #define SELU_HD inline
+#define SELU_HD_COLD inline
 #endif
 
 namespace selu_ext {
@@ -157,10 +163,10 @@ inline DropoutCoeffs alpha_dropout_coeffs(double p) {
   return {a, kScaleAlpha * a * p, -kScaleAlpha * a * (1.0 - p)};
 }
 
-// An element is dropped when its 32-bit Philox word is below this threshold, so the
-// drop probability is threshold / 2^32 (within 2^-33 of p). p == 1 gives 0xFFFFFFFF
-// (only a word of 0xFFFFFFFF is kept); the coefficients above make every unit x * 0
-// anyway, whatever the mask says.
+// An element is dropped when its 32-bit random number (dropout_keep below) is below
+// this threshold, so the drop probability is threshold / 2^32 (within 2^-33 of p).
+// p == 1 gives 0xFFFFFFFF (only the number 0xFFFFFFFF is kept); the coefficients
+// above make every unit x * 0 anyway, whatever the mask says.
 inline uint32_t drop_threshold(double p) {
   if (!(p > 0.0)) return 0u;
   const double t = std::nearbyint(p * 4294967296.0);
@@ -180,20 +186,30 @@ struct Philox4 {
 constexpr uint32_t kPhiloxM0 = 0xD2511F53u, kPhiloxM1 = 0xCD9E8D57u;
 constexpr uint32_t kPhiloxW0 = 0x9E3779B9u, kPhiloxW1 = 0xBB67AE85u;
 
-// The element -> random word layout, identical on every backend.
+// The element -> random number layout, identical on every backend.
 //
-// Elements are taken in blocks of 128 (in row-major logical order). Inside a block,
-// element 32 * j + t (t < 32, j < 4) gets word j of the Philox call for counter
-// group g = 32 * block + t. So 32 consecutive elements use 32 consecutive counters:
-// a warp reads them coalesced, and a SIMD CPU loop computes them lane by lane,
-// neither has to transpose.
+// Elements are taken in blocks of 256 (in row-major logical order). Inside a block,
+// element 32 * j + t (t < 32, j < 8) reads 16 bits of the Philox call for counter
+// group g = 32 * block + t: the low half of word j for j < 4, the high half of word
+// j - 4 for j >= 4 (dropout_half). So 32 consecutive elements use 32 consecutive
+// counters: a warp reads them coalesced, and a SIMD CPU loop computes them lane by
+// lane, neither has to transpose; and one call serves 8 elements, not 4.
+//
+// Those 16 bits u are the high half of the element's 32-bit random number; its low
+// half u' comes from the same place in the call for group g | kTieGroup, a counter
+// no element's main call uses. u alone decides u * 2^16 + u' < threshold unless u
+// equals the threshold's high half (probability 2^-16), so u' is computed only
+// then (dropout_keep): the mask has the exact 2^-32 resolution of a full 32-bit word
+// per element at half the Philox calls, the larger part of the dropout kernels'
+// instructions on both CPU and GPU.
 //
 // The counter is (low 64 bits: offset / 4, high 64 bits: g), the convention of
 // curand_init(seed, subsequence, offset) used by PyTorch's own CUDA RNG kernels:
 // each call reserves 4 offsets from torch's generator, so its counters never meet
 // those of any other call on the same generator.
-constexpr int64_t kDropoutBlock = 128;
+constexpr int64_t kDropoutBlock = 256;
 constexpr int64_t kDropoutLanes = 32;
+constexpr uint64_t kTieGroup = uint64_t(1) << 63;
 
 // Walks the elements [begin, begin + n) block by block (CPU loops):
 // f(block_start, lead, done, count) for each block they touch, with the block's
@@ -261,6 +277,28 @@ SELU_HD Philox4 dropout_random(uint64_t seed, uint64_t offset, uint64_t group) {
     k1 += kPhiloxW1;
   }
   return {{c0, c1, c2, c3}};
+}
+
+// The 16 bits of element 32 * j + t of a block in its group's call r (layout above).
+SELU_HD uint32_t dropout_half(const Philox4& r, int j) {
+  return (r.v[j & 3] >> (16 * (j >> 2))) & 0xFFFFu;
+}
+
+// u' >= the threshold's low half `lo`, for the element u did not decide.
+SELU_HD_COLD bool dropout_tie_keep(uint32_t lo, uint64_t seed, uint64_t offset, uint64_t group,
+                                   int j) {
+  return dropout_half(dropout_random(seed, offset, group | kTieGroup), j) >= lo;
+}
+
+// Whether element 32 * j + t of a block is kept, from its 16 bits u of the call for
+// group = 32 * block + t: its 32-bit number u * 2^16 + u' is at least the threshold.
+// Only a u equal to the threshold's high half needs u', from the tie call (with a
+// low half of 0, such a u is kept whatever u' is).
+SELU_HD bool dropout_keep(uint32_t u, uint32_t threshold, uint64_t seed, uint64_t offset,
+                          uint64_t group, int j) {
+  const uint32_t hi = threshold >> 16, lo = threshold & 0xFFFFu;
+  if (u != hi || lo == 0) return u >= hi;
+  return dropout_tie_keep(lo, seed, offset, group, j);
 }
 
 }  // namespace selu_ext

@@ -20,11 +20,11 @@ from dropout_common import is_dropped, keep_mask, rng_state
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
 def test_fused_backward_from_z_without_the_mask(dtype):
     """The CPU fused backward tells dropped units by z == the dropped value, and
-    regenerates the mask only in 128-element blocks holding a NaN z (NaN or infinite
-    x), whose kept and dropped units have different gradients. Saturated kept units
+    regenerates the mask only in 256-element blocks (here a row each) holding a NaN z
+    (NaN or infinite x), whose kept and dropped units have different gradients. Saturated kept units
     (row 3) keep their gradient of ~0 within z's rounding, whichever way they go."""
     p = 0.5
-    x = make_input((8, 128), torch.float32, "cpu", seed=11, scale=3.0).to(dtype)
+    x = make_input((8, 256), torch.float32, "cpu", seed=11, scale=3.0).to(dtype)
     rng = rng_state(21)
     keep = keep_mask(rng, x, p)
     nan_at = (0, int((~keep[0]).nonzero()[0]))  # a dropped unit: its z is NaN too
@@ -33,7 +33,7 @@ def test_fused_backward_from_z_without_the_mask(dtype):
     x[inf_at] = math.inf
     x[0, int(keep[0].nonzero()[0])] = math.nan  # and a kept NaN in the same block
     x[3, :64] = -200.0  # saturated: about half of them kept
-    g = make_input((8, 128), torch.float32, "cpu", seed=12, scale=1.0).to(dtype)
+    g = make_input((8, 256), torch.float32, "cpu", seed=12, scale=1.0).to(dtype)
     z = ops.selu_alpha_dropout(x, p, rng)
     gx = ops.selu_alpha_dropout_backward(g, z, p, rng)
     a = selu_ext.alpha_dropout_coefficients(p)[0]

@@ -112,14 +112,14 @@ def test_drop_rate(device, fn, p):
     assert bool((dropped ^ kept).all())  # every element is one or the other
     _assert_rate(dropped.double().mean(), N, p, f"{fn} drop rate")
     # Every residue class of the index: SIMD lanes (i mod 16) must all drop at rate
-    # p, and so must each of the four 32-bit words of a Philox output, which the
-    # mask layout (csrc/selu.h) gives to elements with word = (i / 32) mod 4.
+    # p, and so must each of the eight 16-bit halves of a Philox output's words,
+    # which the mask layout (csrc/selu.h) gives to elements with j = (i / 32) mod 8.
     by_lane = dropped.view(-1, 16).double().mean(dim=0)
     for lane, rate in enumerate(by_lane.tolist()):
         _assert_rate(rate, N // 16, p, f"{fn} drop rate of lane {lane} (mod 16)")
-    by_word = dropped.view(-1, 4, 32).double().mean(dim=(0, 2))
-    for word, rate in enumerate(by_word.tolist()):
-        _assert_rate(rate, N // 4, p, f"{fn} drop rate of Philox word {word}")
+    by_half = dropped.view(-1, 8, 32).double().mean(dim=(0, 2))
+    for j, rate in enumerate(by_half.tolist()):
+        _assert_rate(rate, N // 8, p, f"{fn} drop rate of Philox half-word {j}")
     # The start and the end of the tensor (blocks / threads).
     for part, chunk in enumerate(dropped.view(8, -1)):
         _assert_rate(chunk.double().mean(), N // 8, p, f"{fn} drop rate of eighth {part}")

@@ -14,7 +14,7 @@ namespace selu_ext::cpu {
 
 // One instruction-set variant. Dropout kernels take the logical index of their first
 // element (`begin`) because the mask of an element depends on its index; selu_cpu.cpp
-// splits the work at 128-element blocks, so it is a multiple of 128 there, but any
+// splits the work at 256-element blocks, so it is a multiple of 256 there, but any
 // `begin` is handled. CPU dropout kernels read the (seed, offset) values of
 // DropoutLaunch::rng.
 struct Kernels {

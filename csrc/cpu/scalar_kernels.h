@@ -1,7 +1,7 @@
 // selu_ext CPU kernels as plain scalar loops over selu_math.h's formulas: the
 // baseline variant for compilers without GCC/Clang vector extensions (MSVC), which
 // auto-vectorise what they can. The same formulas and mask layout (one Philox call
-// per 4 elements of a 128-element block) as the vector kernels, float16/bfloat16
+// per 8 elements of a 256-element block) as the vector kernels, float16/bfloat16
 // rounded by c10's bit-exact conversions: the same masks, and values within the
 // tests' tolerances of theirs, though not always to the bit (fmaf rounds once where
 // the SSE2 variant rounds twice, double expm1 is the C library's, and the fused
@@ -77,7 +77,7 @@ void selu_backward_loop_t(const void* grad, const void* v_in, void* grad_x, int6
 }
 
 // Calls f(i, keep) for i in [0, n), element begin + i's keep flag computed a
-// 128-element block at a time: 32 Philox calls, word j of call t for element 32j + t.
+// 256-element block at a time: 32 Philox calls, call t for elements 32j + t (selu.h).
 template <typename F>
 void for_each_keep(int64_t begin, int64_t n, const DropoutLaunch& args, uint32_t threshold, F f) {
   bool keep[kDropoutBlock];
@@ -85,8 +85,12 @@ void for_each_keep(int64_t begin, int64_t n, const DropoutLaunch& args, uint32_t
                                        int64_t count) {
     const uint64_t first_group = static_cast<uint64_t>(block_start / kDropoutBlock) * kDropoutLanes;
     for (int64_t t = 0; t < kDropoutLanes; ++t) {
-      const Philox4 r = dropout_random(args.rng.seed, args.rng.offset, first_group + t);
-      for (int j = 0; j < 4; ++j) keep[kDropoutLanes * j + t] = r.v[j] >= threshold;
+      const uint64_t group = first_group + t;
+      const Philox4 r = dropout_random(args.rng.seed, args.rng.offset, group);
+      for (int j = 0; j < 8; ++j) {
+        keep[kDropoutLanes * j + t] =
+            dropout_keep(dropout_half(r, j), threshold, args.rng.seed, args.rng.offset, group, j);
+      }
     }
     for (int64_t e = 0; e < count; ++e) f(done + e, keep[lead + e]);
   });

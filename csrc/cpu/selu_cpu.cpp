@@ -80,7 +80,7 @@ struct CpuBackend {
     });
   }
 
-  // Dropout work is split on 128-element block boundaries, where the mask layout
+  // Dropout work is split on 256-element block boundaries, where the mask layout
   // (selu.h) repeats, so every task starts at a block.
   template <typename F>
   static void over_blocks(int64_t n, F f) {

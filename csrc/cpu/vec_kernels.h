@@ -475,7 +475,7 @@ void selu_backward_loop_t(const void* grad, const void* v, void* grad_x, int64_t
 }
 
 // ---------------------------------------------------------------------------
-// Philox of one 128-element block: its 32 counter groups, each in a 64-bit lane
+// Philox of one 256-element block: its 32 counter groups, each in a 64-bit lane
 // that holds a 32-bit word in its low half (Lanes<u64v> above).
 
 // The low halves of two vectors of 64-bit lanes, in lane order: a's, then b's.
@@ -496,7 +496,7 @@ SELU_VI u32v low_halves(u64v a, u64v b) {
 #endif
 }
 
-// Keep flags (-1 kept, 0 dropped) of the 128 elements of one block, in element order.
+// Keep flags (-1 kept, 0 dropped) of the 256 elements of one block, in element order.
 //
 // The 32 groups run as kNV / 2 independent chunks of two vectors (2 * kL64 groups):
 // a chunk's 8 state vectors stay in registers through the 10 rounds (the whole
@@ -504,17 +504,19 @@ SELU_VI u32v low_halves(u64v a, u64v b) {
 // execution overlaps the chunks. Each round is 2 multiplies, 2 shifts and 4 XORs
 // per vector: the upper halves of the lanes are never cleared, since every use of a
 // word either ignores them (the multiply) or reads only the low half (the shift by
-// 32 of a product, the final compare).
+// 32 of a product, the final split into 16-bit halves). A half equal to the
+// threshold's high half is a tie (selu.h's dropout_keep, about one block in 256): the
+// block is then recomputed by the scalar formula, which draws the tie calls.
 constexpr int kNV = kDropoutLanes / kL64;
 
 // The round keys of one call, broadcast once: the XORs read them from L1 instead of
 // re-broadcasting two scalars every round of every chunk.
 struct PhiloxKeys {
   u64v k0[10], k1[10];
-  uint64_t ctr_lo;
+  uint64_t seed, offset, ctr_lo;
   uint32_t threshold;
   explicit PhiloxKeys(const DropoutLaunch& args, uint32_t thr)
-      : ctr_lo(args.rng.offset / 4), threshold(thr) {
+      : seed(args.rng.seed), offset(args.rng.offset), ctr_lo(args.rng.offset / 4), threshold(thr) {
     uint32_t a = static_cast<uint32_t>(args.rng.seed), b = static_cast<uint32_t>(args.rng.seed >> 32);
     for (int round = 0; round < 10; ++round) {
       k0[round] = splat<u64v>(static_cast<uint64_t>(a));
@@ -525,12 +527,31 @@ struct PhiloxKeys {
   }
 };
 
+// The whole block by the scalar formula (selu.h), ties included.
+__attribute__((noinline, cold)) void keep_block_scalar(int32_t* keep, const PhiloxKeys& key,
+                                                       uint64_t first_group) {
+  for (int t = 0; t < kDropoutLanes; ++t) {
+    const uint64_t group = first_group + t;
+    const Philox4 r = dropout_random(key.seed, key.offset, group);
+    for (int j = 0; j < 8; ++j) {
+      keep[kDropoutLanes * j + t] =
+          dropout_keep(dropout_half(r, j), key.threshold, key.seed, key.offset, group, j) ? -1 : 0;
+    }
+  }
+}
+
 SELU_VI void keep_block(int32_t* keep, const PhiloxKeys& key, int64_t block_start) {
   const uint64_t first_group = static_cast<uint64_t>(block_start / kDropoutBlock) * kDropoutLanes;
   const uint64_t ctr_lo = key.ctr_lo;
   u64v lane;
   for (int l = 0; l < kL64; ++l) lane[l] = static_cast<uint64_t>(l);
-  const u32v thr = splat<u32v>(key.threshold);
+  // Kept: a half above hi - 1 (both fit an int32, so the signed compare is exact).
+  // A half equal to hi is a tie only where the threshold's low half is not 0 (else
+  // it is kept): 0x10000 matches no half.
+  const uint32_t hi = key.threshold >> 16;
+  const i32v above = splat<i32v>(static_cast<int32_t>(hi) - 1);
+  const u32v tie_at = splat<u32v>((key.threshold & 0xFFFFu) != 0 ? hi : 0x10000u);
+  i32v tie = splat<i32v>(0);
   for (int v0 = 0; v0 < kNV; v0 += 2) {
     u64v c0[2], c1[2], c2[2], c3[2];
     for (int h = 0; h < 2; ++h) {
@@ -547,11 +568,18 @@ SELU_VI void keep_block(int32_t* keep, const PhiloxKeys& key, int64_t block_star
       }
     }
     // Word j of groups kL64 * v0 .. + 2 * kL64 - 1 decides elements 32 j + kL64 * v0 ...
+    // (its low halves) and 32 (j + 4) + kL64 * v0 ... (its high halves).
     const u64v* words[4] = {c0, c1, c2, c3};
     for (int j = 0; j < 4; ++j) {
       const u32v r = low_halves(words[j][0], words[j][1]);
-      store(keep + 32 * j + kL64 * v0, (i32v)(r >= thr));
+      const u32v lo16 = r & 0xFFFFu, hi16 = r >> 16;
+      store(keep + 32 * j + kL64 * v0, (i32v)lo16 > above);
+      store(keep + 32 * (j + 4) + kL64 * v0, (i32v)hi16 > above);
+      tie |= (i32v)(lo16 == tie_at) | (i32v)(hi16 == tie_at);
     }
+  }
+  for (int l = 0; l < kL32; ++l) {
+    if (tie[l]) return keep_block_scalar(keep, key, first_group);
   }
 }
 
@@ -570,11 +598,13 @@ SELU_VI AlphaDropoutParams<S> params_for(const DropoutLaunch& args) {
   return make_alpha_dropout_params<S>(args.p, static_cast<S>(args.kept_bound));
 }
 
+static_assert(kDropoutBlock == 256, "kAllKept below lists one block");
 // Every element kept: the mask of a block whose kernel can do without its own (see
 // selu_alpha_dropout_backward_loop_t).
 alignas(64) constexpr int32_t kAllKept[kDropoutBlock] = {
 #define SELU_EXT_K8 -1, -1, -1, -1, -1, -1, -1, -1
 #define SELU_EXT_K32 SELU_EXT_K8, SELU_EXT_K8, SELU_EXT_K8, SELU_EXT_K8
+    SELU_EXT_K32, SELU_EXT_K32, SELU_EXT_K32, SELU_EXT_K32,
     SELU_EXT_K32, SELU_EXT_K32, SELU_EXT_K32, SELU_EXT_K32
 #undef SELU_EXT_K32
 #undef SELU_EXT_K8
@@ -584,7 +614,7 @@ struct AlwaysMask {
   bool operator()(const char* const*) const { return true; }
 };
 
-// Runs `f(keep, in_packs..., out)` over [begin, begin + n) in 128-element blocks; the
+// Runs `f(keep, in_packs..., out)` over [begin, begin + n) in 256-element blocks; the
 // partial blocks at either end go through padded buffers. NIn inputs, one output.
 // `needs_mask(src)` sees a block's inputs first: where it returns false, f gets every
 // element as kept and the block's Philox call is skipped.

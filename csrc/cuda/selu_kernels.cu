@@ -278,6 +278,9 @@ struct SeluAlphaDropoutBackwardKernel {
   }
 };
 
+// A thread per counter group: its 8 elements 32 j + t of a 256-element block (selu.h),
+// in two passes of 4 (low halves, then high halves of the call's words), so that
+// only 4 elements' inputs are live at a time, as when a call served 4 elements.
 template <typename T, bool kTwoInputs, typename F>
 __global__ void __launch_bounds__(kThreads)
     dropout_kernel(const T* in0, const T* in1, T* out, int64_t n, RngSource rng, F f) {
@@ -286,28 +289,36 @@ __global__ void __launch_bounds__(kThreads)
   if (first >= n) return;
   uint64_t seed, offset;
   read_rng(rng, &seed, &offset);
-  T a[4], b[4];
-#pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    const int64_t i = first + kDropoutLanes * j;
-    if (i < n) {
-      a[j] = in0[i];
-      if (kTwoInputs) b[j] = in1[i];
-    }
-  }
   const Philox4 r = dropout_random(seed, offset, static_cast<uint64_t>(g));
+  const uint32_t threshold = f.q.threshold;
 #pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    const int64_t i = first + kDropoutLanes * j;
-    if (i < n) out[i] = f(a[j], kTwoInputs ? b[j] : a[j], r.v[j] >= f.q.threshold);
+  for (int h = 0; h < 8; h += 4) {
+    T a[4], b[4];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int64_t i = first + kDropoutLanes * (h + j);
+      if (i < n) {
+        a[j] = in0[i];
+        if (kTwoInputs) b[j] = in1[i];
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int64_t i = first + kDropoutLanes * (h + j);
+      if (i < n) {
+        const bool keep = dropout_keep(dropout_half(r, h + j), threshold, seed, offset,
+                                       static_cast<uint64_t>(g), h + j);
+        out[i] = f(a[j], kTwoInputs ? b[j] : a[j], keep);
+      }
+    }
   }
 }
 
 // The same with vector accesses: a thread takes V consecutive groups of one
-// 128-element block (V Philox calls), so for each word j its V elements are
-// contiguous and load as one vector: 16 bytes for float and double, 8 for the
-// 16-bit types, whose kernels are instruction-bound: with V = 8 they needed 119
-// registers and ran slower on the H100 than the scalar kernel.
+// 256-element block (V Philox calls), so for each j its V elements are contiguous
+// and load as one vector: 16 bytes for float and double, 8 for the 16-bit types,
+// whose kernels are instruction-bound: with V = 8 they needed 119 registers and ran
+// slower on the H100 than the scalar kernel. Two passes of 4 j, as above.
 template <typename T>
 constexpr int dropout_vec_width() {
   return sizeof(T) == 2 ? 4 : static_cast<int>(16 / sizeof(T));
@@ -317,7 +328,7 @@ template <typename T, bool kTwoInputs, typename F>
 __global__ void __launch_bounds__(kThreads)
     dropout_vec_kernel(const T* in0, const T* in1, T* out, int64_t n, RngSource rng, F f) {
   constexpr int V = dropout_vec_width<T>();
-  constexpr int kPerBlock = kDropoutLanes / V;  // threads per 128-element block
+  constexpr int kPerBlock = kDropoutLanes / V;  // threads per 256-element block
   using Vt = Vec<T, V>;
   const int64_t tid = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
   const int64_t block = tid / kPerBlock;
@@ -326,41 +337,48 @@ __global__ void __launch_bounds__(kThreads)
   if (base >= n) return;
   uint64_t seed, offset;
   read_rng(rng, &seed, &offset);
-  Vt a[4], b[4];
-#pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    const int64_t i = base + kDropoutLanes * j;
-    if (i + V <= n) {
-      a[j] = *reinterpret_cast<const Vt*>(in0 + i);
-      if (kTwoInputs) b[j] = *reinterpret_cast<const Vt*>(in1 + i);
-    } else {
-#pragma unroll
-      for (int v = 0; v < V; ++v) {
-        if (i + v < n) {
-          a[j].v[v] = in0[i + v];
-          if (kTwoInputs) b[j].v[v] = in1[i + v];
-        }
-      }
-    }
-  }
   const uint64_t group = static_cast<uint64_t>(block) * kDropoutLanes + lane;
+  const uint32_t threshold = f.q.threshold;
   Philox4 r[V];
 #pragma unroll
   for (int v = 0; v < V; ++v) r[v] = dropout_random(seed, offset, group + v);
 #pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    const int64_t i = base + kDropoutLanes * j;
-    Vt o;
+  for (int h = 0; h < 8; h += 4) {
+    Vt a[4], b[4];
 #pragma unroll
-    for (int v = 0; v < V; ++v) {
-      o.v[v] = f(a[j].v[v], kTwoInputs ? b[j].v[v] : a[j].v[v], r[v].v[j] >= f.q.threshold);
+    for (int j = 0; j < 4; ++j) {
+      const int64_t i = base + kDropoutLanes * (h + j);
+      if (i + V <= n) {
+        a[j] = *reinterpret_cast<const Vt*>(in0 + i);
+        if (kTwoInputs) b[j] = *reinterpret_cast<const Vt*>(in1 + i);
+      } else {
+#pragma unroll
+        for (int v = 0; v < V; ++v) {
+          if (i + v < n) {
+            a[j].v[v] = in0[i + v];
+            if (kTwoInputs) b[j].v[v] = in1[i + v];
+          }
+        }
+      }
     }
-    if (i + V <= n) {
-      *reinterpret_cast<Vt*>(out + i) = o;
-    } else {
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int64_t i = base + kDropoutLanes * (h + j);
+      if (i >= n) break;
+      Vt o;
 #pragma unroll
       for (int v = 0; v < V; ++v) {
-        if (i + v < n) out[i + v] = o.v[v];
+        const bool keep = dropout_keep(dropout_half(r[v], h + j), threshold, seed, offset,
+                                       group + v, h + j);
+        o.v[v] = f(a[j].v[v], kTwoInputs ? b[j].v[v] : a[j].v[v], keep);
+      }
+      if (i + V <= n) {
+        *reinterpret_cast<Vt*>(out + i) = o;
+      } else {
+#pragma unroll
+        for (int v = 0; v < V; ++v) {
+          if (i + v < n) out[i + v] = o.v[v];
+        }
       }
     }
   }
@@ -375,9 +393,12 @@ __global__ void __launch_bounds__(kThreads)
   read_rng(rng, &seed, &offset);
   const Philox4 r = dropout_random(seed, offset, static_cast<uint64_t>(g));
 #pragma unroll
-  for (int j = 0; j < 4; ++j) {
+  for (int j = 0; j < 8; ++j) {
     const int64_t i = first + kDropoutLanes * j;
-    if (i < n) out[i] = r.v[j] >= threshold;
+    if (i < n) {
+      out[i] = dropout_keep(dropout_half(r, j), threshold, seed, offset,
+                            static_cast<uint64_t>(g), j);
+    }
   }
 }
 
