@@ -651,6 +651,7 @@ SELU_VI void dropout_loop(const void* const* in, void* out, int64_t begin, int64
       keep_block(keep, key, block_start);
       k = keep;
     }
+#pragma GCC unroll 32
     for (int e = 0; e < B; e += L) f(load_keep<typename P::I>(k + e), src, dst, e * kElemBytes);
     if (!whole) {
       std::memcpy(static_cast<char*>(out) + done * kElemBytes, bout + lead * kElemBytes,
@@ -734,6 +735,7 @@ void selu_alpha_dropout_backward_loop_t(const void* grad, const void* z, void* g
   const V dropped = P::round(splat<V>(q.dropped));
   const auto nan_in_block = [](const char* const* src) {
     I nan{};
+#pragma GCC unroll 32
     for (int64_t e = 0; e < kDropoutBlock; e += L) {
       const V zv = P::ld(src[1] + e / L * P::kBytes);
       nan |= (I)(zv != zv);
