@@ -470,3 +470,28 @@ def test_summarize_training_step(step_run, tmp_path):
     assert "| MLP | 8 |" in section and "| ConvNet | 8 |" in section
     assert "| `F.alpha_dropout(F.selu(x))` |" in section and "| `nn.SELU` |" in section
     assert "selu_ext's speedup over torch" in section and "| first step s" not in section
+
+
+def test_time_interleaved_lead_times_a_call_after_its_own(monkeypatch):
+    """With lead=1 every timed call follows a call of the same candidate. The fake
+    clock charges a call 5 units after another candidate's call and 1 after its own
+    (what a step pays for the heap another model left), so the medians show which
+    calls were timed."""
+    from selu_ext.bench import timing
+
+    now, last = [0.0], [None]
+
+    def make(name):
+        def call():
+            now[0] += 1.0 if last[0] == name else 5.0
+            last[0] = name
+        return call
+
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: now[0])
+    calls = {"a": make("a"), "b": make("b")}
+    # block_s below one call's time: blocks of one call, as for a training step.
+    tms = timing.time_interleaved(calls, "cpu", threads=None, rounds=6, block_s=0.5, warmup=1)
+    assert all(max(tm.times) == 5.0 for tm in tms.values())  # some followed the other
+    tms = timing.time_interleaved(calls, "cpu", threads=None, rounds=6, block_s=0.5, warmup=1,
+                                  lead=1)
+    assert {name: tm.times for name, tm in tms.items()} == {"a": [1.0] * 6, "b": [1.0] * 6}

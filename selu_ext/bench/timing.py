@@ -271,7 +271,7 @@ def copy_bandwidth(device: str, *, threads: int, nbytes: int, min_time: float) -
 def time_interleaved(calls: dict[str, Callable[[], object]], device: str, *,
                      threads: Optional[int], rounds: int, block_s: float,
                      warmup: int = 3, budget_s: Optional[float] = None,
-                     max_rounds: Optional[int] = None) -> dict[str, Timing]:
+                     max_rounds: Optional[int] = None, lead: int = 0) -> dict[str, Timing]:
     """Per-call Timing of each named call, timed interleaved: a few candidates that
     do the same work (torch against selu_ext, or training steps of several models).
     Timing one after the other lets a drift of the machine (another process, clock
@@ -283,7 +283,15 @@ def time_interleaved(calls: dict[str, Callable[[], object]], device: str, *,
     first (for a compiled model, its compilation), then an estimate.
 
     With ``budget_s``, as many rounds as fit in that time (at least ``rounds``, at
-    most ``max_rounds``) are run instead of exactly ``rounds``."""
+    most ``max_rounds``) are run instead of exactly ``rounds``.
+
+    ``lead`` untimed calls of the candidate come before each of its blocks, so that a
+    timed call follows a call of the same candidate, as in a loop over it. Without
+    them a block of one slow call (a training step) pays for what the previous
+    candidate left behind: a model that needs more memory than the one timed before
+    it re-grows the heap that glibc trimmed when that one freed its tensors, page
+    fault by page fault, which a loop over one model does not pay
+    (benchmarks/train_faults.py counts them)."""
     if device == "cpu" and threads:
         torch.set_num_threads(threads)
     est = {}
@@ -301,7 +309,7 @@ def time_interleaved(calls: dict[str, Callable[[], object]], device: str, *,
     n_calls = max(1, int(math.ceil(block_s / min(est.values()))))
     n_rounds = rounds
     if budget_s is not None:
-        per_round = n_calls * sum(est.values())
+        per_round = (n_calls + lead) * sum(est.values())
         n_rounds = max(rounds, min(max_rounds or rounds, int(budget_s / per_round)))
     names = list(calls)
     times: dict[str, list] = {name: [] for name in names}
@@ -310,6 +318,9 @@ def time_interleaved(calls: dict[str, Callable[[], object]], device: str, *,
         k = r % len(names)
         for name in names[k:] + names[:k]:
             call = calls[name]
+            for _ in range(lead):
+                call()
+            sync(device)
             t0 = clock()
             for _ in range(n_calls):
                 call()

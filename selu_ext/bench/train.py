@@ -15,7 +15,8 @@ Two models, each in up to six variants built from the same torch.nn model:
                         ext_compile, floor_compile; skipped with --no-compile)
 
 A step is forward, cross-entropy, backward, optimizer step and zero_grad. The
-variants of one (model, batch) are timed interleaved (see timing.time_interleaved); each
+variants of one (model, batch) are timed interleaved (see timing.time_interleaved), each
+timed step right after an untimed step of the same variant (its ``lead``); each
 row has the median step time with p20/p80, the bytes autograd keeps for backward
 beyond the parameters (saved_tensors_hooks, each storage once) and on CUDA the
 peak memory of a step. selu_ext's rows carry the share of the attainable saving
@@ -221,7 +222,8 @@ def measure_point(runner, name: str, variants: dict, batch: int, threads: int,
         try:
             tms = time_interleaved(steps, cfg.device, threads=threads if cfg.device == "cpu" else None,
                                    rounds=3 if quick else 7, block_s=2e-3, warmup=1,
-                                   budget_s=1.0 if quick else 10.0, max_rounds=5 if quick else 40)
+                                   budget_s=1.0 if quick else 10.0, max_rounds=5 if quick else 40,
+                                   lead=1)
         except Exception as e:  # a step that ran once and then failed: none is timed
             tms = {}
             for r in rows:
