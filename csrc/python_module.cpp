@@ -82,15 +82,19 @@ bool parse_rng_state(PyObject* obj, const char* fn, at::Tensor* rng) {
   return true;
 }
 
-// _selu(input, inplace, save_output)
+// _selu(input, inplace, save_output); the flags by their truth value, as
+// torch.nn.functional.selu's `if inplace:` takes it.
 PyObject* py_selu(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   HANDLE_TH_ERRORS
   if (!check_nargs(nargs, 3, "_selu takes (input, inplace, save_output)")) return nullptr;
   if (!check_tensor_arg(args[0], "selu")) return nullptr;
-  if (!check_bool_arg(args[1], "selu", "inplace", 2)) return nullptr;
+  const int inplace = PyObject_IsTrue(args[1]);
+  if (inplace < 0) return nullptr;
+  const int save_output = PyObject_IsTrue(args[2]);
+  if (save_output < 0) return nullptr;
   if (torch::jit::tracer::isTracing()) return general_path();
   at::Tensor self = THPVariable_Unpack(args[0]);
-  if (args[1] == Py_True) {
+  if (inplace) {
     {
       pybind11::gil_scoped_release no_gil;
       op_selu_().call(self);
@@ -98,11 +102,10 @@ PyObject* py_selu(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     Py_INCREF(args[0]);
     return args[0];
   }
-  const bool save_output = args[2] == Py_True;
   at::Tensor out;
   {
     pybind11::gil_scoped_release no_gil;
-    out = op_selu().call(self, save_output);
+    out = op_selu().call(self, save_output != 0);
   }
   return wrap(std::move(out));
   END_HANDLE_TH_ERRORS

@@ -49,7 +49,12 @@ __all__ = [
 # digits PyTorch uses: csrc/selu.h's kAlpha and kScale, read from the extension.
 ALPHA, SCALE = _C._constants()
 
-_is_compiling = torch.compiler.is_compiling
+# Only dynamo runs this code without executing it (it would break the graph at the
+# entry points of selu_ext._C); torch.export's non-strict mode and make_fx execute
+# it on FakeTensors or under dispatch modes, which the entry points handle. A
+# third of the cost of torch.compiler.is_compiling, which also calls
+# torch.jit.is_scripting.
+_is_compiling = torch.compiler.is_dynamo_compiling
 
 
 def _eager(input) -> bool:
@@ -165,7 +170,7 @@ def selu(input: Tensor, inplace: bool = False, *, save_output: bool = False) -> 
     does (``selu_ext.nn.convert`` decides it per layer).
     """
     if _eager(input):
-        out = _C._selu(input, bool(inplace), bool(save_output))
+        out = _C._selu(input, inplace, save_output)
         if out is not NotImplemented:
             return out
     if has_torch_function_unary(input):

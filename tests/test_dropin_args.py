@@ -258,3 +258,29 @@ def test_saturated_units_get_torchs_gradient(dtype, save_output, device):
     torch.testing.assert_close(ours[:3], theirs[:3], rtol=0, atol=SATURATED_GRAD_ATOL)
     rtol, atol = TOL[dtype][2:]
     torch.testing.assert_close(ours, theirs, rtol=rtol, atol=atol)
+
+
+class _BadBool:
+    def __bool__(self):
+        raise ValueError("no truth value")
+
+
+# torch.nn.functional.selu tests `inplace` by its truth value (`if inplace:`).
+INPLACE_VALUES = {"int-0": 0, "int-1": 1, "np.bool_": np.bool_(True), "str-empty": "",
+                  "str": "yes", "None": None, "bad-bool": _BadBool()}
+
+
+@pytest.mark.parametrize("value", list(INPLACE_VALUES.values()), ids=list(INPLACE_VALUES))
+def test_selu_inplace_truth_value(value):
+    x = make_x((3, 4), torch.float32)
+    xt, xo = x.clone(), x.clone()
+    theirs = outcome(lambda: F.selu(xt, inplace=value))
+    ours = outcome(lambda: selu_ext.selu(xo, inplace=value))
+    tv, ov = same_outcome(theirs, ours)
+    if theirs[0] == "ok":
+        assert (ov is xo) == (tv is xt)  # in place exactly where torch is
+        close(ov, tv, torch.float32)
+        close(xo, xt, torch.float32)
+    # save_output is taken by its truth value too.
+    same_outcome(outcome(lambda: bool(value)),
+                 outcome(lambda: selu_ext.selu(x.clone(), save_output=value)))
