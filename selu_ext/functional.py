@@ -21,7 +21,6 @@ result is PyTorch's: nested tensors, ONNX export (which then writes the standard
 
 from __future__ import annotations
 
-import math
 import sys
 from typing import Optional
 
@@ -85,7 +84,9 @@ def _as_p(p, fn: str) -> float:
     if isinstance(p, Tensor) and p.dim() != 0:
         raise TypeError(f"{fn}(): argument 'p' (position 2) must be float, not Tensor")
     value = float(p)
-    if math.isnan(value):
+    # value != value, not math.isnan: under torch.compile(dynamic=True) a float
+    # attribute such as a module's p is a SymFloat, which math.isnan breaks the graph on.
+    if value != value:
         raise RuntimeError("dropout probability has to be between 0 and 1, but got nan")
     return value
 

@@ -223,3 +223,31 @@ def test_compile_cuda_graphs_fresh_masks():
         for j in range(i):
             for k in range(3):
                 assert not torch.equal(seen[i][k], seen[j][k]), (i, j, k)
+
+
+class DynamicP(torch.nn.Module):
+    """p as a float attribute of each module, and of functional calls: a SymFloat
+    under dynamic=True."""
+
+    def __init__(self):
+        super().__init__()
+        self.mods = torch.nn.Sequential(selu_ext.nn.SELUAlphaDropout(0.1), selu_ext.nn.AlphaDropout(0.2),
+                                        selu_ext.nn.FeatureAlphaDropout(0.3))
+        self.p = 0.25
+
+    def forward(self, x):
+        x = self.mods(x)
+        x = selu_ext.alpha_dropout(x, self.p, self.training)
+        return selu_ext.selu_alpha_dropout(x, self.p, self.training)
+
+
+def test_compile_dynamic_float_p_has_no_graph_break():
+    """torch.compile(dynamic=True) makes float attributes SymFloats; the p checks
+    must not break the graph on them (they did: math.isnan of p), as torch's own
+    AlphaDropout does not."""
+    torch._dynamo.reset()
+    model = DynamicP().train()
+    x = torch.randn(4, 6, 5, requires_grad=True)
+    out = torch.compile(model, dynamic=True, fullgraph=True)(x)
+    out.sum().backward()
+    assert out.shape == x.shape and torch.isfinite(x.grad).all()
