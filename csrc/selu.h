@@ -301,4 +301,20 @@ SELU_HD bool dropout_keep(uint32_t u, uint32_t threshold, uint64_t seed, uint64_
   return dropout_tie_keep(lo, seed, offset, group, j);
 }
 
+// The keep flags of the 256 elements of the block whose first group is first_group,
+// in element order, one Philox call at a time: `kept` where kept, 0 where dropped
+// (the scalar CPU loops, and the vector loops' blocks that hold a tie).
+template <typename K>
+inline void dropout_keep_block(K* keep, K kept, uint64_t seed, uint64_t offset,
+                               uint32_t threshold, uint64_t first_group) {
+  for (int t = 0; t < kDropoutLanes; ++t) {
+    const uint64_t group = first_group + t;
+    const Philox4 r = dropout_random(seed, offset, group);
+    for (int j = 0; j < 8; ++j) {
+      keep[kDropoutLanes * j + t] =
+          dropout_keep(dropout_half(r, j), threshold, seed, offset, group, j) ? kept : K(0);
+    }
+  }
+}
+
 }  // namespace selu_ext

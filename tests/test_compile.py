@@ -227,26 +227,33 @@ def test_compile_cuda_graphs_fresh_masks():
 
 class DynamicP(torch.nn.Module):
     """p as a float attribute of each module, and of functional calls: a SymFloat
-    under dynamic=True."""
+    under dynamic=True. `lib` is selu_ext or torch (its nn and functional), so the
+    same snippet runs beside torch.nn."""
 
-    def __init__(self):
+    def __init__(self, lib):
         super().__init__()
-        self.mods = torch.nn.Sequential(selu_ext.nn.SELUAlphaDropout(0.1), selu_ext.nn.AlphaDropout(0.2),
-                                        selu_ext.nn.FeatureAlphaDropout(0.3))
+        nn_, self.F = (selu_ext.nn, selu_ext) if lib == "selu_ext" else \
+            (torch.nn, torch.nn.functional)
+        fused = selu_ext.nn.SELUAlphaDropout(0.1) if lib == "selu_ext" else \
+            torch.nn.Sequential(torch.nn.SELU(), torch.nn.AlphaDropout(0.1))
+        self.mods = torch.nn.Sequential(fused, nn_.AlphaDropout(0.2), nn_.FeatureAlphaDropout(0.3))
+        self.fused = selu_ext.selu_alpha_dropout if lib == "selu_ext" else \
+            (lambda x, p, training: self.F.alpha_dropout(self.F.selu(x), p, training))
         self.p = 0.25
 
     def forward(self, x):
         x = self.mods(x)
-        x = selu_ext.alpha_dropout(x, self.p, self.training)
-        return selu_ext.selu_alpha_dropout(x, self.p, self.training)
+        x = self.F.alpha_dropout(x, self.p, self.training)
+        return self.fused(x, self.p, self.training)
 
 
-def test_compile_dynamic_float_p_has_no_graph_break():
+@pytest.mark.parametrize("lib", ["torch", "selu_ext"])
+def test_compile_dynamic_float_p_has_no_graph_break(lib):
     """torch.compile(dynamic=True) makes float attributes SymFloats; the p checks
-    must not break the graph on them (they did: math.isnan of p), as torch's own
-    AlphaDropout does not."""
+    must not break the graph on them (selu_ext's did: math.isnan of p), as torch's
+    own AlphaDropout does not (lib="torch" shows it)."""
     torch._dynamo.reset()
-    model = DynamicP().train()
+    model = DynamicP(lib).train()
     x = torch.randn(4, 6, 5, requires_grad=True)
     out = torch.compile(model, dynamic=True, fullgraph=True)(x)
     out.sum().backward()

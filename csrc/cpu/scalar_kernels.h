@@ -84,14 +84,7 @@ void for_each_keep(int64_t begin, int64_t n, const DropoutLaunch& args, uint32_t
   for_each_dropout_block(begin, n, [&](int64_t block_start, int64_t lead, int64_t done,
                                        int64_t count) {
     const uint64_t first_group = static_cast<uint64_t>(block_start / kDropoutBlock) * kDropoutLanes;
-    for (int64_t t = 0; t < kDropoutLanes; ++t) {
-      const uint64_t group = first_group + t;
-      const Philox4 r = dropout_random(args.rng.seed, args.rng.offset, group);
-      for (int j = 0; j < 8; ++j) {
-        keep[kDropoutLanes * j + t] =
-            dropout_keep(dropout_half(r, j), threshold, args.rng.seed, args.rng.offset, group, j);
-      }
-    }
+    dropout_keep_block(keep, true, args.rng.seed, args.rng.offset, threshold, first_group);
     for (int64_t e = 0; e < count; ++e) f(done + e, keep[lead + e]);
   });
 }

@@ -513,10 +513,10 @@ constexpr int kNV = kDropoutLanes / kL64;
 // re-broadcasting two scalars every round of every chunk.
 struct PhiloxKeys {
   u64v k0[10], k1[10];
-  uint64_t seed, offset, ctr_lo;
+  uint64_t seed, offset;
   uint32_t threshold;
   explicit PhiloxKeys(const DropoutLaunch& args, uint32_t thr)
-      : seed(args.rng.seed), offset(args.rng.offset), ctr_lo(args.rng.offset / 4), threshold(thr) {
+      : seed(args.rng.seed), offset(args.rng.offset), threshold(thr) {
     uint32_t a = static_cast<uint32_t>(args.rng.seed), b = static_cast<uint32_t>(args.rng.seed >> 32);
     for (int round = 0; round < 10; ++round) {
       k0[round] = splat<u64v>(static_cast<uint64_t>(a));
@@ -527,22 +527,16 @@ struct PhiloxKeys {
   }
 };
 
-// The whole block by the scalar formula (selu.h), ties included.
+// The whole block by the scalar formula (selu.h), ties included; out of line, off
+// the vector loop's path.
 __attribute__((noinline, cold)) void keep_block_scalar(int32_t* keep, const PhiloxKeys& key,
                                                        uint64_t first_group) {
-  for (int t = 0; t < kDropoutLanes; ++t) {
-    const uint64_t group = first_group + t;
-    const Philox4 r = dropout_random(key.seed, key.offset, group);
-    for (int j = 0; j < 8; ++j) {
-      keep[kDropoutLanes * j + t] =
-          dropout_keep(dropout_half(r, j), key.threshold, key.seed, key.offset, group, j) ? -1 : 0;
-    }
-  }
+  dropout_keep_block(keep, int32_t(-1), key.seed, key.offset, key.threshold, first_group);
 }
 
 SELU_VI void keep_block(int32_t* keep, const PhiloxKeys& key, int64_t block_start) {
   const uint64_t first_group = static_cast<uint64_t>(block_start / kDropoutBlock) * kDropoutLanes;
-  const uint64_t ctr_lo = key.ctr_lo;
+  const uint64_t ctr_lo = key.offset / 4;
   u64v lane;
   for (int l = 0; l < kL64; ++l) lane[l] = static_cast<uint64_t>(l);
   // Kept: a half above hi - 1 (both fit an int32, so the signed compare is exact).

@@ -318,9 +318,10 @@ def time_interleaved(calls: dict[str, Callable[[], object]], device: str, *,
         k = r % len(names)
         for name in names[k:] + names[:k]:
             call = calls[name]
-            for _ in range(lead):
-                call()
-            sync(device)
+            if lead:
+                for _ in range(lead):
+                    call()
+                sync(device)
             t0 = clock()
             for _ in range(n_calls):
                 call()
