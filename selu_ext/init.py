@@ -9,11 +9,13 @@ that makes SELU's fixed point at mean 0 / variance 1 hold.
 from __future__ import annotations
 
 import math
-from typing import Optional
+import warnings
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor, nn
 from torch.nn.modules.conv import _ConvNd
+from torch.nn.utils import parametrize
 
 __all__ = ["lecun_normal_", "self_normalizing_", "forward_fan_in", "KERAS_TRUNCATION_STD"]
 
@@ -29,10 +31,7 @@ def _fan_in(tensor: Tensor) -> int:
             f"dimensions (got shape {tuple(tensor.shape)}); expected a Linear weight "
             "(out_features, in_features) or a ConvNd weight (out_channels, in_channels / "
             "groups, *kernel_size)")
-    fan_in = tensor.shape[1] * math.prod(tensor.shape[2:])
-    if fan_in == 0:
-        raise ValueError(f"lecun_normal_: fan_in is 0 for a tensor of shape {tuple(tensor.shape)}")
-    return fan_in
+    return tensor.shape[1] * math.prod(tensor.shape[2:])
 
 
 def lecun_normal_(tensor: Tensor, truncated: bool = False,
@@ -51,12 +50,18 @@ def lecun_normal_(tensor: Tensor, truncated: bool = False,
             0.87962566103423978 so the variance is still 1/fan_in.
         generator: a :class:`torch.Generator` for reproducible draws.
     """
-    return _fill_lecun(tensor, _fan_in(tensor), truncated, generator)
+    return _fill_lecun(tensor, lambda: _fan_in(tensor), truncated, generator)
 
 
-def _fill_lecun(tensor: Tensor, fan_in: float, truncated: bool,
+def _fill_lecun(tensor: Tensor, fan_in: Callable[[], float], truncated: bool,
                 generator: Optional[torch.Generator]) -> Tensor:
-    std = 1.0 / math.sqrt(fan_in)
+    # As torch.nn.init's initializers: a zero-element tensor (nn.Linear(0, 4)'s
+    # weight, whose fan_in is 0) is returned with a warning, before its fan-in is
+    # looked at.
+    if 0 in tensor.shape:
+        warnings.warn("Initializing zero-element tensors is a no-op", stacklevel=3)
+        return tensor
+    std = 1.0 / math.sqrt(fan_in())
     with torch.no_grad():
         if not truncated:
             return tensor.normal_(0.0, std, generator=generator)
@@ -97,7 +102,9 @@ def self_normalizing_(model: nn.Module, truncated: bool = False,
 
     ConvTransposeNd layers are included, with the fan-in their forward pass really
     sums (see :func:`forward_fan_in`), because a SELU after a transposed convolution
-    needs the same variance-1 input as after any other layer.
+    needs the same variance-1 input as after any other layer. A parametrized weight
+    (``torch.nn.utils.parametrizations.weight_norm``, ...) is assigned the LeCun
+    draw, which its parametrizations' ``right_inverse`` turns into their parameters.
 
     Args:
         model: any module (or a single layer).
@@ -113,7 +120,15 @@ def self_normalizing_(model: nn.Module, truncated: bool = False,
             raise ValueError(f"selu_ext.init.self_normalizing_: layer '{name or type(m).__name__}' "
                              "is a lazy module whose weight is not materialized yet; run one "
                              "forward pass first")
-        _fill_lecun(m.weight, forward_fan_in(m), truncated, generator)
+        if parametrize.is_parametrized(m, "weight"):
+            # m.weight is computed from the parametrization's own parameters: filling
+            # it in place would change nothing.
+            weight = torch.empty_like(m.weight)
+            _fill_lecun(weight, lambda: forward_fan_in(m), truncated, generator)
+            with torch.no_grad():
+                m.weight = weight
+        else:
+            _fill_lecun(m.weight, lambda: forward_fan_in(m), truncated, generator)
         if m.bias is not None:
             nn.init.zeros_(m.bias)
     return model

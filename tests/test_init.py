@@ -1,6 +1,7 @@
 """selu_ext.init.lecun_normal_: standard deviation 1/sqrt(fan_in) for Linear and
 ConvNd weights (statistical bounds from the sample size: 6 standard deviations of
-each estimator), Keras' truncated variant, generator reproducibility, errors."""
+each estimator), Keras' truncated variant, generator reproducibility, errors;
+zero-element and parametrized weights as torch.nn.init treats them."""
 
 import math
 
@@ -9,7 +10,7 @@ import torch
 from torch import nn
 
 from conftest import F64_FEW_ULP, SIGMAS
-from selu_ext.init import KERAS_TRUNCATION_STD, lecun_normal_
+from selu_ext.init import KERAS_TRUNCATION_STD, lecun_normal_, self_normalizing_
 
 
 def _phi(x):
@@ -133,11 +134,35 @@ def test_error_for_tensors_without_fan_in(shape):
     assert str(tuple(shape)) in str(e.value)
 
 
-def test_error_for_zero_fan_in():
-    with pytest.raises(ValueError, match="lecun_normal_: fan_in is 0"):
-        lecun_normal_(torch.empty(4, 0))
+@pytest.mark.parametrize("shape", [(5, 0), (0, 3), (0,), (4, 0, 3)])
+def test_zero_element_tensors_as_torch_init(shape):
+    """As torch.nn.init.kaiming_normal_: a warning and the tensor back, before any
+    fan-in is computed (issue 21, item 14)."""
+    for init in (nn.init.kaiming_normal_, lecun_normal_):
+        t = torch.empty(shape)
+        with pytest.warns(UserWarning, match="Initializing zero-element tensors is a no-op"):
+            assert init(t) is t
 
 
-def test_empty_weight_with_fan_in_is_a_no_op():
-    w = torch.empty(0, 3)
-    assert lecun_normal_(w) is w
+def test_self_normalizing_zero_width_layer():
+    # nn.Linear(0, 4) itself initializes (with the same warning): so does this.
+    with pytest.warns(UserWarning, match="zero-element"):
+        layer = nn.Linear(0, 4)
+    with pytest.warns(UserWarning, match="zero-element"):
+        assert self_normalizing_(layer) is layer
+    assert torch.equal(layer.bias, torch.zeros(4))
+
+
+def test_self_normalizing_parametrized_weight():
+    """A weight-normed Linear gets the weights a plain one gets from the same draw
+    (filling the computed weight in place would change nothing)."""
+    from torch.nn.utils.parametrizations import weight_norm
+
+    torch.manual_seed(0)
+    plain, normed = nn.Linear(50, 40), weight_norm(nn.Linear(50, 40))
+    before = normed.weight.detach().clone()
+    for m in (plain, normed):
+        self_normalizing_(m, generator=torch.Generator().manual_seed(3))
+    assert not torch.allclose(normed.weight, before)
+    torch.testing.assert_close(normed.weight, plain.weight)
+    assert torch.equal(normed.bias, torch.zeros(40))
