@@ -138,7 +138,7 @@ def _module_kind(m: nn.Module) -> Optional[tuple[str, str]]:
         return SELU, f"{name} (selu_ext)"
     if isinstance(m, nn.SELU):
         return SELU, f"{name} (torch)"
-    if isinstance(m, (nn.AlphaDropout, nn.FeatureAlphaDropout, snn._AlphaDropoutBase)):
+    if isinstance(m, (nn.AlphaDropout, nn.FeatureAlphaDropout)):
         return ALPHA_DROPOUT, name
     if isinstance(m, nn.modules.dropout._DropoutNd):
         return DROPOUT, name

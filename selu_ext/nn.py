@@ -1,6 +1,7 @@
-"""Modules: drop-ins for torch.nn.SELU, AlphaDropout and FeatureAlphaDropout, the
-fused SELUAlphaDropout, a self-normalizing MLP builder, and ``convert`` to move an
-existing model onto selu_ext."""
+"""Modules: drop-ins for torch.nn.SELU, AlphaDropout and FeatureAlphaDropout
+(subclasses of them), the fused SELUAlphaDropout, a Sequential that keeps only SELU
+outputs where the next layer only reads them, a self-normalizing MLP builder, and
+``convert`` to move an existing model onto selu_ext."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ __all__ = [
     "AlphaDropout",
     "FeatureAlphaDropout",
     "SELUAlphaDropout",
+    "Sequential",
     "SelfNormalizingMLP",
     "convert",
 ]
@@ -47,14 +49,14 @@ def _script_dropout(input: Tensor, p: float, training: bool, fused: bool, featur
     return torch.ops.selu_ext.alpha_dropout(input, p, rng)
 
 
-class SELU(nn.Module):
-    """Drop-in for :class:`torch.nn.SELU` (same constructor, repr, state_dict and
-    in-place semantics), backed by the fused selu_ext kernels.
+class SELU(nn.SELU):
+    """Drop-in for :class:`torch.nn.SELU`, and a subclass of it (code that finds
+    layers by type finds it): same constructor, repr, state_dict and in-place
+    semantics, backed by the fused selu_ext kernels.
 
     ``save_output=True`` makes autograd keep only the output instead of the input
     (see :func:`selu_ext.selu`): less memory, but the output must then not be modified
-    in place before backward. :func:`convert` and :class:`SelfNormalizingMLP` set it
-    where that holds.
+    in place before backward. :class:`Sequential` does that per call where it holds.
     """
 
     __constants__ = ["inplace", "save_output"]
@@ -62,8 +64,7 @@ class SELU(nn.Module):
     save_output: bool
 
     def __init__(self, inplace: bool = False, *, save_output: bool = False) -> None:
-        super().__init__()
-        self.inplace = inplace
+        super().__init__(inplace)
         self.save_output = save_output
 
     def forward(self, input: Tensor) -> Tensor:
@@ -78,28 +79,14 @@ class SELU(nn.Module):
         return ", ".join(parts)
 
 
-class _AlphaDropoutBase(nn.Module):
-    # As torch.nn's _DropoutNd: p is checked as there (NaN passes, and fails in
-    # training mode, as PyTorch's), and `inplace` is stored but, as in
-    # torch.nn.AlphaDropout and FeatureAlphaDropout, not acted on.
-    __constants__ = ["p", "inplace"]
-    p: float
-    inplace: bool
-
-    def __init__(self, p: float = 0.5, inplace: bool = False) -> None:
-        super().__init__()
-        if p < 0 or p > 1:
-            raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
-        self.p = p
-        self.inplace = inplace
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}, inplace={self.inplace}"
+# The dropout modules subclass torch's, whose constructor, p check, repr and
+# __constants__ they keep; as there, `inplace` is stored but not acted on.
 
 
-class AlphaDropout(_AlphaDropoutBase):
-    """Drop-in for :class:`torch.nn.AlphaDropout`: one kernel, and no mask or noise
-    tensor kept for backward (the mask is regenerated from a 16-byte rng state)."""
+class AlphaDropout(nn.AlphaDropout):
+    """Drop-in for :class:`torch.nn.AlphaDropout` (a subclass of it): one kernel, and
+    no mask or noise tensor kept for backward (the mask is regenerated from a 16-byte
+    rng state)."""
 
     def forward(self, input: Tensor) -> Tensor:
         if torch.jit.is_scripting():
@@ -107,9 +94,9 @@ class AlphaDropout(_AlphaDropoutBase):
         return F.alpha_dropout(input, self.p, self.training)
 
 
-class FeatureAlphaDropout(_AlphaDropoutBase):
-    """Drop-in for :class:`torch.nn.FeatureAlphaDropout`: drops whole channels of
-    ``(N, C, *)`` inputs."""
+class FeatureAlphaDropout(nn.FeatureAlphaDropout):
+    """Drop-in for :class:`torch.nn.FeatureAlphaDropout` (a subclass of it): drops
+    whole channels of ``(N, C, *)`` inputs."""
 
     def forward(self, input: Tensor) -> Tensor:
         if torch.jit.is_scripting():
@@ -120,32 +107,149 @@ class FeatureAlphaDropout(_AlphaDropoutBase):
 class SELUAlphaDropout(nn.Module):
     """``nn.Sequential(SELU(), AlphaDropout(p))`` in one kernel. In eval mode it is
     SELU. Autograd keeps only the output and a 16-byte rng state in training mode,
-    so the output must not be modified in place before backward (:func:`convert`
-    fuses only where nothing does)."""
+    so the output must not be modified in place before backward.
 
-    __constants__ = ["p"]
+    ``save_output=False`` gives the pair's torch semantics instead when the module
+    is called on its own (SELU keeping its input, then AlphaDropout, two kernels,
+    the same mask); :class:`Sequential` still calls the fused op where the next
+    layer only reads the output. :class:`SelfNormalizingMLP` builds it so.
+    """
+
+    __constants__ = ["p", "save_output"]
     p: float
+    save_output: bool
 
-    def __init__(self, p: float = 0.5) -> None:
+    def __init__(self, p: float = 0.5, *, save_output: bool = True) -> None:
         super().__init__()
         if p < 0 or p > 1:
             raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
         self.p = p
+        self.save_output = save_output
 
     def forward(self, input: Tensor) -> Tensor:
         if torch.jit.is_scripting():
-            return _script_dropout(input, self.p, self.training, True, False)
-        return F.selu_alpha_dropout(input, self.p, self.training)
+            if self.save_output:
+                return _script_dropout(input, self.p, self.training, True, False)
+            return _script_dropout(_script_selu(input, False, False), self.p, self.training,
+                                   False, False)
+        if self.save_output:
+            return F.selu_alpha_dropout(input, self.p, self.training)
+        return F.alpha_dropout(F.selu(input), self.p, self.training)
 
     def extra_repr(self) -> str:
-        return f"p={self.p}"
+        return f"p={self.p}" + ("" if self.save_output else ", save_output=False")
 
 
-class SelfNormalizingMLP(nn.Sequential):
-    """A self-normalizing network (Klambauer et al. 2017) as an ``nn.Sequential``:
+# Modules that read their input and return a new tensor, never modifying the input.
+_READERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d,
+            nn.ConvTranspose3d)
+# Modules that may return their input itself (or a view of it) and never modify it:
+# what they return must in turn be read only.
+_PASS_THROUGH = (nn.Identity, nn.Flatten, nn.Unflatten, AlphaDropout, FeatureAlphaDropout)
+
+_module = nn.modules.module
+
+
+def _global_hooks() -> bool:
+    return bool(_module._global_forward_pre_hooks or _module._global_forward_hooks
+                or _module._global_backward_pre_hooks or _module._global_backward_hooks)
+
+
+def _hooked(m: nn.Module) -> bool:
+    # The test Module.__call__ makes before it runs hooks: a hook may read, keep or
+    # modify the tensors it sees.
+    return bool(m._forward_pre_hooks or m._forward_hooks or m._backward_pre_hooks
+                or m._backward_hooks)
+
+
+def _read_only_from(modules: list, j: int) -> bool:
+    """True when a tensor fed to ``modules[j]`` in :meth:`Sequential.forward` is only
+    read, never modified in place (directly, through an alias or by a hook) before
+    backward."""
+    for m in modules[j:]:
+        if _hooked(m):
+            return False
+        t = type(m)
+        if t in _READERS or t is SELUAlphaDropout or (t is SELU and not m.inplace):
+            return True
+        if t in _PASS_THROUGH or (t is nn.Dropout and not m.inplace):
+            continue
+        return False
+    return False  # it leaves the Sequential: the caller may modify it
+
+
+class Sequential(nn.Sequential):
+    """:class:`torch.nn.Sequential` (a subclass, same constructor, indexing, repr
+    and state_dict) whose ``forward`` keeps only a SELU's output for backward, and
+    with ``fuse`` runs SELU + AlphaDropout as one :func:`selu_ext.selu_alpha_dropout`,
+    where the output provably goes only into a module that reads it: the next
+    modules are a Linear, ConvNd, ConvTransposeNd or non-in-place SELU, possibly
+    through Identity, Flatten, Unflatten or a non-in-place dropout, none of them
+    (the SELU included) with hooks. Decided per call: the modules themselves keep
+    torch's semantics, so a slice whose last module is the SELU, a loop over the
+    layers by hand, or a hook that modifies a tensor behaves as with torch.nn, and
+    a fused AlphaDropout's ``p`` and ``training`` are still its own.
+    :func:`convert` makes each plain ``nn.Sequential`` one of these.
+    """
+
+    def __init__(self, *args, fuse: bool = True) -> None:
+        super().__init__(*args)
+        self.fuse = fuse
+
+    def __getitem__(self, idx):
+        if isinstance(idx, slice):
+            # nn.Sequential calls type(self)(...), whose arguments a subclass such as
+            # SelfNormalizingMLP may define otherwise: a slice is one of these.
+            return Sequential(OrderedDict(list(self._modules.items())[idx]), fuse=self.fuse)
+        return super().__getitem__(idx)
+
+    def forward(self, input):
+        if torch.jit.is_scripting():
+            # TorchScript runs torch.nn's loop (and the modules' own semantics).
+            for module in self:
+                input = module(input)
+            return input
+        return self._forward_saving(input)
+
+    @torch.jit.unused
+    def _forward_saving(self, input):
+        modules = list(self._modules.values())
+        hooks = _global_hooks()
+        i, n = 0, len(modules)
+        while i < n:
+            m = modules[i]
+            t = type(m)
+            if (t is SELU or t is SELUAlphaDropout) and not hooks and not _hooked(m):
+                nxt = modules[i + 1] if i + 1 < n else None
+                if t is SELUAlphaDropout:
+                    if m.save_output or _read_only_from(modules, i + 1):
+                        input = F.selu_alpha_dropout(input, m.p, m.training)
+                        i += 1
+                        continue
+                elif not m.inplace:
+                    # In eval mode the fused op keeps the input: the SELU alone
+                    # (the dropout then the identity) keeps the output.
+                    if (self.fuse and type(nxt) is AlphaDropout and nxt.training
+                            and not _hooked(nxt) and _read_only_from(modules, i + 2)):
+                        input = F.selu_alpha_dropout(input, nxt.p, nxt.training)
+                        i += 2
+                        continue
+                    if _read_only_from(modules, i + 1):
+                        input = F.selu(input, save_output=True)
+                        i += 1
+                        continue
+            input = m(input)
+            i += 1
+        return input
+
+
+class SelfNormalizingMLP(Sequential):
+    """A self-normalizing network (Klambauer et al. 2017) as a :class:`Sequential`:
     ``depth`` blocks of Linear + SELU (+ AlphaDropout, fused, when ``dropout > 0``),
     then a Linear to ``out_features``. Every Linear has LeCun-normal weights and zero
     bias, so activations stay near mean 0 / variance 1 without normalization layers.
+    Each SELU keeps only its output when called through the MLP's forward (it feeds a
+    Linear); slices and layers called on their own have torch's semantics.
 
     Args:
         in_features, hidden_features, out_features: layer widths.
@@ -176,8 +280,8 @@ class SelfNormalizingMLP(nn.Sequential):
         width = in_features
         for _ in range(depth):
             layers.append(linear(width, hidden_features))
-            # Each SELU feeds a Linear, which does not modify its input: keep outputs only.
-            layers.append(SELUAlphaDropout(dropout) if dropout > 0 else SELU(save_output=True))
+            layers.append(SELUAlphaDropout(dropout, save_output=False) if dropout > 0
+                          else SELU())
             width = hidden_features
         layers.append(linear(width, out_features))
         super().__init__(*layers)
@@ -189,107 +293,43 @@ class SelfNormalizingMLP(nn.Sequential):
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
 
-    def __getitem__(self, idx):
-        if isinstance(idx, slice):
-            # nn.Sequential would call this class's constructor, whose arguments are
-            # layer sizes, not layers: a slice is a plain Sequential of those layers.
-            return nn.Sequential(OrderedDict(list(self._modules.items())[idx]))
-        return super().__getitem__(idx)
 
-
-def _replacement(m: nn.Module) -> Optional[nn.Module]:
-    if type(m) is nn.SELU:
-        new = SELU(inplace=m.inplace)
-    elif type(m) is nn.AlphaDropout:
-        new = AlphaDropout(m.p, inplace=m.inplace)
-    elif type(m) is nn.FeatureAlphaDropout:
-        new = FeatureAlphaDropout(m.p, inplace=m.inplace)
-    else:
-        return None
-    new.train(m.training)
-    return new
-
-
-# Modules that read their input and return a new tensor, never modifying the input.
-_READERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d,
-            nn.ConvTranspose3d)
-# Modules that may return their input itself (or a view of it) and never modify it:
-# what they return must in turn be read only.
-_PASS_THROUGH = (nn.Identity, nn.Flatten, nn.Unflatten, AlphaDropout, FeatureAlphaDropout)
-
-
-def _read_only_from(modules: list, j: int) -> bool:
-    """True when a tensor fed to ``modules[j]`` of a plain ``nn.Sequential`` is only
-    read, never modified in place (directly or through an alias) before backward."""
-    for m in modules[j:]:
-        t = type(m)
-        if t in _READERS or t is SELUAlphaDropout or (t is SELU and not m.inplace):
-            return True
-        if t in _PASS_THROUGH or (t is nn.Dropout and not m.inplace):
-            continue
-        return False
-    return False  # it leaves the Sequential: the caller may modify it
-
-
-def _convert(module: nn.Module, fuse: bool, uses: dict) -> None:
-    # _modules, not named_children(): that skips a module's second slot when one
-    # instance sits in two, which would leave a torch module behind.
-    for name, child in list(module._modules.items()):
-        if child is None:
-            continue
-        new = _replacement(child)
-        if new is not None:
-            setattr(module, name, new)
-        else:
-            _convert(child, fuse, uses)
-    # Where the SELU's output provably goes only into a module that reads it, keep
-    # only the output for backward (and fuse SELU + AlphaDropout): nothing can modify
-    # it in place. Anywhere else the torch.nn semantics stay.
-    if type(module).forward is not nn.Sequential.forward:
-        return
-    keys = list(module._modules.keys())
-    mods = [module._modules[k] for k in keys]
-    for i, m in enumerate(mods):
-        if type(m) is not SELU or m.inplace or uses.get(id(m), 0) > 1:
-            continue
-        nxt = mods[i + 1] if i + 1 < len(mods) else None
-        if (fuse and type(nxt) is AlphaDropout and uses.get(id(nxt), 0) <= 1
-                and _read_only_from(mods, i + 2)):
-            fused = SELUAlphaDropout(nxt.p)
-            fused.train(nxt.training)
-            # The pair's second slot becomes Identity, so indices and state_dict
-            # keys of every other layer stay where they were.
-            module._modules[keys[i]] = fused
-            module._modules[keys[i + 1]] = nn.Identity().train(nxt.training)
-            mods[i + 1] = module._modules[keys[i + 1]]
-        elif _read_only_from(mods, i + 1):
-            m.save_output = True
+# torch.nn class -> selu_ext's subclass of it. convert() changes the class of the
+# instance itself, as torch's lazy modules do when they materialize: attributes,
+# hooks (and their handles), and every other reference to the module stay valid.
+_CONVERTED = {nn.SELU: SELU, nn.AlphaDropout: AlphaDropout,
+              nn.FeatureAlphaDropout: FeatureAlphaDropout, nn.Sequential: Sequential}
 
 
 def convert(model: nn.Module, inplace: bool = False, fuse: bool = True) -> nn.Module:
-    """Return ``model`` with ``torch.nn.SELU``, ``torch.nn.AlphaDropout`` and
-    ``torch.nn.FeatureAlphaDropout`` replaced by selu_ext's modules. Parameters and
-    buffers are untouched, so outputs are unchanged in eval mode, and the model
-    behaves as before in every way PyTorch lets code observe, in-place use of the
-    activations included.
+    """Return ``model`` with ``torch.nn.SELU``, ``torch.nn.AlphaDropout``,
+    ``torch.nn.FeatureAlphaDropout`` and plain ``torch.nn.Sequential`` modules made
+    selu_ext's subclasses of them (each keeps its attributes, training flag and
+    hooks). The model computes what it computed before, and behaves as before in
+    every way PyTorch lets code observe, in-place use of the activations included.
 
-    Where a SELU's output provably goes only into a module that reads it (the next
-    module of a plain ``nn.Sequential`` is a Linear or ConvNd, possibly through
-    Identity, Flatten or a non-in-place dropout), autograd keeps only its output
-    (``save_output=True``), and with ``fuse`` a SELU followed by AlphaDropout there
-    becomes one :class:`SELUAlphaDropout` (the AlphaDropout's slot becomes
-    ``nn.Identity``). Copies the model first unless ``inplace=True``. Forward hooks
-    registered on replaced modules are not carried over, and calls to
-    ``torch.nn.functional.selu`` inside a model's ``forward`` are not converted.
+    Only within the forward of a (converted) :class:`Sequential` does a SELU whose
+    output goes only into a module that reads it keep just its output, and, with
+    ``fuse``, run fused with the AlphaDropout after it (the AlphaDropout stays in its
+    slot, and its ``p`` and ``training`` drive the fused op).
+
+    Without ``inplace`` the returned model is a new module tree whose parameters and
+    buffers are the original's own (shared, not copied: an optimizer built on the
+    original trains it), and the original's modules are left as they were. With
+    ``inplace=True`` the modules of ``model`` are changed and ``model`` is returned.
+    Calls to ``torch.nn.functional.selu`` inside a model's ``forward`` are not
+    converted.
     """
     _convert_warnings(model)
     if not inplace:
-        model = copy.deepcopy(model)
-    new = _replacement(model)
-    if new is not None:
-        return new
-    uses: dict = {}
-    for m in model.modules(remove_duplicate=False):
-        uses[id(m)] = uses.get(id(m), 0) + 1
-    _convert(model, fuse, uses)
+        shared = {id(t): t for t in (*model.parameters(), *model.buffers())}
+        model = copy.deepcopy(model, shared)
+    for m in model.modules():
+        cls = _CONVERTED.get(type(m))
+        if cls is not None:
+            m.__class__ = cls
+            if cls is SELU:
+                m.save_output = False
+        if isinstance(m, Sequential):
+            m.fuse = fuse
     return model

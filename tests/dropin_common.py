@@ -97,3 +97,24 @@ def check_alpha_dropout(out, x, p, feature, grad_in=None, grad_out=None):
     return kept
 
 
+
+
+# selu_ext's graph nodes, by what the SELU in them keeps for backward.
+_SELU_NODES = {"SeluBackward0": "input", "SeluBackward1": "output",
+               "SeluAlphaDropoutBackward0": "fused"}
+
+
+def selu_kept(out):
+    """Per SELU call that produced ``out``, in the order of the calls: what it keeps
+    for backward, 'input' (torch's semantics), 'output' or 'fused' (SELU and
+    AlphaDropout in one op, output kept)."""
+    nodes, seen, stack = [], set(), [out.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        nodes.append(node)
+        stack.extend(n for n, _ in node.next_functions)
+    nodes.sort(key=lambda n: n._sequence_nr())
+    return [_SELU_NODES[n.name()] for n in nodes if n.name() in _SELU_NODES]

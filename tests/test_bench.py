@@ -447,7 +447,11 @@ def test_train_floor_and_convert():
     assert "SELU" in kinds(model) and "SELU" not in kinds(train.floor(model))
     variants = train.build_variants("convnet", "cpu", compile_=False)
     assert set(variants) == {"torch.nn", "selu_ext", "floor"}
-    assert "SELUAlphaDropout" in kinds(variants["selu_ext"][1])
+    # convert(): the pair stays in its slots; the Sequential's forward fuses it.
+    converted = variants["selu_ext"][1]
+    assert type(converted) is selu_ext.nn.Sequential
+    assert kinds(converted)[1:3] == ["SELU", "AlphaDropout"]
+    assert type(converted[1]) is selu_ext.nn.SELU
     assert train.eval_check(variants, train.make_input("convnet", 4, "cpu")[0]) == ""
 
 

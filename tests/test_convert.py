@@ -1,5 +1,6 @@
 """selu_ext.nn.convert(): which torch.nn modules it replaces and fuses (nested models
-included), that the original is left alone unless inplace=True, that the converted
+included), that the original's modules are left alone unless inplace=True while its
+parameters are shared, that the converted
 model gives torch's outputs and gradients, and that it never turns a working model
 into a failing one (outputs modified in place, residual adds, a last layer whose
 output leaves the model), saving SELU's output only where that is provably safe.
@@ -12,7 +13,7 @@ from torch import nn
 
 from conftest import (DEVICES, F32_FUSED_VS_UNFUSED, F32_NETWORK, F32_NETWORK_CUDA,
                       require_device)
-from dropin_common import close, make_x
+from dropin_common import close, make_x, selu_kept
 from selu_ext import nn as snn
 
 
@@ -39,42 +40,49 @@ def _types(model):
 def test_convert_replaces_and_fuses():
     model = _torch_model()
     out = snn.convert(model)
+    # The slots keep their modules, made selu_ext's (torch's subclasses): indices,
+    # names and state_dict keys are the original's.
+    assert type(out) is snn.Sequential and len(out) == len(model)
     assert _types(out) == [
-        nn.Conv2d, snn.SELUAlphaDropout, nn.Identity, nn.Flatten,
+        nn.Conv2d, snn.SELU, snn.AlphaDropout, nn.Flatten,
         nn.Linear, snn.SELU,
         nn.Linear, snn.SELU, snn.FeatureAlphaDropout,
         nn.Linear, snn.AlphaDropout,
         nn.Linear,
     ]
-    assert out[1].p == 0.2 and out[5].inplace is True and out[7].inplace is False
+    assert out[2].p == 0.2 and out[5].inplace is True and out[7].inplace is False
     assert out[8].p == 0.1 and out[10].p == 0.3
     assert out.state_dict().keys() == model.state_dict().keys()
+    assert [n for n, _ in out.named_modules()] == [n for n, _ in model.named_modules()]
     # No torch SELU / AlphaDropout left anywhere.
     left = [m for m in out.modules()
             if type(m) in (nn.SELU, nn.AlphaDropout, nn.FeatureAlphaDropout)]
     assert left == []
+    # In training the pair runs fused; the in-place SELU keeps its output as torch's
+    # does; the last SELU feeds a Linear through the FeatureAlphaDropout.
+    x = torch.randn(4, 1, 8, 8)
+    assert selu_kept(out.train()(x)) == ["fused", "output", "output"]
 
 
 def test_convert_without_fusion():
     out = snn.convert(_torch_model(), fuse=False)
-    assert _types(out)[:3] == [nn.Conv2d, snn.SELU, snn.AlphaDropout]
-    assert snn.SELUAlphaDropout not in _types(out)
+    assert _types(out) == _types(snn.convert(_torch_model()))
+    assert selu_kept(out.train()(torch.randn(4, 1, 8, 8))) == ["output"] * 3
 
 
-def test_convert_leaves_the_original_alone_unless_inplace():
+def test_convert_shares_parameters_and_leaves_the_original_modules_alone():
     model = _torch_model()
     before = _types(model)
-    params = {k: v.clone() for k, v in model.state_dict().items()}
     out = snn.convert(model)
-    assert out is not model and _types(model) == before
-    for k, v in model.state_dict().items():
-        assert torch.equal(v, params[k])
-        # A copy: training the converted model does not move the original.
-        assert out.state_dict()[k].data_ptr() != v.data_ptr()
+    assert out is not model and _types(model) == before and type(model) is nn.Sequential
+    assert all(a is not b for a, b in zip(out, model))
+    # Parameters and buffers are the original's own: an optimizer built on the
+    # original trains the converted model (README, API).
+    for (k, v), (k2, v2) in zip(model.state_dict(keep_vars=True).items(),
+                                out.state_dict(keep_vars=True).items()):
+        assert k == k2 and v is v2
     same = snn.convert(model, inplace=True)
     assert same is model and _types(model) == _types(out)
-    for k, v in model.state_dict().items():
-        assert torch.equal(v, params[k])
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -150,13 +158,14 @@ def test_convert_nested_models():
     # output in place. One feeding a Linear keeps only its output.
     for b in out.blocks:
         assert _types(b.body) == [nn.Linear, snn.SELU, snn.AlphaDropout]
-        assert not b.body[1].save_output
         assert type(b.act) is snn.SELU and type(b.drop) is snn.AlphaDropout
-        assert not b.act.save_output
-    assert type(out.heads["a"][0]) is snn.SELU and out.heads["a"][0].save_output
+    assert type(out.heads["a"][0]) is snn.SELU
     assert _types(out.deep[0][0]) == [snn.SELU, snn.AlphaDropout]
     x = torch.randn(5, 6)
-    torch.testing.assert_close(out(x), net(x), **F32_NETWORK)
+    y = out(x)
+    # blocks[0].body, blocks[0].act, blocks[1] the same, deep, heads["a"].
+    assert selu_kept(y) == ["input"] * 5 + ["output"]
+    torch.testing.assert_close(y, net(x), **F32_NETWORK)
     assert type(net.blocks[0].act) is nn.SELU  # original untouched
 
 
@@ -165,23 +174,26 @@ def test_convert_modes_and_edge_cases():
     seq = nn.Sequential(nn.SELU(), nn.AlphaDropout(0.2), nn.AlphaDropout(0.3), nn.Linear(3, 3))
     seq[2].eval()
     out = snn.convert(seq)
-    assert _types(out) == [snn.SELUAlphaDropout, nn.Identity, snn.AlphaDropout, nn.Linear]
-    assert out[0].training and not out[2].training
+    assert _types(out) == [snn.SELU, snn.AlphaDropout, snn.AlphaDropout, nn.Linear]
+    assert out[1].training and not out[2].training
+    x = torch.randn(4, 3, requires_grad=True)
+    assert selu_kept(out(x)) == ["fused"]
     # Without the Linear the pair's output leaves the Sequential: not fused.
-    out = snn.convert(seq[:3])
-    assert _types(out) == [snn.SELU, snn.AlphaDropout, snn.AlphaDropout]
-    # A bare module converts to its replacement.
+    assert selu_kept(out[:3](x)) == ["input"]
+    # A bare module converts to its selu_ext class.
     assert type(snn.convert(nn.SELU(inplace=True))) is snn.SELU
     assert snn.convert(nn.SELU(inplace=True)).inplace
     bare = snn.convert(nn.AlphaDropout(0.4).eval())
     assert type(bare) is snn.AlphaDropout and bare.p == 0.4 and not bare.training
-    # Consecutive pairs, and a module shared between two slots.
+    # Consecutive pairs, and a module shared between two slots (converted once,
+    # still shared).
     act = nn.SELU()
     seq = nn.Sequential(act, nn.AlphaDropout(0.1), act, nn.AlphaDropout(0.2), nn.Linear(3, 3), act)
     out = snn.convert(seq)
-    assert _types(out) == [snn.SELUAlphaDropout, nn.Identity, snn.SELUAlphaDropout, nn.Identity,
+    assert _types(out) == [snn.SELU, snn.AlphaDropout, snn.SELU, snn.AlphaDropout,
                            nn.Linear, snn.SELU]
-    assert (out[0].p, out[2].p) == (0.1, 0.2)
+    assert out[0] is out[2] is out[5]
+    assert selu_kept(out(x)) == ["fused", "fused", "input"]
     # Subclasses may override forward: left alone.
 
     class MySELU(nn.SELU):
@@ -272,20 +284,17 @@ def test_convert_keeps_model_working(case, fuse, device):
     assert bool(gx.isfinite().all()) and all(bool(g.isfinite().all()) for g in grads)
 
 
-def _selu_save_output(model):
-    return [m.save_output for m in model.modules() if isinstance(m, snn.SELU)]
+def _kept(model, shape=(3, 6)):
+    return selu_kept(model.train()(torch.randn(shape)))
 
 
 def test_convert_keeps_saving_only_where_provably_safe():
     safe = snn.convert(nn.Sequential(nn.Linear(6, 8), nn.SELU(), nn.Linear(8, 3)))
-    assert _selu_save_output(safe) == [True]
+    assert _kept(safe) == ["output"]
     conv = snn.convert(nn.Sequential(nn.Conv2d(2, 4, 3), nn.SELU(), nn.Conv2d(4, 4, 3), nn.SELU()))
-    assert _selu_save_output(conv) == [True, False]  # the last one's output leaves
-    leaves = snn.convert(nn.Sequential(nn.Linear(6, 8), nn.SELU()))
-    assert _selu_save_output(leaves) == [False]
-    dropout_after = snn.convert(_linear_selu_dropout())
-    assert _selu_save_output(dropout_after) == [False]
-    residual = snn.convert(_residual_model())
-    assert _selu_save_output(residual) == [False, False]
+    assert _kept(conv, (1, 2, 7, 7)) == ["output", "input"]  # the last one's output leaves
+    assert _kept(snn.convert(nn.Sequential(nn.Linear(6, 8), nn.SELU()))) == ["input"]
+    assert _kept(snn.convert(_linear_selu_dropout())) == ["input"]
+    assert _kept(snn.convert(_residual_model())) == ["input", "input"]
     bare = snn.convert(nn.SELU())
     assert isinstance(bare, snn.SELU) and bare.save_output is False

@@ -17,7 +17,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import DEVICES, F32_OTHER_IMPLEMENTATION, require_device
+from conftest import DEVICES, F32_FUSED_VS_UNFUSED, F32_OTHER_IMPLEMENTATION, require_device
 from selu_ext import nn as snn
 
 pytestmark = pytest.mark.filterwarnings(
@@ -49,6 +49,10 @@ MODULES = {
 }
 RANDOM_IN_TRAINING = {"AlphaDropout", "AlphaDropout-inplace", "FeatureAlphaDropout",
                       "SELUAlphaDropout", "SelfNormalizingMLP", "converted"}
+# Sequentials whose eager forward fuses SELU + AlphaDropout in training; TorchScript
+# runs each module on its own (README, "What still differs"): the same masks, values
+# to the rounding of selu(x).
+FUSED_IN_EAGER_ONLY = {"SelfNormalizingMLP", "converted"}
 
 
 def _x(n=6, seed=0, device="cpu"):
@@ -61,12 +65,14 @@ def _call(m, x, seed):
     return m(x.clone())  # a fresh input: SELU(inplace=True) writes into it
 
 
-def _check_against_eager(compiled, eager, name, training, device):
+def _check_against_eager(compiled, eager, name, training, device, scripted=False):
     x = _x(device=device)
     compiled.train(training)
     eager.train(training)
+    unfused = scripted and training and name in FUSED_IN_EAGER_ONLY
+    tol = F32_FUSED_VS_UNFUSED if unfused else dict(rtol=0, atol=0)
     for seed in (1, 2):
-        torch.testing.assert_close(_call(compiled, x, seed), _call(eager, x, seed), rtol=0, atol=0)
+        torch.testing.assert_close(_call(compiled, x, seed), _call(eager, x, seed), **tol)
     if training and name in RANDOM_IN_TRAINING:
         # Training mode really draws masks: another seed, another output.
         assert not torch.equal(_call(compiled, x, 1), _call(compiled, x, 2))
@@ -86,8 +92,8 @@ def test_jit_script(name, training, device):
     require_device(device)
     eager = MODULES[name]().to(device).train(training)
     scripted = torch.jit.script(eager)
-    _check_against_eager(scripted, eager, name, training, device)
-    _check_against_eager(_round_trip(scripted), eager, name, training, device)
+    _check_against_eager(scripted, eager, name, training, device, scripted=True)
+    _check_against_eager(_round_trip(scripted), eager, name, training, device, scripted=True)
 
 
 @pytest.mark.parametrize("device", DEVICES)

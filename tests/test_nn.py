@@ -130,7 +130,7 @@ def test_mlp_structure(dropout):
 def test_mlp_slicing_and_indexing():
     m = snn.SelfNormalizingMLP(6, 8, 2, depth=3)
     head = m[:4]
-    assert type(head) is nn.Sequential and len(head) == 4
+    assert type(head) is snn.Sequential and len(head) == 4
     assert head[0] is m[0] and head[3] is m[3]
     assert m[-1] is list(m)[-1]
     x = torch.randn(5, 6)
