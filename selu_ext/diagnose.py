@@ -29,6 +29,7 @@ self-normalizing?" explains them.
 from __future__ import annotations
 
 import contextlib
+import copy
 import difflib
 import math
 import warnings
@@ -845,8 +846,10 @@ def diagnose(model: nn.Module, example_input: Any) -> Report:
 
     The model is left as it was: each module's training flag, buffers (BatchNorm's
     running statistics), parameters and gradients; torch's random number generators
-    (CPU, and CUDA devices in use) are restored after the train-mode pass. A
-    ``torch.compile``'d module is diagnosed through its original module.
+    (CPU, and CUDA devices in use) are restored after the passes. A model with lazy
+    modules not yet materialized is diagnosed on a copy (the passes would
+    materialize them). A ``torch.compile``'d module is diagnosed through its
+    original module.
     """
     model = _unwrap(model)
     if not isinstance(model, nn.Module):
@@ -860,6 +863,9 @@ def diagnose(model: nn.Module, example_input: Any) -> Report:
         raise TypeError("selu_ext.diagnose: argument 'example_input' must be a Tensor or a "
                         f"tuple of the model's arguments, not {type(example_input).__name__}")
 
+    if any(isinstance(m, nn.modules.lazy.LazyModuleMixin) and m.has_uninitialized_params()
+           for m in model.modules()):
+        model = copy.deepcopy(model)
     modules = list(model.modules())
     training = [m.training for m in modules]
     buffers = [(b, b.detach().clone()) for b in model.buffers()]
@@ -867,8 +873,9 @@ def diagnose(model: nn.Module, example_input: Any) -> Report:
                                                     *(x for x in inputs if isinstance(x, Tensor)))
                       if t.device.type == "cuda"})
     try:
-        eval_pass = _run(model, inputs, train=False)
+        # Both passes: a lazy module draws its weights in the first.
         with torch.random.fork_rng(devices=devices):
+            eval_pass = _run(model, inputs, train=False)
             train_pass = _run(model, inputs, train=True)
     finally:
         for m, flag in zip(modules, training):

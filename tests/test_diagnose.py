@@ -379,6 +379,17 @@ def test_model_state_is_restored():
     assert str(selu_ext.diagnose(model, x)) == str(report)
 
 
+
+def test_lazy_modules_stay_lazy():
+    """Issue 21, item 13: the passes would materialize a LazyLinear (drawing its
+    weights from the global generator); diagnose runs them on a copy."""
+    model = nn.Sequential(nn.LazyLinear(WIDTH), nn.SELU(), nn.Linear(WIDTH, 4))
+    rng = torch.get_rng_state()
+    report = selu_ext.diagnose(model, _input())
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert type(model[0]) is nn.LazyLinear and model[0].has_uninitialized_params()
+    assert [r.name for r in report.rows][:2] == ["0", "1"]  # the copy's layers, same names
+
 def test_bad_arguments():
     with pytest.raises(TypeError, match="selu_ext.diagnose: argument 'model' must be a torch.nn.Module"):
         selu_ext.diagnose(lambda x: x, _input())
