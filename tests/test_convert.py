@@ -202,6 +202,15 @@ def test_convert_modes_and_edge_cases():
 
     seq = nn.Sequential(MySELU(), nn.AlphaDropout(0.1))
     assert _types(snn.convert(seq)) == [MySELU, snn.AlphaDropout]
+    # So may subclasses of nn.Sequential: they keep their class and torch's semantics
+    # (README, "What still differs").
+
+    class MySequential(nn.Sequential):
+        pass
+
+    out = snn.convert(MySequential(nn.Linear(3, 3), nn.SELU(), nn.Linear(3, 3)))
+    assert type(out) is MySequential and type(out[1]) is snn.SELU
+    assert selu_kept(out(x)) == ["input"]
     # Already converted: a no-op.
     once = snn.convert(_torch_model())
     assert _types(snn.convert(once)) == _types(once)
