@@ -139,6 +139,10 @@ class SELUAlphaDropout(nn.Module):
     def extra_repr(self) -> str:
         return f"p={self.p}" + ("" if self.save_output else ", save_output=False")
 
+    def __setstate__(self, state):
+        state.setdefault("save_output", True)  # pickled before the option existed
+        super().__setstate__(state)
+
 
 # Modules that read their input and return a new tensor, never modifying the input.
 _READERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d,
@@ -156,10 +160,10 @@ def _global_hooks() -> bool:
 
 
 def _hooked(m: nn.Module) -> bool:
-    # The test Module.__call__ makes before it runs hooks: a hook may read, keep or
-    # modify the tensors it sees.
+    # The test Module.__call__ makes before it runs hooks (a hook may read, keep or
+    # modify the tensors it sees), and a forward patched onto the instance.
     return bool(m._forward_pre_hooks or m._forward_hooks or m._backward_pre_hooks
-                or m._backward_hooks)
+                or m._backward_hooks or "forward" in m.__dict__)
 
 
 def _read_only_from(modules: list, j: int) -> bool:
@@ -195,6 +199,10 @@ class Sequential(nn.Sequential):
     def __init__(self, *args, fuse: bool = True) -> None:
         super().__init__(*args)
         self.fuse = fuse
+
+    def __setstate__(self, state):
+        state.setdefault("fuse", True)  # a SelfNormalizingMLP pickled before it existed
+        super().__setstate__(state)
 
     def __getitem__(self, idx):
         if isinstance(idx, slice):

@@ -171,6 +171,21 @@ def test_hooks_carried_over(variant, training):
         close(o, t)
 
 
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_forward_patched_onto_the_instance(variant):
+    """Instrumentation that replaces a layer's forward (profilers do) keeps applying."""
+    x = make_x((5, 6), dtype=torch.float32)
+
+    def snippet(model):
+        selu = model[1]
+        original = selu.forward
+        selu.forward = lambda t: original(t) * 2.0
+        return model.eval()(x)
+
+    theirs, ours = _side_by_side(_torch_model, snippet, variant)
+    close(ours, theirs)
+
 def test_hook_handles_work_after_inplace_convert():
     x = make_x((5, 6), dtype=torch.float32)
 

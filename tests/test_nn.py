@@ -197,3 +197,15 @@ def test_mlp_generator_reproducible_and_leaves_global_rng_alone():
 def test_mlp_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         snn.SelfNormalizingMLP(4, 8, 2, **kwargs)
+
+
+def test_mlp_pickled_before_fuse_and_save_output_existed():
+    """Whole-module pickles of a SelfNormalizingMLP from before issue 21 lack
+    Sequential.fuse and SELUAlphaDropout.save_output; they load with the old
+    behaviour (fused, output kept)."""
+    m = snn.SelfNormalizingMLP(4, 8, 2, depth=2, dropout=0.1)
+    del m.__dict__["fuse"], m[1].__dict__["save_output"]
+    old = pickle.loads(pickle.dumps(m))
+    assert old.fuse is True and old[1].save_output is True
+    old.train()
+    assert old(torch.randn(3, 4)).shape == (3, 2)
