@@ -230,7 +230,7 @@ class Sequential(nn.Sequential):
             if (t is SELU or t is SELUAlphaDropout) and not hooks and not _hooked(m):
                 nxt = modules[i + 1] if i + 1 < n else None
                 if t is SELUAlphaDropout:
-                    if m.save_output or _read_only_from(modules, i + 1):
+                    if _read_only_from(modules, i + 1):
                         input = F.selu_alpha_dropout(input, m.p, m.training)
                         i += 1
                         continue
