@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules.conv import _ConvNd
 from torch.nn.utils import parametrize
+from torch.nn.utils.weight_norm import WeightNorm
 
 __all__ = ["lecun_normal_", "self_normalizing_", "forward_fan_in", "KERAS_TRUNCATION_STD"]
 
@@ -104,7 +105,9 @@ def self_normalizing_(model: nn.Module, truncated: bool = False,
     sums (see :func:`forward_fan_in`), because a SELU after a transposed convolution
     needs the same variance-1 input as after any other layer. A parametrized weight
     (``torch.nn.utils.parametrizations.weight_norm``, ...) is assigned the LeCun
-    draw, which its parametrizations' ``right_inverse`` turns into their parameters.
+    draw, which its parametrizations' ``right_inverse`` turns into their parameters;
+    the deprecated ``torch.nn.utils.weight_norm`` gets ``weight_v`` = the draw and
+    ``weight_g`` = its norm.
 
     Args:
         model: any module (or a single layer).
@@ -120,13 +123,20 @@ def self_normalizing_(model: nn.Module, truncated: bool = False,
             raise ValueError(f"selu_ext.init.self_normalizing_: layer '{name or type(m).__name__}' "
                              "is a lazy module whose weight is not materialized yet; run one "
                              "forward pass first")
-        if parametrize.is_parametrized(m, "weight"):
-            # m.weight is computed from the parametrization's own parameters: filling
-            # it in place would change nothing.
+        old_norm = next((h for h in m._forward_pre_hooks.values()
+                         if isinstance(h, WeightNorm) and h.name == "weight"), None)
+        if parametrize.is_parametrized(m, "weight") or old_norm is not None:
+            # m.weight is computed from other parameters: filling it in place would
+            # change nothing.
             weight = torch.empty_like(m.weight)
             _fill_lecun(weight, lambda: forward_fan_in(m), truncated, generator)
             with torch.no_grad():
-                m.weight = weight
+                if old_norm is None:
+                    m.weight = weight
+                else:
+                    m.weight_v.copy_(weight)
+                    m.weight_g.copy_(torch.norm_except_dim(weight, 2, old_norm.dim))
+                    m.weight = old_norm.compute_weight(m)
         else:
             _fill_lecun(m.weight, lambda: forward_fan_in(m), truncated, generator)
         if m.bias is not None:

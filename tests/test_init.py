@@ -153,16 +153,20 @@ def test_self_normalizing_zero_width_layer():
     assert torch.equal(layer.bias, torch.zeros(4))
 
 
-def test_self_normalizing_parametrized_weight():
-    """A weight-normed Linear gets the weights a plain one gets from the same draw
-    (filling the computed weight in place would change nothing)."""
-    from torch.nn.utils.parametrizations import weight_norm
-
+@pytest.mark.parametrize("form", ["parametrizations", "deprecated"])
+@pytest.mark.filterwarnings("ignore:.*torch.nn.utils.weight_norm.*:FutureWarning")
+def test_self_normalizing_weight_normed(form):
+    """A weight-normed Linear gets the weights a plain one gets from the same draw,
+    also after a forward (filling the computed weight in place would change nothing)."""
+    weight_norm = (nn.utils.parametrizations.weight_norm if form == "parametrizations"
+                   else nn.utils.weight_norm)
     torch.manual_seed(0)
     plain, normed = nn.Linear(50, 40), weight_norm(nn.Linear(50, 40))
     before = normed.weight.detach().clone()
     for m in (plain, normed):
         self_normalizing_(m, generator=torch.Generator().manual_seed(3))
+    x = torch.randn(8, 50)
+    torch.testing.assert_close(normed(x), plain(x))
     assert not torch.allclose(normed.weight, before)
     torch.testing.assert_close(normed.weight, plain.weight)
     assert torch.equal(normed.bias, torch.zeros(40))
