@@ -22,10 +22,11 @@ import torch
 import torch.autograd.forward_ad as fwAD
 import torch.nn.functional as F
 from torch import nn
+from torch._dynamo.utils import counters
 from torch.func import jacfwd, jacrev, jvp, vjp
 
 import selu_ext
-from conftest import F64_TRANSFORMED, ops
+from conftest import F64_TRANSFORMED
 from dropin_common import outcome, same_outcome, seed_torch  # noqa: F401  (autouse fixture)
 from dropout_common import keep_mask
 from selu_ext import nn as snn
@@ -213,6 +214,7 @@ def test_compiled_autograd(name, double):
         x = _x(requires_grad=True)
         w = _x(seed=2)
         torch._dynamo.reset()
+        counters.clear()
         with _compiled_autograd() if compiled else torch.enable_grad():
             y = f(x)
             if double:
@@ -220,6 +222,8 @@ def test_compiled_autograd(name, double):
                 g.square().sum().backward()
             else:
                 (y.square() * w).sum().backward()
+        # Each backward captured (not run eagerly, where the values would agree anyway).
+        assert counters["compiled_autograd"]["captures"] == (1 + double if compiled else 0)
         return x.grad
 
     expected = grads(theirs, False)
@@ -231,8 +235,6 @@ def test_compiled_autograd_lifts_the_rng_state():
     """A new mask per step reuses the compiled backward (the rng state is a graph
     input, not a constant of the graph, so torch.nn and selu_ext capture as often)
     and each step gets its own mask's gradient."""
-    from torch._dynamo.utils import counters
-
     def captures(dropout):
         torch._dynamo.reset()
         counters.clear()
