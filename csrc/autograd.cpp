@@ -11,21 +11,34 @@
 //                             modified in place afterwards
 //   selu(save_output=True)    the output only (the next Linear keeps it anyway);
 //   selu_                     modifying the output in place then fails in backward
-//   alpha_dropout(_)          the 16-byte rng_state only: backward regenerates the mask
+//   alpha_dropout(_)          the rng_state only (SavedRng): backward regenerates the mask
 //   selu_alpha_dropout        the output and rng_state
 // Every backward op is differentiable again (double backward, hessians).
+//
+// Each node declares its state once (state(): its saved tensors, rng_state and the
+// values backward reads); from that list come release_variables, what compiled
+// autograd needs (compiled_args, apply_with_saved) and the node's Python type with
+// PyTorch's _saved_<name> / _raw_saved_<name> accessors (register_node_types).
 //
 // The in-place ops also get an ADInplaceOrView kernel, so their version counter is
 // bumped wherever autograd is skipped (torch.inference_mode on a normal tensor).
 #include <ATen/TensorSubclassLikeUtils.h>
 #include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/EmptyTensor.h>
 #include <torch/csrc/autograd/VariableTypeUtils.h>
 #include <torch/csrc/autograd/function.h>
+#include <torch/csrc/autograd/python_cpp_function.h>
+#include <torch/csrc/autograd/python_variable.h>
+#include <torch/csrc/dynamo/compiled_autograd.h>
+#include <torch/csrc/utils/pybind.h>
 #include <torch/library.h>
 
+#include <cstring>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <type_traits>
+#include <vector>
 
 #include "host.h"
 #include "op_handles.h"
@@ -38,6 +51,8 @@ namespace {
 using torch::autograd::Node;
 using torch::autograd::SavedVariable;
 using torch::autograd::variable_list;
+using torch::dynamo::autograd::CompiledNodeArgs;
+using torch::dynamo::autograd::SwapSavedVariables;
 
 // ---------------------------------------------------------------------------
 // Node plumbing. torch 2.11 holds graph nodes in std::shared_ptr, 2.13 and later in
@@ -56,13 +71,166 @@ NodePtr make_node() {
   }
 }
 
-// A node with saved variables that backward releases (retain_graph=False).
-struct SavingNode : Node {
-  void release_variables() override {
-    std::lock_guard<std::mutex> lock(mutex_);
-    for (SavedVariable* v : saved()) v->reset_data();
+// The rng_state (seed, offset) a dropout node regenerates its mask from. Where the
+// forward's rng_state is a plain CPU tensor (every eager call, CUDA included) the
+// node keeps the two integers, not a saved tensor: the state is not an activation,
+// and saved-tensor hooks (which may pack to bfloat16 and back) must not change the
+// mask backward draws. A state the host cannot read now (on a device for CUDA
+// graphs, a FakeTensor under torch.compile, a functorch wrapper, any tensor under a
+// dispatch mode) is saved as a tensor.
+struct SavedRng {
+  SavedVariable saved_;
+  int64_t host_[2] = {0, 0};
+  bool on_host_ = false;
+  // Compiled autograd's graph input for host_ (collect, before, after).
+  mutable at::Tensor lifted_;
+
+  void save(const at::Tensor& rng) {
+    on_host_ = rng.device().is_cpu() && !at::isTensorSubclassLike(rng) && rng.has_storage();
+    if (!on_host_) {
+      saved_ = SavedVariable(rng, /*is_output=*/false);
+      return;
+    }
+    std::memcpy(host_, rng.const_data_ptr<int64_t>(), sizeof host_);  // checked by the op
   }
-  virtual std::vector<SavedVariable*> saved() = 0;
+  at::Tensor unpack() const {
+    if (!on_host_) return saved_.unpack();
+    if (lifted_.defined()) return lifted_;
+    // Not at::empty: a dispatch mode active in backward must not make it a fake tensor.
+    at::Tensor t = at::detail::empty_cpu({2}, at::kLong, std::nullopt, std::nullopt,
+                                         std::nullopt, std::nullopt);
+    std::memcpy(t.mutable_data_ptr<int64_t>(), host_, sizeof host_);
+    return t;
+  }
+  void reset() {
+    saved_.reset_data();
+    lifted_.reset();
+  }
+  void collect(CompiledNodeArgs& args) const {
+    if (!on_host_) return args.collect(saved_, /*is_output=*/false);
+    lifted_ = unpack();
+    args.collect(lifted_);
+  }
+  void before(SwapSavedVariables& s) { on_host_ ? s.before(lifted_) : s.before(saved_); }
+  void after(SwapSavedVariables& s) { on_host_ ? s.after(lifted_) : s.after(saved_); }
+};
+
+// A node with saved state. `Self` names itself (kName, its Python type's name too)
+// and lists its state once, state(node, f): f.saved(name, variable, is_output),
+// f.rng(name, rng) and f.value(name, value) for everything backward reads besides
+// its gradients (name: PyTorch's _saved_<name> accessor, the op schema's argument).
+// The visitors below are what SavingNode does with that list.
+
+struct ReleaseState {  // backward releases the saved tensors (retain_graph=False)
+  void saved(const char*, SavedVariable& v, bool) { v.reset_data(); }
+  void rng(const char*, SavedRng& r) { r.reset(); }
+  template <typename T>
+  void value(const char*, T) {}
+};
+
+// Compiled autograd (torch._dynamo.compiled_autograd), as PyTorch's generated nodes
+// and custom C++ Functions do it. compiled_args: the saved tensors become graph
+// inputs, the values part of the cache key. apply_with_saved: the capture records
+// the node as one call of its functional form (functional_backward, bound to the
+// compiler by name) on the graph's proxies: the state's tensors and values, then
+// which gradients to compute.
+struct CollectState {
+  CompiledNodeArgs& args;
+  void saved(const char*, const SavedVariable& v, bool is_output) { args.collect(v, is_output); }
+  void rng(const char*, const SavedRng& r) { r.collect(args); }
+  template <typename T>
+  void value(const char*, T v) { args.collect(v); }
+};
+
+struct SwapState {
+  SwapSavedVariables& swap;
+  bool before;
+  void saved(const char*, SavedVariable& v, bool) { before ? swap.before(v) : swap.after(v); }
+  void rng(const char*, SavedRng& r) { before ? r.before(swap) : r.after(swap); }
+  template <typename T>
+  void value(const char*, T) {}
+};
+
+struct PackState {
+  std::vector<c10::IValue> args;
+  void saved(const char*, SavedVariable& v, bool) { args.emplace_back(v.unpack()); }
+  void rng(const char*, SavedRng& r) { args.emplace_back(r.unpack()); }
+  template <typename T>
+  void value(const char*, T v) { args.emplace_back(v); }
+};
+
+struct UnpackState {
+  const std::vector<c10::IValue>& args;
+  size_t i = 0;
+  void saved(const char*, SavedVariable& v, bool) { v = SavedVariable(args[i++].toTensor(), false); }
+  void rng(const char*, SavedRng& r) { r.save(args[i++].toTensor()); }
+  template <typename T>
+  void value(const char*, T& v) { v = args[i++].to<T>(); }
+};
+
+template <class Self>
+struct SavingNode : Node {
+  std::string name() const override { return Self::kName; }
+
+  void release_variables() override {
+    ReleaseState release;
+    std::lock_guard<std::mutex> lock(mutex_);
+    Self::state(self(), release);
+  }
+
+  void compiled_args(CompiledNodeArgs& args) const override {
+    CollectState collect{args};
+    args.collect(name());
+    Self::state(static_cast<const Self&>(*this), collect);
+  }
+  variable_list apply_with_saved(const variable_list& grads, SwapSavedVariables& swap) override {
+    SwapState to_proxies{swap, true}, back{swap, false};
+    Self::state(self(), to_proxies);
+    PackState pack;
+    Self::state(self(), pack);
+    for (size_t i = 0; i < num_outputs(); ++i) pack.args.emplace_back(task_should_compute_output(i));
+    std::vector<at::TypePtr> schema;
+    for (const c10::IValue& v : pack.args) {
+      schema.push_back(v.isTensor() ? at::TensorType::get() : v.type());
+    }
+    const auto& compiler = torch::dynamo::autograd::getPyCompilerInterface();
+    const std::string fn = compiler->bind_function(swap.get_py_compiler(), Self::kName,
+                                                   functional_backward, std::move(schema),
+                                                   /*is_custom_function=*/true,
+                                                   /*is_traceable=*/true);
+    variable_list out = compiler->call_function(
+        swap.get_py_compiler(), "apply_functional", fn, grads, pack.args,
+        torch::dynamo::autograd::IValuePacker<std::vector<std::optional<torch::autograd::InputMetadata>>>::pack(
+            torch::dynamo::autograd::get_input_metadata(next_edges())));
+    Self::state(self(), back);
+    return out;
+  }
+
+ protected:
+  // Whether backward computes gradient i: the graph task decides, except in the
+  // functional form, which has no graph task and is told.
+  bool should_compute(size_t i) const {
+    return functional_ ? functional_needs_[i] : task_should_compute_output(i);
+  }
+
+ private:
+  Self& self() { return static_cast<Self&>(*this); }
+
+  static variable_list functional_backward(const variable_list& grads,
+                                           const std::vector<c10::IValue>& args) {
+    auto node = make_node<Self>();
+    auto& n = static_cast<Self&>(*node);
+    UnpackState unpack{args};
+    Self::state(n, unpack);
+    n.functional_ = true;
+    for (size_t i = 0; i < 2 && unpack.i < args.size(); ++i) {
+      n.functional_needs_[i] = args[unpack.i++].toBool();
+    }
+    return n.apply(variable_list(grads));
+  }
+
+  bool functional_ = false;
+  bool functional_needs_[2] = {false, false};  // no node computes more than 2 gradients
 };
 
 // The forward-mode tangent of `t` (undefined if it has none).
@@ -110,6 +278,15 @@ void attach(const NodePtr& node, const at::Tensor& out, const Ts&... inputs) {
   torch::autograd::set_history(out, node);
 }
 
+// torch.autograd.graph.node_creation_hook (torch 2.14; its header tells whether
+// this torch has it) sees each node once it is complete, edges and saved state, as
+// it sees PyTorch's own.
+void created(const NodePtr& node) {
+#if __has_include(<torch/csrc/autograd/node_creation_hook.h>)
+  if (node) torch::autograd::fire_node_creation_hooks(node);
+#endif
+}
+
 // ---------------------------------------------------------------------------
 // selu. With s(v) the derivative read from v (x, or the output y):
 //   s(x) = scale (x > 0) or scale*alpha*exp(x);  s(y) = scale (y > 0) or y + scale*alpha
@@ -126,57 +303,75 @@ at::Tensor selu_backward_dv(const at::Tensor& grad, const at::Tensor& v, bool is
   return op_selu_backward().call(w.mul(grad), v, false).mul(negative);
 }
 
-struct SeluBackwardBackwardNode : SavingNode {
+struct SeluBackwardBackwardNode : SavingNode<SeluBackwardBackwardNode> {
+  static constexpr const char* kName = "SeluBackwardBackward0";
   SavedVariable grad_, v_;
   bool is_result_ = true;
 
-  std::string name() const override { return "SeluBackwardBackward0"; }
-  std::vector<SavedVariable*> saved() override { return {&grad_, &v_}; }
+  template <class N, class F>
+  static void state(N& n, F& f) {
+    f.saved("grad_output", n.grad_, false);
+    f.saved("self_or_result", n.v_, false);
+    f.value("is_result", n.is_result_);
+  }
 
   variable_list apply(variable_list&& gg) override {
     variable_list out(2);
     if (!gg[0].defined()) return out;
     const at::Tensor v = v_.unpack();
-    if (task_should_compute_output(0)) out[0] = op_selu_backward().call(gg[0], v, is_result_);
-    if (task_should_compute_output(1)) out[1] = selu_backward_dv(grad_.unpack(), v, is_result_, gg[0]);
+    if (should_compute(0)) out[0] = op_selu_backward().call(gg[0], v, is_result_);
+    if (should_compute(1)) out[1] = selu_backward_dv(grad_.unpack(), v, is_result_, gg[0]);
     return out;
   }
 };
 
-struct SeluBackwardNode : SavingNode {
-  SavedVariable v_;  // the input, or (is_result_) the output
-  bool is_result_ = false;
+// SeluBackward0 keeps the input, SeluBackward1 the output (selu_, save_output=True),
+// as PyTorch's EluBackward0 and EluBackward1.
+template <bool IsResult>
+struct SeluBackwardNode : SavingNode<SeluBackwardNode<IsResult>> {
+  static constexpr const char* kName = IsResult ? "SeluBackward1" : "SeluBackward0";
+  SavedVariable v_;
 
-  std::string name() const override { return is_result_ ? "SeluBackward1" : "SeluBackward0"; }
-  std::vector<SavedVariable*> saved() override { return {&v_}; }
+  template <class N, class F>
+  static void state(N& n, F& f) {
+    f.saved(IsResult ? "result" : "self", n.v_, /*is_output=*/IsResult);
+  }
 
   variable_list apply(variable_list&& grads) override {
     variable_list out(1);
-    if (grads[0].defined() && task_should_compute_output(0)) {
+    if (grads[0].defined() && this->should_compute(0)) {
       // Through the op's own autograd kernel: with create_graph=True this records
       // the double-backward node.
-      const at::Tensor v = v_.unpack(getptr());
+      const at::Tensor v = v_.unpack(this->getptr());
       const host::GradBufferOffer offer(grads[0], grad_unshared(grads[0]));
-      out[0] = op_selu_backward().call(grads[0], v, is_result_);
+      out[0] = op_selu_backward().call(grads[0], v, IsResult);
     }
     return out;
   }
 };
+using SeluBackward0 = SeluBackwardNode<false>;
+using SeluBackward1 = SeluBackwardNode<true>;
 
+// As the generated kernels, an output is saved after its tangent is set: the saved
+// variable keeps the tangent it has then, which forward-over-reverse AD reads.
 at::Tensor autograd_selu(c10::DispatchKeySet ks, const at::Tensor& self, bool save_output) {
   const bool requires_grad = torch::autograd::compute_requires_grad(self);
   at::Tensor out = below(ks, op_selu(), self, save_output);
+  NodePtr node;
   if (requires_grad) {
-    auto node = make_node<SeluBackwardNode>();
-    auto* n = static_cast<SeluBackwardNode*>(node.get());
+    node = save_output ? make_node<SeluBackward1>() : make_node<SeluBackward0>();
     attach(node, out, self);
-    n->is_result_ = save_output;
-    n->v_ = save_output ? SavedVariable(out, /*is_output=*/true) : SavedVariable(self, false);
   }
   if (has_tangent(self)) {
     out._set_fw_grad(op_selu_backward().call(tangent(self), primal(out), true), 0,
                      /*is_inplace_op=*/false);
   }
+  if (node && save_output) {
+    static_cast<SeluBackward1*>(node.get())->v_ = SavedVariable(out, /*is_output=*/true);
+  } else if (node) {
+    static_cast<SeluBackward0*>(node.get())->v_ = SavedVariable(self, false);
+  }
+  created(node);
   return out;
 }
 
@@ -185,20 +380,23 @@ void autograd_selu_(c10::DispatchKeySet ks, at::Tensor& self) {
   torch::autograd::check_inplace(self, requires_grad);
   NodePtr node;
   if (requires_grad) {
-    node = make_node<SeluBackwardNode>();
+    // As PyTorch's selu_: the node reads the output (its input is overwritten).
+    node = make_node<SeluBackward1>();
     node->set_next_edges(torch::autograd::collect_next_edges(self));
   }
   below_inplace(ks, op_selu_(), self);
-  if (node) {
-    // As PyTorch's selu_: the node reads the output (its input is overwritten).
-    auto* n = static_cast<SeluBackwardNode*>(node.get());
-    n->is_result_ = true;
-    torch::autograd::rebase_history(self, node);
-    n->v_ = SavedVariable(self, /*is_output=*/true, self.is_view());
-  }
+  if (node) torch::autograd::rebase_history(self, node);
   if (has_tangent(self)) {
     const at::Tensor t = tangent(self);
-    t.copy_(op_selu_backward().call(t, primal(self), true));
+    // Under grad mode (reverse over forward) the formula's node saves its gradient
+    // argument, so it gets a copy: copy_ overwrites t. As the generated kernels.
+    t.copy_(op_selu_backward().call(at::GradMode::is_enabled() ? t.clone() : t, primal(self),
+                                    true));
+  }
+  if (node) {
+    static_cast<SeluBackward1*>(node.get())->v_ =
+        SavedVariable(self, /*is_output=*/true, self.is_view());
+    created(node);
   }
 }
 
@@ -213,6 +411,7 @@ at::Tensor autograd_selu_backward(c10::DispatchKeySet ks, const at::Tensor& grad
     n->is_result_ = is_result;
     n->grad_ = SavedVariable(grad, false);
     n->v_ = SavedVariable(v, false);
+    created(node);
   }
   const bool tg = has_tangent(grad), tv = has_tangent(v);
   if (tg || tv) {
@@ -232,17 +431,24 @@ at::Tensor autograd_selu_backward(c10::DispatchKeySet ks, const at::Tensor& grad
 // alpha_dropout: linear in its input (kept: a*x + b, dropped: a constant), so its
 // backward, its double backward and its tangent are all alpha_dropout_backward.
 
-struct DropoutNode : SavingNode {
-  SavedVariable rng_;
+// AlphaDropoutBackward0 (alpha_dropout, alpha_dropout_) and, for its backward op,
+// AlphaDropoutBackwardBackward0: the same node under two names.
+template <bool OfBackward>
+struct DropoutNode : SavingNode<DropoutNode<OfBackward>> {
+  static constexpr const char* kName =
+      OfBackward ? "AlphaDropoutBackwardBackward0" : "AlphaDropoutBackward0";
+  SavedRng rng_;
   double p_ = 0.0;
-  std::string name_;
 
-  std::string name() const override { return name_; }
-  std::vector<SavedVariable*> saved() override { return {&rng_}; }
+  template <class N, class F>
+  static void state(N& n, F& f) {
+    f.value("p", n.p_);
+    f.rng("rng_state", n.rng_);
+  }
 
   variable_list apply(variable_list&& grads) override {
     variable_list out(1);
-    if (grads[0].defined() && task_should_compute_output(0)) {
+    if (grads[0].defined() && this->should_compute(0)) {
       const at::Tensor rng = rng_.unpack();
       const host::GradBufferOffer offer(grads[0], grad_unshared(grads[0]));
       out[0] = op_alpha_dropout_backward().call(grads[0], p_, rng);
@@ -251,12 +457,12 @@ struct DropoutNode : SavingNode {
   }
 };
 
-NodePtr dropout_node(const char* name, double p, const at::Tensor& rng) {
-  auto node = make_node<DropoutNode>();
-  auto* n = static_cast<DropoutNode*>(node.get());
-  n->name_ = name;
+template <bool OfBackward>
+NodePtr dropout_node(double p, const at::Tensor& rng) {
+  auto node = make_node<DropoutNode<OfBackward>>();
+  auto* n = static_cast<DropoutNode<OfBackward>*>(node.get());
   n->p_ = p;
-  n->rng_ = SavedVariable(rng, false);
+  n->rng_.save(rng);
   return node;
 }
 
@@ -264,7 +470,11 @@ at::Tensor autograd_alpha_dropout(c10::DispatchKeySet ks, const at::Tensor& self
                                   const at::Tensor& rng) {
   const bool requires_grad = torch::autograd::compute_requires_grad(self);
   at::Tensor out = below(ks, op_alpha_dropout(), self, p, rng);
-  if (requires_grad) attach(dropout_node("AlphaDropoutBackward0", p, rng), out, self);
+  if (requires_grad) {
+    const NodePtr node = dropout_node<false>(p, rng);
+    attach(node, out, self);
+    created(node);
+  }
   if (has_tangent(self)) {
     out._set_fw_grad(op_alpha_dropout_backward().call(tangent(self), p, primal(rng)), 0, false);
   }
@@ -277,11 +487,14 @@ void autograd_alpha_dropout_(c10::DispatchKeySet ks, at::Tensor& self, double p,
   torch::autograd::check_inplace(self, requires_grad);
   NodePtr node;
   if (requires_grad) {
-    node = dropout_node("AlphaDropoutBackward0", p, rng);
+    node = dropout_node<false>(p, rng);
     node->set_next_edges(torch::autograd::collect_next_edges(self));
   }
   below_inplace(ks, op_alpha_dropout_(), self, p, rng);
-  if (node) torch::autograd::rebase_history(self, node);
+  if (node) {
+    torch::autograd::rebase_history(self, node);
+    created(node);
+  }
   if (has_tangent(self)) {
     const at::Tensor t = tangent(self);
     t.copy_(op_alpha_dropout_backward().call(t, p, primal(rng)));
@@ -292,7 +505,11 @@ at::Tensor autograd_alpha_dropout_backward(c10::DispatchKeySet ks, const at::Ten
                                            double p, const at::Tensor& rng) {
   const bool requires_grad = torch::autograd::compute_requires_grad(grad);
   at::Tensor out = below(ks, op_alpha_dropout_backward(), grad, p, rng);
-  if (requires_grad) attach(dropout_node("AlphaDropoutBackwardBackward0", p, rng), out, grad);
+  if (requires_grad) {
+    const NodePtr node = dropout_node<true>(p, rng);
+    attach(node, out, grad);
+    created(node);
+  }
   if (has_tangent(grad)) {
     out._set_fw_grad(op_alpha_dropout_backward().call(tangent(grad), p, primal(rng)), 0, false);
   }
@@ -320,38 +537,51 @@ at::Tensor fused_negative_mask(const at::Tensor& z, double p, const at::Tensor& 
   return keep.logical_and(z.lt(bound)).to(z.scalar_type());
 }
 
-struct SeluAlphaDropoutBackwardBackwardNode : SavingNode {
-  SavedVariable grad_, z_, rng_;
+struct SeluAlphaDropoutBackwardBackwardNode : SavingNode<SeluAlphaDropoutBackwardBackwardNode> {
+  static constexpr const char* kName = "SeluAlphaDropoutBackwardBackward0";
+  SavedVariable grad_, z_;
+  SavedRng rng_;
   double p_ = 0.0;
 
-  std::string name() const override { return "SeluAlphaDropoutBackwardBackward0"; }
-  std::vector<SavedVariable*> saved() override { return {&grad_, &z_, &rng_}; }
+  template <class N, class F>
+  static void state(N& n, F& f) {
+    f.saved("grad_output", n.grad_, false);
+    f.saved("result", n.z_, false);
+    f.value("p", n.p_);
+    f.rng("rng_state", n.rng_);
+  }
 
   variable_list apply(variable_list&& gg) override {
     variable_list out(2);
     if (!gg[0].defined()) return out;
     const at::Tensor z = z_.unpack();
     const at::Tensor rng = rng_.unpack();
-    if (task_should_compute_output(0)) {
+    if (should_compute(0)) {
       out[0] = op_selu_alpha_dropout_backward().call(gg[0], z, p_, rng);
     }
-    if (task_should_compute_output(1)) {
+    if (should_compute(1)) {
       out[1] = gg[0].mul(grad_.unpack()).mul(fused_negative_mask(z, p_, rng));
     }
     return out;
   }
 };
 
-struct SeluAlphaDropoutBackwardNode : SavingNode {
-  SavedVariable z_, rng_;
+struct SeluAlphaDropoutBackwardNode : SavingNode<SeluAlphaDropoutBackwardNode> {
+  static constexpr const char* kName = "SeluAlphaDropoutBackward0";
+  SavedVariable z_;
+  SavedRng rng_;
   double p_ = 0.0;
 
-  std::string name() const override { return "SeluAlphaDropoutBackward0"; }
-  std::vector<SavedVariable*> saved() override { return {&z_, &rng_}; }
+  template <class N, class F>
+  static void state(N& n, F& f) {
+    f.saved("result", n.z_, /*is_output=*/true);
+    f.value("p", n.p_);
+    f.rng("rng_state", n.rng_);
+  }
 
   variable_list apply(variable_list&& grads) override {
     variable_list out(1);
-    if (grads[0].defined() && task_should_compute_output(0)) {
+    if (grads[0].defined() && should_compute(0)) {
       const at::Tensor z = z_.unpack(getptr());
       const at::Tensor rng = rng_.unpack();
       const host::GradBufferOffer offer(grads[0], grad_unshared(grads[0]));
@@ -365,18 +595,22 @@ at::Tensor autograd_selu_alpha_dropout(c10::DispatchKeySet ks, const at::Tensor&
                                        const at::Tensor& rng) {
   const bool requires_grad = torch::autograd::compute_requires_grad(self);
   at::Tensor out = below(ks, op_selu_alpha_dropout(), self, p, rng);
+  NodePtr node;
   if (requires_grad) {
-    auto node = make_node<SeluAlphaDropoutBackwardNode>();
-    auto* n = static_cast<SeluAlphaDropoutBackwardNode*>(node.get());
+    node = make_node<SeluAlphaDropoutBackwardNode>();
     attach(node, out, self);
-    n->p_ = p;
-    n->z_ = SavedVariable(out, /*is_output=*/true);
-    n->rng_ = SavedVariable(rng, false);
   }
   if (has_tangent(self)) {
     out._set_fw_grad(
         op_selu_alpha_dropout_backward().call(tangent(self), primal(out), p, primal(rng)), 0,
         false);
+  }
+  if (node) {  // after the tangent, as autograd_selu's output
+    auto* n = static_cast<SeluAlphaDropoutBackwardNode*>(node.get());
+    n->p_ = p;
+    n->z_ = SavedVariable(out, /*is_output=*/true);
+    n->rng_.save(rng);
+    created(node);
   }
   return out;
 }
@@ -393,7 +627,8 @@ at::Tensor autograd_selu_alpha_dropout_backward(c10::DispatchKeySet ks, const at
     n->p_ = p;
     n->grad_ = SavedVariable(grad, false);
     n->z_ = SavedVariable(z, false);
-    n->rng_ = SavedVariable(rng, false);
+    n->rng_.save(rng);
+    created(node);
   }
   const bool tg = has_tangent(grad), tz = has_tangent(z);
   if (tg || tz) {
@@ -430,7 +665,115 @@ void inplace_view_alpha_dropout_(c10::DispatchKeySet ks, at::Tensor& self, doubl
   torch::autograd::increment_version(self);
 }
 
+// ---------------------------------------------------------------------------
+// Python types of the nodes, as PyTorch gives its generated nodes
+// (torch/csrc/autograd/generated/python_functions.cpp): y.grad_fn is a
+// SeluBackward0 object, not a generic CppFunction, an instance of
+// torch.autograd.graph.Node, with an accessor per entry of its state():
+// _saved_<name> (the tensor or value) and, for a saved tensor, _raw_saved_<name>
+// (its torch._C._autograd.SavedTensor). Built once at import; a node gets its Python
+// object only when Python asks for it, as PyTorch's.
+
+// An accessor's closure: the entry's index in state(), times 2, plus 1 for _raw_.
+struct GetState {
+  const NodePtr& owner;
+  size_t want;
+  bool raw;
+  size_t i = 0;
+  PyObject* out = nullptr;
+
+  void saved(const char*, SavedVariable& v, bool) {
+    if (i++ != want) return;
+    out = raw ? pybind11::cast(v, pybind11::return_value_policy::reference).release().ptr()
+              : THPVariable_Wrap(v.unpack(owner));
+  }
+  void rng(const char*, SavedRng& r) {
+    if (i++ == want) out = THPVariable_Wrap(r.unpack());
+  }
+  void value(const char*, bool v) {
+    if (i++ == want) out = PyBool_FromLong(v);
+  }
+  void value(const char*, double v) {
+    if (i++ == want) out = PyFloat_FromDouble(v);
+  }
+};
+
+struct ListState {
+  std::vector<std::pair<std::string, uintptr_t>> accessors;  // (name, closure)
+  uintptr_t i = 0;
+
+  void add(const char* name, bool tensor) {
+    accessors.emplace_back(std::string("_saved_") + name, 2 * i);
+    if (tensor) accessors.emplace_back(std::string("_raw_saved_") + name, 2 * i + 1);
+    ++i;
+  }
+  void saved(const char* name, SavedVariable&, bool) { add(name, true); }
+  void rng(const char* name, SavedRng&) { add(name, false); }
+  template <typename T>
+  void value(const char* name, T) {
+    add(name, false);
+  }
+};
+
+template <class N>
+PyObject* get_state(PyObject* self, void* closure) {
+  HANDLE_TH_ERRORS
+  const auto& owner = reinterpret_cast<torch::autograd::THPCppFunction*>(self)->cdata;
+  const auto c = reinterpret_cast<uintptr_t>(closure);
+  GetState get{owner, c / 2, (c & 1) != 0};
+  N::state(static_cast<N&>(*owner), get);
+  return get.out;
+  END_HANDLE_TH_ERRORS
+}
+
+// THP_FUNCTION_DEFAULT_PROPERTIES names these unqualified.
+using torch::autograd::THPCppFunction_input_metadata;
+using torch::autograd::THPCppFunction_metadata;
+using torch::autograd::THPCppFunction_next_functions;
+using torch::autograd::THPCppFunction_requires_grad;
+
+template <class N>
+bool register_node_type(PyObject* graph_node) {
+  static PyTypeObject type;
+  static ListState names;  // the accessors' names live as long as the type
+  static std::vector<PyGetSetDef> getset = {THP_FUNCTION_DEFAULT_PROPERTIES};
+  N::state(static_cast<N&>(*make_node<N>()), names);
+  for (const auto& [name, closure] : names.accessors) {
+    getset.push_back({name.c_str(), get_state<N>, nullptr, nullptr,
+                      reinterpret_cast<void*>(closure)});
+  }
+  getset.push_back({nullptr});
+  torch::autograd::_initFunctionPyTypeObject(type, N::kName, getset.data(), nullptr);
+  torch::autograd::registerCppFunction(typeid(N), &type);
+  // torch.autograd.graph.Node recognizes PyTorch's own types by module; others register.
+  PyObject* ok = PyObject_CallMethod(graph_node, "register", "O", &type);
+  Py_XDECREF(ok);
+  return ok != nullptr;
+}
+
 }  // namespace
+
+bool register_node_types() {
+  PyObject* graph = PyImport_ImportModule("torch.autograd.graph");
+  if (graph == nullptr) return false;
+  PyObject* graph_node = PyObject_GetAttrString(graph, "Node");
+  Py_DECREF(graph);
+  if (graph_node == nullptr) return false;
+  bool ok = false;
+  try {
+    ok = register_node_type<SeluBackward0>(graph_node) &&
+         register_node_type<SeluBackward1>(graph_node) &&
+         register_node_type<SeluBackwardBackwardNode>(graph_node) &&
+         register_node_type<DropoutNode<false>>(graph_node) &&
+         register_node_type<DropoutNode<true>>(graph_node) &&
+         register_node_type<SeluAlphaDropoutBackwardNode>(graph_node) &&
+         register_node_type<SeluAlphaDropoutBackwardBackwardNode>(graph_node);
+  } catch (const std::exception& e) {  // _initFunctionPyTypeObject throws on failure
+    PyErr_SetString(PyExc_RuntimeError, e.what());
+  }
+  Py_DECREF(graph_node);
+  return ok;
+}
 
 TORCH_LIBRARY_IMPL(selu_ext, Autograd, m) {
 #define SELU_EXT_IMPL(name, kind, ...)                                                     \

@@ -30,6 +30,8 @@
 namespace selu_ext {
 // ops.cpp: (seed, offset) for one eager dropout call on `device`.
 at::Tensor dropout_rng_state_eager(c10::Device device);
+// autograd.cpp: the Python types of the graph nodes (false: a Python error is set).
+bool register_node_types();
 }  // namespace selu_ext
 
 namespace {
@@ -330,4 +332,8 @@ PyModuleDef kModule = {PyModuleDef_HEAD_INIT, "_C", "selu_ext operators (loaded 
 
 }  // namespace
 
-PyMODINIT_FUNC PyInit__C() { return PyModule_Create(&kModule); }
+PyMODINIT_FUNC PyInit__C() {
+  PyObject* module = PyModule_Create(&kModule);
+  if (module != nullptr && !selu_ext::register_node_types()) Py_CLEAR(module);
+  return module;
+}
