@@ -16,7 +16,10 @@ vmap are properties of the operators, not of this module.
 
 Where selu_ext has no kernel of its own it hands the call to PyTorch, so the
 result is PyTorch's: nested tensors, ONNX export (which then writes the standard
-``Selu`` node), and dropout on DTensors (README, "Drop-in").
+``Selu`` node), and dropout on DTensors (README, "Drop-in"). So does a program
+recorded for an archive (torch.jit.script, torch.jit.trace, torch.export), which
+then loads where selu_ext is not installed, unless ``archive_kernels()`` asks for
+selu_ext's operators (README, "Drop-in", Archives).
 """
 
 from __future__ import annotations
@@ -181,7 +184,8 @@ def _script_as(script_fn):
     takes the general path outside TorchScript."""
 
     def mark(fn):
-        script_fn.__name__ = fn.__name__  # TorchScript names the compiled function so
+        # TorchScript compiles it under fn's qualified name, which must end in its name.
+        script_fn.__name__ = fn.__name__
         fn.__original_fn = script_fn
         fn.__script_if_tracing_wrapper = True
         return fn
