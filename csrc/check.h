@@ -36,6 +36,10 @@ inline constexpr size_t kMessageBytes = 1024;
 #define SELU_EXT_PRINTF_COLD __declspec(noinline)
 #endif
 
+// kNotImplemented: raise NotImplementedError (c10::NotImplementedError), PyTorch's
+// exception for a dtype an op has no kernel for, which `except NotImplementedError`
+// handlers catch; otherwise RuntimeError (c10::Error).
+template <bool kNotImplemented = false>
 [[noreturn]] SELU_EXT_PRINTF_COLD inline void check_failed(
     const char* func, const char* file, unsigned line, const char* fmt, ...) {
   char msg[kMessageBytes];
@@ -43,7 +47,12 @@ inline constexpr size_t kMessageBytes = 1024;
   va_start(args, fmt);
   std::vsnprintf(msg, sizeof msg, fmt, args);
   va_end(args);
-  c10::detail::torchCheckFail(func, file, static_cast<uint32_t>(line), msg);
+  if constexpr (kNotImplemented) {
+    throw c10::NotImplementedError(c10::SourceLocation{func, file, static_cast<uint32_t>(line)},
+                                   std::string(msg));
+  } else {
+    c10::detail::torchCheckFail(func, file, static_cast<uint32_t>(line), msg);
+  }
 }
 
 // Text for a shape, as c10 prints one ("[2, 3]"), in a fixed buffer.
@@ -99,4 +108,12 @@ inline const char* layout_name(c10::Layout layout) {
     if (C10_UNLIKELY(!(cond))) {                                            \
       ::selu_ext::check_failed(__func__, __FILE__, __LINE__, __VA_ARGS__); \
     }                                                                       \
+  } while (0)
+
+// SELU_EXT_CHECK_NOT_IMPLEMENTED(cond, "printf format", args...): NotImplementedError.
+#define SELU_EXT_CHECK_NOT_IMPLEMENTED(cond, ...)                              \
+  do {                                                                         \
+    if (C10_UNLIKELY(!(cond))) {                                               \
+      ::selu_ext::check_failed<true>(__func__, __FILE__, __LINE__, __VA_ARGS__); \
+    }                                                                          \
   } while (0)

@@ -39,7 +39,11 @@ inline bool is_kernel_dtype(at::ScalarType s) {
   return s == at::kFloat || s == at::kDouble || s == at::kHalf || s == at::kBFloat16;
 }
 
-inline void check_tensor(const at::Tensor& t, const char* op, const char* arg) {
+// dropout: the op is one of torch's dropouts, which cast the standard integer and bool
+// dtypes to float and fail to cast the result back (RuntimeError); every other dtype
+// without a kernel is NotImplementedError, as in torch.
+inline void check_tensor(const at::Tensor& t, const char* op, const char* arg,
+                         bool dropout = false) {
   SELU_EXT_CHECK(t.defined(), "selu_ext::%s: '%s' is an undefined tensor", op, arg);
   SELU_EXT_CHECK(t.layout() == at::kStrided,
                  "selu_ext::%s: '%s' has layout %s; only dense (strided) tensors are "
@@ -50,10 +54,16 @@ inline void check_tensor(const at::Tensor& t, const char* op, const char* arg) {
                  "tensors are supported. Call .dequantize() first.",
                  op, arg);
   const auto s = t.scalar_type();
-  SELU_EXT_CHECK(is_kernel_dtype(s),
-                 "selu_ext::%s: '%s' has dtype %s; expected a floating-point tensor (float16, "
-                 "bfloat16, float32 or float64)",
-                 op, arg, dtype_name(s));
+  if (C10_LIKELY(is_kernel_dtype(s))) return;
+#define SELU_EXT_DTYPE_MESSAGE                                                           \
+  "selu_ext::%s: '%s' has dtype %s; expected a floating-point tensor (float16, bfloat16, " \
+  "float32 or float64)",                                                                   \
+      op, arg, dtype_name(s)
+  SELU_EXT_CHECK(!dropout || !c10::isIntegralType(s, /*includeBool=*/true) ||
+                     c10::isBarebonesUnsignedType(s),
+                 SELU_EXT_DTYPE_MESSAGE);
+  SELU_EXT_CHECK_NOT_IMPLEMENTED(false, SELU_EXT_DTYPE_MESSAGE);
+#undef SELU_EXT_DTYPE_MESSAGE
 }
 
 inline DType kernel_dtype(at::ScalarType s) {
@@ -311,7 +321,7 @@ DropoutLaunch dropout_launch(const at::Tensor& like, double p, const at::Tensor&
 
 template <typename B>
 at::Tensor alpha_dropout(const at::Tensor& self, double p, const at::Tensor& rng_state) {
-  check_tensor(self, "alpha_dropout", "self");
+  check_tensor(self, "alpha_dropout", "self", /*dropout=*/true);
   check_rng_state(rng_state, "alpha_dropout");
   check_rng_device(rng_state, self, "alpha_dropout");
   typename B::Guard guard(self.device());
@@ -325,7 +335,7 @@ at::Tensor alpha_dropout(const at::Tensor& self, double p, const at::Tensor& rng
 
 template <typename B>
 void alpha_dropout_(at::Tensor& self, double p, const at::Tensor& rng_state) {
-  check_tensor(self, "alpha_dropout_", "self");
+  check_tensor(self, "alpha_dropout_", "self", /*dropout=*/true);
   check_inplace(self, "alpha_dropout_");
   check_rng_state(rng_state, "alpha_dropout_");
   check_rng_device(rng_state, self, "alpha_dropout_");

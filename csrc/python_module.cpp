@@ -17,6 +17,7 @@
 #include <torch/csrc/Exceptions.h>
 #include <torch/csrc/autograd/python_variable.h>
 #include <torch/csrc/jit/frontend/tracer.h>
+#include <torch/csrc/utils/tensor_numpy.h>
 
 #include <cmath>
 #include <string>
@@ -114,22 +115,46 @@ PyObject* py_selu(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 }
 
 // torch.nn.functional's checks of p, in its order: `p < 0 or p > 1` is tested in
-// Python (as F.alpha_dropout does, so odd types fail the same way); here p is
-// converted as PyTorch's argument parser converts a float (numbers, numpy scalars,
-// 0-dim tensors) and NaN is refused with PyTorch's RuntimeError.
+// Python (as F.alpha_dropout does, so odd types fail the same way); here p is taken
+// as PyTorch's argument parser takes a float (python_arg_parser.cpp): a Python float
+// or int (bool included), a numpy scalar, or a 0-dim tensor that does not require
+// grad; anything else (Fraction, Decimal, a 0-dim numpy array) is torch's TypeError.
+// NaN is refused with PyTorch's RuntimeError. The one home of this rule:
+// selu_ext.functional's general path calls it as _C._dropout_p.
 bool parse_p(PyObject* obj, const char* fn, double* p) {
-  if (THPVariable_Check(obj) && THPVariable_Unpack(obj).dim() != 0) {
-    PyErr_Format(PyExc_TypeError, "%s(): argument 'p' (position 2) must be float, not Tensor", fn);
-    return false;
+  if (PyFloat_Check(obj)) {  // the common case, at no extra cost
+    *p = PyFloat_AS_DOUBLE(obj);
+  } else {
+    bool number = PyLong_Check(obj) || torch::utils::is_numpy_scalar(obj);
+    if (!number && THPVariable_Check(obj)) {
+      const at::Tensor& t = THPVariable_Unpack(obj);
+      number = t.dim() == 0 && !t.requires_grad();
+    }
+    if (!number) {
+      PyErr_Format(PyExc_TypeError,
+                   "selu_ext.%s(): argument 'p' (position 2) must be float, not %s", fn,
+                   Py_TYPE(obj)->tp_name);
+      return false;
+    }
+    *p = PyFloat_AsDouble(obj);
+    if (*p == -1.0 && PyErr_Occurred()) return false;
   }
-  *p = PyFloat_AsDouble(obj);
-  if (*p == -1.0 && PyErr_Occurred()) return false;
   if (std::isnan(*p)) {
     PyErr_SetString(PyExc_RuntimeError,
                     "dropout probability has to be between 0 and 1, but got nan");
     return false;
   }
   return true;
+}
+
+// _dropout_p(p, fn): parse_p for selu_ext.functional's general path.
+PyObject* py_dropout_p(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  if (!check_nargs(nargs, 2, "_dropout_p takes (p, fn)")) return nullptr;
+  const char* fn = PyUnicode_AsUTF8(args[1]);
+  if (fn == nullptr) return nullptr;
+  double p = 0.0;
+  if (!parse_p(args[0], fn, &p)) return nullptr;
+  return PyFloat_FromDouble(p);
 }
 
 // (input, p, training, inplace, ...) of every dropout function, checked in
@@ -158,6 +183,8 @@ PyObject* py_alpha_dropout(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     Py_INCREF(args[0]);
     return args[0];
   }
+  // p == 1 on a dtype without a kernel: PyTorch's x * 0, in Python.
+  if (train && p >= 1.0 && !fused && !is_kernel_dtype(self.scalar_type())) return general_path();
   at::Tensor rng;
   if (!parse_rng_state(args[4], fn, &rng)) return nullptr;
   const bool inplace = args[3] == Py_True;
@@ -319,6 +346,8 @@ PyMethodDef kMethods[] = {
     {"_feature_alpha_dropout",
      reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(py_feature_alpha_dropout)),
      METH_FASTCALL, "Eager entry point of selu_ext.feature_alpha_dropout."},
+    {"_dropout_p", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(py_dropout_p)),
+     METH_FASTCALL, "p of a dropout function, checked and converted as the entry points do."},
     {"_constants", py_constants, METH_NOARGS, "(ALPHA, SCALE) of csrc/selu.h."},
     {"_alpha_dropout_coefficients", py_alpha_dropout_coefficients, METH_O,
      "(a, b, dropped) of AlphaDropout with drop probability p (csrc/selu.h)."},

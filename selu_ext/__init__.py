@@ -29,6 +29,7 @@ from .functional import (  # noqa: E402
     SELUFunction,
     alpha_dropout,
     alpha_dropout_coefficients,
+    archive_kernels,
     feature_alpha_dropout,
     selu,
     selu_alpha_dropout,

@@ -16,11 +16,15 @@ vmap are properties of the operators, not of this module.
 
 Where selu_ext has no kernel of its own it hands the call to PyTorch, so the
 result is PyTorch's: nested tensors, ONNX export (which then writes the standard
-``Selu`` node), and dropout on DTensors (README, "Drop-in").
+``Selu`` node), and dropout on DTensors (README, "Drop-in"). So does a program
+recorded for an archive (torch.jit.script, torch.jit.trace, torch.export), which
+then loads where selu_ext is not installed, unless ``archive_kernels()`` asks for
+selu_ext's operators (README, "Drop-in", Archives).
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from typing import Optional
 
@@ -39,6 +43,7 @@ __all__ = [
     "feature_alpha_dropout",
     "selu_alpha_dropout",
     "alpha_dropout_coefficients",
+    "archive_kernels",
     "SELUFunction",
     "AlphaDropoutFunction",
     "SELUAlphaDropoutFunction",
@@ -81,11 +86,12 @@ def _check_p_range(p) -> None:
 
 
 def _as_p(p, fn: str) -> float:
-    if isinstance(p, Tensor) and p.dim() != 0:
-        raise TypeError(f"{fn}(): argument 'p' (position 2) must be float, not Tensor")
+    if not _is_compiling():
+        return _C._dropout_p(p, fn)  # the entry points' rule (parse_p, csrc/python_module.cpp)
+    # Dynamo traces this path with p a number or a SymFloat; value != value, not
+    # math.isnan: under torch.compile(dynamic=True) a float attribute such as a
+    # module's p is a SymFloat, which math.isnan breaks the graph on.
     value = float(p)
-    # value != value, not math.isnan: under torch.compile(dynamic=True) a float
-    # attribute such as a module's p is a SymFloat, which math.isnan breaks the graph on.
     if value != value:
         raise RuntimeError("dropout probability has to be between 0 and 1, but got nan")
     return value
@@ -134,9 +140,106 @@ def _rng_state(input: Tensor, seed: Optional[int]) -> Tensor:
     return ops.dropout_rng_state(input.device)
 
 
-def _torch_handles(input: Tensor) -> bool:
-    """Inputs selu_ext leaves to PyTorch (see the module docstring)."""
-    return input.is_nested or torch.onnx.is_in_onnx_export()
+# Set by archive_kernels(): programs recorded for an archive keep selu_ext's operators.
+_archive_kernels = False
+
+
+@contextlib.contextmanager
+def archive_kernels(enabled: bool = True):
+    """Within this block, ``torch.export`` and ``torch.jit.trace`` record selu_ext's
+    operators (its kernels, the memory saving, ``save_output`` and the fused op) instead
+    of PyTorch's own; the program then needs selu_ext loaded wherever it is loaded
+    (README, "Archives"). ``torch.jit.script`` always compiles PyTorch's ops."""
+    global _archive_kernels
+    before, _archive_kernels = _archive_kernels, bool(enabled)
+    try:
+        yield
+    finally:
+        _archive_kernels = before
+
+
+def _torch_handles(input: Tensor, seed: Optional[int] = None) -> bool:
+    """Calls selu_ext leaves to PyTorch (see the module docstring). A program recorded
+    for an archive holds PyTorch's ops, so it loads where selu_ext is not installed;
+    a seeded dropout keeps selu_ext's stream, which only selu_ext draws."""
+    return (input.is_nested or torch.onnx.is_in_onnx_export()
+            or (seed is None and not _archive_kernels
+                and (torch.jit.is_tracing() or torch.compiler.is_exporting())))
+
+
+# The dtypes torch's dropouts cast to float and fail to cast back (RuntimeError).
+_CAST_ERROR_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.bool)
+
+
+def _drop_all(input: Tensor, inplace: bool) -> Tensor:
+    """Dropout with p == 1, as ATen's: x * 0 (signed zeros included), for any dtype."""
+    zero = torch.zeros((), dtype=input.dtype, device=input.device)
+    return input.mul_(zero) if inplace else input.mul(zero)
+
+
+def _script_as(script_fn):
+    """TorchScript compiles ``script_fn`` in place of the decorated function (the hook
+    of torch.jit.script_if_tracing), so the public functions keep their keyword-only
+    arguments and their eager fast path. Dynamo follows the same hook: ``script_fn``
+    takes the general path outside TorchScript."""
+
+    def mark(fn):
+        # TorchScript compiles it under fn's qualified name, which must end in its name.
+        script_fn.__name__ = fn.__name__
+        fn.__original_fn = script_fn
+        fn.__script_if_tracing_wrapper = True
+        return fn
+
+    return mark
+
+
+def _no_seed_in_script(seed: Optional[int]) -> None:
+    if seed is not None:
+        raise RuntimeError("selu_ext: seed= is not supported under torch.jit.script, which "
+                           "compiles PyTorch's own dropout; use torch.export with "
+                           "selu_ext.archive_kernels()")
+
+
+def _script_selu(input: Tensor, inplace: bool = False, save_output: bool = False) -> Tensor:
+    """selu as TorchScript compiles it (also nn.SELU's scripted forward): PyTorch's op,
+    so a saved archive loads without selu_ext."""
+    if torch.jit.is_scripting():
+        return _torch_F.selu(input, inplace)
+    return _selu_general(input, inplace, save_output)
+
+
+def _script_dropout(input: Tensor, p: float, training: bool, fused: bool, feature: bool,
+                    inplace: bool = False) -> Tensor:
+    """The dropout functions and modules as TorchScript compiles them: PyTorch's ops."""
+    if fused:
+        input = _torch_F.selu(input)
+    if feature:
+        return _torch_F.feature_alpha_dropout(input, p, training, inplace)
+    return _torch_F.alpha_dropout(input, p, training, inplace)
+
+
+def _script_alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False,
+                          inplace: bool = False, seed: Optional[int] = None) -> Tensor:
+    if torch.jit.is_scripting():
+        _no_seed_in_script(seed)
+        return _script_dropout(input, p, training, False, False, inplace)
+    return _alpha_dropout_general(input, p, training, inplace, seed)
+
+
+def _script_feature_alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False,
+                                  inplace: bool = False, seed: Optional[int] = None) -> Tensor:
+    if torch.jit.is_scripting():
+        _no_seed_in_script(seed)
+        return _script_dropout(input, p, training, False, True, inplace)
+    return _feature_alpha_dropout_general(input, p, training, inplace, seed)
+
+
+def _script_selu_alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False,
+                               seed: Optional[int] = None) -> Tensor:
+    if torch.jit.is_scripting():
+        _no_seed_in_script(seed)
+        return _script_dropout(input, p, training, True, False)
+    return _selu_alpha_dropout_general(input, p, training, seed)
 
 
 _dtensor_ready = False
@@ -160,6 +263,7 @@ def _is_dtensor(input: Tensor) -> bool:
 # Public functions
 
 
+@_script_as(_script_selu)
 def selu(input: Tensor, inplace: bool = False, *, save_output: bool = False) -> Tensor:
     """SELU, ``scale * x`` for x > 0 and ``scale * alpha * (exp(x) - 1)`` otherwise;
     a drop-in for :func:`torch.nn.functional.selu`.
@@ -174,6 +278,10 @@ def selu(input: Tensor, inplace: bool = False, *, save_output: bool = False) -> 
         out = _C._selu(input, inplace, save_output)
         if out is not NotImplemented:
             return out
+    return _selu_general(input, inplace, save_output)
+
+
+def _selu_general(input: Tensor, inplace: bool, save_output: bool) -> Tensor:
     if has_torch_function_unary(input):
         return handle_torch_function(selu, (input,), input, inplace=inplace,
                                      save_output=save_output)
@@ -187,6 +295,7 @@ def selu(input: Tensor, inplace: bool = False, *, save_output: bool = False) -> 
     return ops.selu(input, bool(save_output))
 
 
+@_script_as(_script_alpha_dropout)
 def alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False, inplace: bool = False,
                   *, seed: Optional[int] = None) -> Tensor:
     """AlphaDropout in one kernel; a drop-in for
@@ -204,14 +313,21 @@ def alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False, inplace
                                 None if seed is None else _seed_state(seed), False)
         if out is not NotImplemented:
             return out
+    return _alpha_dropout_general(input, p, training, inplace, seed)
+
+
+def _alpha_dropout_general(input: Tensor, p: float, training: bool, inplace: bool,
+                           seed: Optional[int]) -> Tensor:
     if has_torch_function_unary(input):
         return handle_torch_function(alpha_dropout, (input,), input, p=p, training=training,
                                      inplace=inplace, seed=seed)
     p = _dropout_args(input, p, training, "alpha_dropout")
     if not training or p == 0 or input.numel() == 0:
         return input
-    if _torch_handles(input) or _is_dtensor(input):
+    if _torch_handles(input, seed) or _is_dtensor(input):
         return _torch_F.alpha_dropout(input, p, training, inplace)
+    if p >= 1.0 and input.dtype not in ops.FLOAT_DTYPES:
+        return _drop_all(input, inplace)
     rng = _rng_state(input, seed)
     if inplace:
         ops.alpha_dropout_(input, p, rng)
@@ -219,6 +335,7 @@ def alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False, inplace
     return ops.alpha_dropout(input, p, rng)
 
 
+@_script_as(_script_selu_alpha_dropout)
 def selu_alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False,
                        *, seed: Optional[int] = None) -> Tensor:
     """``alpha_dropout(selu(input), p, training)`` in one kernel.
@@ -234,17 +351,23 @@ def selu_alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False,
                                 None if seed is None else _seed_state(seed), True)
         if out is not NotImplemented:
             return out
+    return _selu_alpha_dropout_general(input, p, training, seed)
+
+
+def _selu_alpha_dropout_general(input: Tensor, p: float, training: bool,
+                                seed: Optional[int]) -> Tensor:
     if has_torch_function_unary(input):
         return handle_torch_function(selu_alpha_dropout, (input,), input, p=p,
                                      training=training, seed=seed)
     p = _dropout_args(input, p, training, "selu_alpha_dropout")
     if not training or p == 0 or input.numel() == 0:
         return selu(input)
-    if _torch_handles(input) or _is_dtensor(input):
+    if _torch_handles(input, seed) or _is_dtensor(input):
         return _torch_F.alpha_dropout(selu(input), p, training)
     return ops.selu_alpha_dropout(input, p, _rng_state(input, seed))
 
 
+@_script_as(_script_feature_alpha_dropout)
 def feature_alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False,
                           inplace: bool = False, *, seed: Optional[int] = None) -> Tensor:
     """AlphaDropout of whole channels, for ``(N, C, *)`` inputs; a drop-in for
@@ -261,14 +384,21 @@ def feature_alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False,
                                         None if seed is None else _seed_state(seed))
         if out is not NotImplemented:
             return out
+    return _feature_alpha_dropout_general(input, p, training, inplace, seed)
+
+
+def _feature_alpha_dropout_general(input: Tensor, p: float, training: bool, inplace: bool,
+                                   seed: Optional[int]) -> Tensor:
     if has_torch_function_unary(input):
         return handle_torch_function(feature_alpha_dropout, (input,), input, p=p,
                                      training=training, inplace=inplace, seed=seed)
     p = _dropout_args(input, p, training, "feature_alpha_dropout")
     if not training or p == 0 or input.numel() == 0:
         return input
-    if _torch_handles(input) or _is_dtensor(input):
+    if _torch_handles(input, seed) or _is_dtensor(input):
         return _torch_F.feature_alpha_dropout(input, p, training, inplace)
+    if p >= 1.0:  # before the rank and the dtype, as ATen
+        return _drop_all(input, inplace)
     if input.layout != torch.strided:
         raise NotImplementedError(f"selu_ext.feature_alpha_dropout: {input.layout} tensors are "
                                   "not supported; selu_ext works on dense (strided) tensors. "
@@ -277,17 +407,15 @@ def feature_alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False,
         raise RuntimeError("selu_ext.feature_alpha_dropout: feature dropout requires at least 2 "
                            f"dimensions (N, C, *) in the input, but got {input.dim()}")
     if input.dtype not in ops.FLOAT_DTYPES:
-        raise RuntimeError(f"selu_ext.feature_alpha_dropout: 'input' has dtype {input.dtype}; "
-                           "expected a floating-point tensor (float16, bfloat16, float32 or "
-                           "float64)")
+        # torch's exception types, as host.h's check_tensor for a dropout.
+        kind = RuntimeError if input.dtype in _CAST_ERROR_DTYPES else NotImplementedError
+        raise kind(f"selu_ext.feature_alpha_dropout: 'input' has dtype {input.dtype}; expected "
+                   "a floating-point tensor (float16, bfloat16, float32 or float64)")
     return _apply_feature_mask(input, p, inplace, _rng_state(input, seed))
 
 
 def _apply_feature_mask(input: Tensor, p: float, inplace: bool, rng: Tensor) -> Tensor:
-    """The body of feature_alpha_dropout, also compiled by TorchScript (nn.py)."""
-    if p >= 1.0:  # every channel dropped: x * 0, as PyTorch (signed zeros included)
-        zero = torch.zeros((), dtype=input.dtype, device=input.device)
-        return input.mul_(zero) if inplace else input.mul(zero)
+    """The body of feature_alpha_dropout for 0 < p < 1."""
     # The (N, C) coefficients straight from the dropout kernels over the channel
     # grid: alpha_dropout(0) is the shift (b where kept, `dropped` where not) and
     # alpha_dropout_backward(1) the scale (a or 0), each rounded once to the dtype as

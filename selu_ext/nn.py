@@ -27,26 +27,9 @@ __all__ = [
 ]
 
 
-# TorchScript compiles these instead of the eager functions (which take the
-# faster entry points of selu_ext._C): the same operators, called through torch.ops.
-
-
-def _script_selu(input: Tensor, inplace: bool, save_output: bool) -> Tensor:
-    if inplace:
-        torch.ops.selu_ext.selu_(input)
-        return input
-    return torch.ops.selu_ext.selu(input, save_output)
-
-
-def _script_dropout(input: Tensor, p: float, training: bool, fused: bool, feature: bool) -> Tensor:
-    if not training or p == 0.0 or input.numel() == 0:
-        return torch.ops.selu_ext.selu(input, False) if fused else input
-    rng = torch.ops.selu_ext.dropout_rng_state(input.device)
-    if fused:
-        return torch.ops.selu_ext.selu_alpha_dropout(input, p, rng)
-    if feature:
-        return F._apply_feature_mask(input, p, False, rng)
-    return torch.ops.selu_ext.alpha_dropout(input, p, rng)
+# TorchScript compiles these (selu_ext.functional) instead of the eager functions:
+# PyTorch's own ops, so that a saved archive loads without selu_ext.
+_script_selu, _script_dropout = F._script_selu, F._script_dropout
 
 
 class SELU(nn.SELU):

@@ -2,6 +2,8 @@
 pairs of every public entry point, inputs, and the comparisons of outcomes and of
 AlphaDropout results whose masks differ."""
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -118,3 +120,25 @@ def selu_kept(out):
         stack.extend(n for n, _ in node.next_functions)
     nodes.sort(key=lambda n: n._sequence_nr())
     return [_SELU_NODES[n.name()] for n in nodes if n.name() in _SELU_NODES]
+
+
+def torch_twin(m):
+    """A copy of ``m`` with every selu_ext module replaced by its torch.nn
+    counterpart (the fused module by SELU then AlphaDropout): the program that
+    scripting, tracing and export record for ``m``."""
+    def swap(mod):
+        t = type(mod)
+        if t is snn.SELU:
+            return nn.SELU(mod.inplace)
+        if t is snn.AlphaDropout:
+            return nn.AlphaDropout(mod.p, mod.inplace)
+        if t is snn.FeatureAlphaDropout:
+            return nn.FeatureAlphaDropout(mod.p, mod.inplace)
+        if t is snn.SELUAlphaDropout:
+            return nn.Sequential(nn.SELU(), nn.AlphaDropout(mod.p))
+        for name, child in list(mod._modules.items()):
+            setattr(mod, name, swap(child))
+        return mod
+
+    twin = swap(copy.deepcopy(m))
+    return twin.train(m.training)

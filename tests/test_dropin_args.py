@@ -6,6 +6,9 @@ above 1, in-place on a view made under no_grad, rng_state=None, and the gradient
 saturated units in float16 / bfloat16. See test_dropin.py for the method.
 """
 
+from decimal import Decimal
+from fractions import Fraction
+
 import numpy as np
 import pytest
 import torch
@@ -39,6 +42,20 @@ P_VALUES = {
     "tensor-1dim": torch.tensor([0.25]),
     "str": "0.25",
     "None": None,
+    # Issue 21, item 16: what torch's argument parser refuses (TypeError) or takes.
+    "Fraction": Fraction(1, 4),
+    "Fraction-1.5": Fraction(3, 2),  # the range test comes first: ValueError
+    "Decimal": Decimal("0.25"),
+    "np.array-0dim": np.array(0.25),
+    "np.array-0dim-int": np.array(1),
+    "tensor-requires_grad": torch.tensor(0.25, requires_grad=True),
+    "tensor-0dim-int": torch.tensor(1),
+    "tensor-0dim-bool": torch.tensor(False),
+    "tensor-0dim-complex": torch.tensor(0.25 + 0j),
+    "np.bool_": np.bool_(True),
+    "np.complex128": np.complex128(0.25),
+    "complex": 0.25 + 0j,
+    "float-subclass": type("MyFloat", (float,), {})(0.25),
 }
 
 
@@ -63,8 +80,26 @@ def test_p_types_functional(name, p, training):
         check_alpha_dropout(ours, x, pf, name == "feature_alpha_dropout")
 
 
+@pytest.mark.parametrize("p", ["Fraction", "Decimal", "np.array-0dim", "tensor-requires_grad"])
+@pytest.mark.parametrize("name", list(DROPOUT_FUNCTIONS))
+def test_p_refused_names_selu_ext(name, p):
+    # Both paths (the eager entry point and the general one, here a tensor
+    # subclass) refuse with the same TypeError, which names selu_ext and the type.
+    _, ours_fn = DROPOUT_FUNCTIONS[name]
+    p = P_VALUES[p]
+    for x in (make_x(), make_x().as_subclass(_Subclass)):
+        with pytest.raises(TypeError, match=rf"selu_ext\.{name}\(\): argument 'p' \(position 2\) "
+                           rf"must be float, not \S*{type(p).__name__}"):
+            ours_fn(x, p, True)
+
+
+class _Subclass(torch.Tensor):
+    pass
+
+
 @pytest.mark.parametrize("p", ["np.float32", "np.float64", "np.int64-1", "tensor-0dim", "int-1",
-                               "np.float32-1.5", "str"])
+                               "np.float32-1.5", "str", "Fraction", "Decimal", "np.array-0dim",
+                               "tensor-requires_grad", "np.bool_"])
 @pytest.mark.parametrize("name", list(DROPOUT_MODULES))
 def test_p_types_modules(name, p):
     theirs_cls, ours_cls = DROPOUT_MODULES[name]
@@ -75,6 +110,8 @@ def test_p_types_modules(name, p):
     assert repr(ours) == repr(theirs)
     x = make_x()
     theirs_out, ours_out = same_outcome(outcome(lambda: theirs(x)), outcome(lambda: ours(x)))
+    if isinstance(theirs_out, Exception):  # p refused when used, as torch.nn's
+        return
     if float(p) == 1:
         assert torch.equal(ours_out, theirs_out)
     else:
@@ -284,3 +321,66 @@ def test_selu_inplace_truth_value(value):
     # save_output is taken by its truth value too.
     same_outcome(outcome(lambda: bool(value)),
                  outcome(lambda: selu_ext.selu(x.clone(), save_output=value)))
+
+
+# ---------------------------------------------------------------------------
+# Issue 21: dtypes without a kernel (item 17), p == 1 before the rank (item 10)
+
+# Each (torch's, selu_ext's) call a model makes, on a fresh input.
+DTYPE_CALLS = {
+    "selu": (lambda t: F.selu(t), lambda t: selu_ext.selu(t)),
+    "selu-inplace": (lambda t: F.selu(t, True), lambda t: selu_ext.selu(t, True)),
+    "nn.SELU": (lambda t: nn.SELU()(t), lambda t: snn.SELU()(t)),
+    "alpha_dropout": (lambda t: F.alpha_dropout(t, 0.2, True),
+                      lambda t: selu_ext.alpha_dropout(t, 0.2, True)),
+    "alpha_dropout-inplace": (lambda t: F.alpha_dropout(t, 0.2, True, True),
+                              lambda t: selu_ext.alpha_dropout(t, 0.2, True, True)),
+    "alpha_dropout-p1": (lambda t: F.alpha_dropout(t, 1.0, True),
+                         lambda t: selu_ext.alpha_dropout(t, 1.0, True)),
+    "alpha_dropout-p1-inplace": (lambda t: F.alpha_dropout(t, 1.0, True, True),
+                                 lambda t: selu_ext.alpha_dropout(t, 1.0, True, True)),
+    "nn.AlphaDropout": (lambda t: nn.AlphaDropout(0.2)(t), lambda t: snn.AlphaDropout(0.2)(t)),
+    "feature_alpha_dropout": (lambda t: F.feature_alpha_dropout(t, 0.2, True),
+                              lambda t: selu_ext.feature_alpha_dropout(t, 0.2, True)),
+    "feature_alpha_dropout-p1": (lambda t: F.feature_alpha_dropout(t, 1.0, True),
+                                 lambda t: selu_ext.feature_alpha_dropout(t, 1.0, True)),
+    "selu_alpha_dropout": (lambda t: F.alpha_dropout(F.selu(t), 0.2, True),
+                           lambda t: selu_ext.selu_alpha_dropout(t, 0.2, True)),
+    "SELUAlphaDropout": (lambda t: nn.AlphaDropout(0.2)(nn.SELU()(t)),
+                         lambda t: snn.SELUAlphaDropout(0.2)(t)),
+}
+NO_KERNEL_DTYPES = [torch.int64, torch.int32, torch.int8, torch.uint8, torch.bool,
+                    torch.uint16, torch.complex64, torch.float8_e4m3fn]
+
+
+@pytest.mark.parametrize("dtype", NO_KERNEL_DTYPES, ids=str)
+@pytest.mark.parametrize("call", list(DTYPE_CALLS))
+def test_dtype_without_kernel(call, dtype):
+    """torch's exception type (NotImplementedError, or RuntimeError where its dropout
+    fails to cast an integer result back), or torch's result (p == 1: x * 0)."""
+    theirs_fn, ours_fn = DTYPE_CALLS[call]
+    x = torch.ones(4, 3, 2).to(dtype)
+    theirs, ours = same_outcome(outcome(lambda: theirs_fn(x.clone())),
+                                outcome(lambda: ours_fn(x.clone())))
+    if isinstance(ours, Exception):  # selu_ext's check, or torch's own x * 0 raising
+        assert "selu_ext" in str(ours) or str(ours) == str(theirs), str(ours)
+    else:
+        assert ours.dtype == theirs.dtype and torch.equal(ours, theirs)
+
+
+@pytest.mark.parametrize("inplace", [False, True], ids=["out", "inplace"])
+@pytest.mark.parametrize("p", [1.0, 0.5])
+@pytest.mark.parametrize("shape", [(), (5,), (0,)], ids=["0d", "1d", "1d-empty"])
+def test_feature_alpha_dropout_low_rank(shape, p, inplace):
+    """ATen tests p == 1 (x * 0) before the rank; any other p raises on < 2 dims."""
+    x = make_x(shape) if shape != (0,) else torch.empty(0, dtype=torch.float64)
+    x[...] = -x if x.numel() else x  # signed zeros: -0.0 where x > 0
+    theirs, ours = same_outcome(
+        outcome(lambda: F.feature_alpha_dropout(x.clone(), p, True, inplace)),
+        outcome(lambda: selu_ext.feature_alpha_dropout(x.clone(), p, True, inplace)))
+    if not isinstance(theirs, Exception):
+        assert torch.equal(ours, theirs)
+        assert torch.equal(ours.signbit(), theirs.signbit())
+    for module in (nn.FeatureAlphaDropout, snn.FeatureAlphaDropout):
+        same_outcome(outcome(lambda: nn.FeatureAlphaDropout(p)(x)),
+                     outcome(lambda: module(p)(x)))

@@ -1,9 +1,12 @@
-"""Drop-in behaviour (issue 10): TorchScript and ONNX, side by side with torch.nn.
+"""Drop-in behaviour (issues 10 and 21): TorchScript and ONNX, side by side with torch.nn.
 
-TorchScript: torch.jit.script and torch.jit.trace of every selu_ext module, in
-train and eval mode, as torch.nn's modules script and trace. Eval outputs equal
-eager exactly; in train mode the same torch.manual_seed before the scripted and the
-eager call gives the same masks; torch.jit.save / load round trip.
+TorchScript: torch.jit.script and torch.jit.trace of every selu_ext module, and of
+a module calling the selu_ext functions, in train and eval mode, as torch.nn's
+modules and functions script and trace. What they record is PyTorch's own ops, so
+the program is its torch.nn twin's: the same values, the same masks for the same
+torch.manual_seed, and an archive that torch.jit.load reads in a process without
+selu_ext (a subprocess here). With selu_ext.archive_kernels(), tracing records
+selu_ext's operators instead (the archive then needs selu_ext, pinned too).
 
 ONNX (optional test extra: onnx, onnxruntime, onnxscript): both exporters give
 standard ONNX ops (a `Selu` node, no selu_ext domain, dropout in eval the
@@ -11,13 +14,18 @@ identity), and onnxruntime's outputs match eager and torch.nn's export.
 """
 
 import io
+import subprocess
+import sys
 import warnings
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from conftest import DEVICES, F32_FUSED_VS_UNFUSED, F32_OTHER_IMPLEMENTATION, require_device
+import selu_ext
+from conftest import DEVICES, F32_OTHER_IMPLEMENTATION, require_device
+from dropin_common import torch_twin
 from selu_ext import nn as snn
 
 pytestmark = pytest.mark.filterwarnings(
@@ -49,10 +57,6 @@ MODULES = {
 }
 RANDOM_IN_TRAINING = {"AlphaDropout", "AlphaDropout-inplace", "FeatureAlphaDropout",
                       "SELUAlphaDropout", "SelfNormalizingMLP", "converted"}
-# Sequentials whose eager forward fuses SELU + AlphaDropout in training; TorchScript
-# runs each module on its own (README, "What still differs"): the same masks, values
-# to the rounding of selu(x).
-FUSED_IN_EAGER_ONLY = {"SelfNormalizingMLP", "converted"}
 
 
 def _x(n=6, seed=0, device="cpu"):
@@ -65,17 +69,17 @@ def _call(m, x, seed):
     return m(x.clone())  # a fresh input: SELU(inplace=True) writes into it
 
 
-def _check_against_eager(compiled, eager, name, training, device, scripted=False):
+def _check_against(recorded, reference, name, training, device):
+    """Same outputs as ``reference`` (in the mode given), masks included."""
     x = _x(device=device)
-    compiled.train(training)
-    eager.train(training)
-    unfused = scripted and training and name in FUSED_IN_EAGER_ONLY
-    tol = F32_FUSED_VS_UNFUSED if unfused else dict(rtol=0, atol=0)
+    recorded.train(training)
+    reference.train(training)
     for seed in (1, 2):
-        torch.testing.assert_close(_call(compiled, x, seed), _call(eager, x, seed), **tol)
+        torch.testing.assert_close(_call(recorded, x, seed), _call(reference, x, seed), rtol=0,
+                                   atol=0)
     if training and name in RANDOM_IN_TRAINING:
         # Training mode really draws masks: another seed, another output.
-        assert not torch.equal(_call(compiled, x, 1), _call(compiled, x, 2))
+        assert not torch.equal(_call(recorded, x, 1), _call(recorded, x, 2))
 
 
 def _round_trip(scripted):
@@ -85,6 +89,15 @@ def _round_trip(scripted):
     return torch.jit.load(buf)
 
 
+def _ops_in(program):
+    return {n.kind() for n in program.inlined_graph.nodes()}
+
+
+def _check_torch_ops_only(program):
+    ops = _ops_in(program)
+    assert not any(op.startswith("selu_ext::") for op in ops), ops
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
 @pytest.mark.parametrize("name", list(MODULES))
@@ -92,8 +105,11 @@ def test_jit_script(name, training, device):
     require_device(device)
     eager = MODULES[name]().to(device).train(training)
     scripted = torch.jit.script(eager)
-    _check_against_eager(scripted, eager, name, training, device, scripted=True)
-    _check_against_eager(_round_trip(scripted), eager, name, training, device, scripted=True)
+    _check_torch_ops_only(scripted)
+    twin = torch_twin(eager)
+    _check_against(scripted, twin, name, training, device)
+    _check_against(_round_trip(scripted), twin, name, training, device)
+    _check_against(scripted, torch.jit.script(twin), name, training, device)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -103,9 +119,153 @@ def test_jit_trace(name, training, device):
     require_device(device)
     eager = MODULES[name]().to(device).train(training)
     traced = torch.jit.trace(eager, (_x(device=device),))
+    _check_torch_ops_only(traced)
     # A trace records one mode; compare in the mode it was traced in.
-    _check_against_eager(traced, eager, name, training, device)
-    _check_against_eager(_round_trip(traced), eager, name, training, device)
+    twin = torch_twin(eager)
+    _check_against(traced, twin, name, training, device)
+    _check_against(_round_trip(traced), twin, name, training, device)
+
+
+@pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
+@pytest.mark.parametrize("name", list(MODULES))
+def test_jit_trace_archive_kernels(name, training):
+    """With archive_kernels(), a trace records selu_ext's operators and gives eager
+    selu_ext's values and masks."""
+    eager = MODULES[name]().train(training)
+    with selu_ext.archive_kernels():
+        traced = torch.jit.trace(eager, (_x(),))
+    if training or name not in ("AlphaDropout", "AlphaDropout-inplace", "FeatureAlphaDropout"):
+        assert any(op.startswith("selu_ext::") for op in _ops_in(traced))
+    _check_against(traced, eager, name, training, "cpu")
+    _check_against(_round_trip(traced), eager, name, training, "cpu")
+
+
+class _SeluExtFunctions(nn.Module):
+    """A model calling the selu_ext functions (issue 21, item 9), the keyword-only
+    arguments included."""
+
+    def forward(self, x):
+        y = selu_ext.selu(x)
+        y = selu_ext.alpha_dropout(y, 0.2, self.training)
+        y = selu_ext.feature_alpha_dropout(y, p=0.3, training=self.training)
+        z = selu_ext.selu(x.clone(), True, save_output=False)
+        return selu_ext.selu_alpha_dropout(y, 0.1, self.training) + z
+
+
+class _TorchFunctions(nn.Module):
+    def forward(self, x):
+        y = F.selu(x)
+        y = F.alpha_dropout(y, 0.2, self.training)
+        y = F.feature_alpha_dropout(y, p=0.3, training=self.training)
+        z = F.selu(x.clone(), True)
+        return F.alpha_dropout(F.selu(y), 0.1, self.training) + z
+
+
+@pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
+def test_jit_script_functions(training):
+    ours = torch.jit.script(_SeluExtFunctions().train(training))
+    theirs = torch.jit.script(_TorchFunctions().train(training))
+    _check_torch_ops_only(ours)
+    x = torch.randn(5, 4, 3)
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        expected = theirs(x)
+        torch.manual_seed(seed)
+        torch.testing.assert_close(ours(x), expected, rtol=0, atol=0)
+        torch.manual_seed(seed)
+        torch.testing.assert_close(_round_trip(ours)(x), expected, rtol=0, atol=0)
+
+
+def test_jit_script_seed_refused():
+    """seed= is selu_ext's own stream; a scripted call with one raises (README,
+    "Archives") rather than silently drawing torch's."""
+    class Seeded(nn.Module):
+        def forward(self, x):
+            return selu_ext.alpha_dropout(x, 0.2, True, seed=1)
+
+    scripted = torch.jit.script(Seeded())
+    with pytest.raises(torch.jit.Error, match="seed= is not supported under torch.jit.script"):
+        scripted(torch.randn(3))
+
+
+# A process that never imports selu_ext loads the archive and runs it.
+_LOAD_WITHOUT_SELU_EXT = """
+import sys, torch
+kind, path, x_path, y_path = sys.argv[1:]
+x = torch.load(x_path)
+m = torch.jit.load(path) if kind == "jit" else torch.export.load(path).module()
+torch.manual_seed(7)
+y = m(x)
+assert "selu_ext" not in sys.modules
+torch.testing.assert_close(y, torch.load(y_path), rtol=0, atol=0)
+print("loaded")
+"""
+
+
+def _load_elsewhere(kind, path, x, expected, tmp_path, import_selu_ext=False):
+    torch.save(x, tmp_path / "x.pt")
+    torch.save(expected, tmp_path / "y.pt")
+    code = ("import selu_ext\n" if import_selu_ext else "") + _LOAD_WITHOUT_SELU_EXT
+    if import_selu_ext:
+        code = code.replace('assert "selu_ext" not in sys.modules', "")
+    return subprocess.run([sys.executable, "-c", code, kind, str(path), str(tmp_path / "x.pt"),
+                           str(tmp_path / "y.pt")], capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
+@pytest.mark.parametrize("how", ["script", "trace", "export", "functions"])
+def test_archive_loads_without_selu_ext(how, training, tmp_path):
+    """Issue 21, item 12: a scripted, traced or exported converted model loads and
+    runs where selu_ext is not imported, as its torch.nn original does, with the
+    original's values and masks."""
+    torch.manual_seed(0)
+    original = nn.Sequential(nn.Linear(4, 8), nn.SELU(), nn.AlphaDropout(0.2), nn.Linear(8, 4),
+                             nn.Unflatten(1, (2, 2)), nn.SELU(), nn.FeatureAlphaDropout(0.3))
+    model = snn.convert(original) if how != "functions" else _SeluExtFunctions()
+    reference = original if how != "functions" else _TorchFunctions()
+    model.train(training)
+    reference.train(training)
+    x = torch.randn(6, 4) if how != "functions" else torch.randn(6, 4, 2)
+    path = tmp_path / "m.pt"
+    if how == "export":
+        torch.export.save(torch.export.export(model, (x,)), path)
+    else:
+        program = torch.jit.trace(model, (x,)) if how == "trace" else torch.jit.script(model)
+        torch.jit.save(program, path)
+    torch.manual_seed(7)
+    expected = reference(x)
+    run = _load_elsewhere("export" if how == "export" else "jit", path, x, expected, tmp_path)
+    assert run.returncode == 0 and "loaded" in run.stdout, run.stderr[-2000:]
+
+
+@pytest.mark.parametrize("how", ["trace", "export"])
+def test_archive_kernels_need_selu_ext(how, tmp_path):
+    """The trade-off archive_kernels() makes: the archive holds selu_ext's operators,
+    so loading it needs selu_ext (the error a process without it gets), and with
+    selu_ext imported it runs selu_ext's kernels."""
+    model = snn.convert(nn.Sequential(nn.Linear(4, 8), nn.SELU(), nn.Linear(8, 4))).eval()
+    x = torch.randn(6, 4)
+    path = tmp_path / "m.pt"
+    with selu_ext.archive_kernels():
+        if how == "export":
+            torch.export.save(torch.export.export(model, (x,)), path)
+        else:
+            torch.jit.save(torch.jit.trace(model, (x,)), path)
+    kind = "export" if how == "export" else "jit"
+    run = _load_elsewhere(kind, path, x, model(x), tmp_path)
+    assert run.returncode != 0 and "selu_ext" in run.stderr, run.stderr[-2000:]
+    run = _load_elsewhere(kind, path, x, model(x), tmp_path, import_selu_ext=True)
+    assert run.returncode == 0 and "loaded" in run.stdout, run.stderr[-2000:]
+
+
+def test_archive_kernels_is_scoped():
+    m = snn.SELU()
+    x = _x()
+    with selu_ext.archive_kernels():
+        with selu_ext.archive_kernels(False):
+            _check_torch_ops_only(torch.jit.trace(m, (x,)))
+        assert "selu_ext::selu" in _ops_in(torch.jit.trace(m, (x,)))
+    _check_torch_ops_only(torch.jit.trace(m, (x,)))
 
 
 def test_jit_script_in_torch_model_matches_torch_nn():

@@ -14,6 +14,7 @@ import pickle
 import pytest
 import torch
 
+import selu_ext
 from selu_ext import nn as snn
 
 
@@ -123,15 +124,18 @@ def test_whole_module_torch_load():
     _same_outputs(a, c)
 
 
-def test_exported_program_save_load(tmp_path):
-    # torch.export's .pt2 archive: the saved program reloads and runs the selu_ext
-    # operators (they are found by name once selu_ext is imported).
+@pytest.mark.parametrize("kernels", [False, True], ids=["torch_ops", "archive_kernels"])
+def test_exported_program_save_load(tmp_path, kernels):
+    # torch.export's .pt2 archive: the saved program reloads and runs; it holds
+    # PyTorch's ops, or with archive_kernels() the selu_ext operators (found by name
+    # once selu_ext is imported; test_dropin_export.py loads both in a process
+    # without selu_ext).
     m = torch.nn.Sequential(torch.nn.Linear(4, 4), snn.SELU(), snn.SELUAlphaDropout(0.1)).eval()
     x = torch.randn(2, 4)
-    ep = torch.export.export(m, (x,))
+    with selu_ext.archive_kernels(kernels):
+        ep = torch.export.export(m, (x,))
     path = tmp_path / "m.pt2"
     torch.export.save(ep, path)
     loaded = torch.export.load(path)
     torch.testing.assert_close(loaded.module()(x), m(x))
-    assert "selu_ext.selu" in str(loaded.graph)
-
+    assert ("selu_ext.selu" in str(loaded.graph)) == kernels
