@@ -183,12 +183,22 @@ SELU_MATH V selu_alpha_dropout_elem(V x, K keep, const AlphaDropoutParams<S>& q,
 
 // Backward of selu -> alpha_dropout from the fused output z alone. Where kept,
 // z = a * y + b with y = selu(x), so dz/dx = a * scale where y > 0 and
-// a * (y + scale * alpha) = z - b + a * scale * alpha where y <= 0: no exp, no x.
+// a * (y + scale * alpha) = z - (b - a * scale * alpha) = z - q.kept_floor where
+// y <= 0: no exp, no x.
+//
+// Saturated units get grad * 0, exactly a dropped unit's gradient, in every dtype
+// (README). Their true gradient is below z's rounding, but z - kept_floor would
+// return that rounding: in bfloat16 about 0.003 * grad, enough to flip the
+// gradient's sign at small p. Where expm1(x) rounds to -1, float and double store
+// kept_floor itself; float16 and bfloat16 round z, well before, onto the value of a
+// dropped unit, `dropped_z` (q.dropped rounded to the output dtype, by the caller),
+// and a kept z equal to it is taken as dropped. That rule is also what lets a kernel
+// skip the mask where z == dropped_z (cpu/vec_kernels.h).
 template <typename V, typename K, typename S>
-SELU_MATH V selu_alpha_dropout_backward_elem(V grad, V z, K keep,
-                                             const AlphaDropoutParams<S>& q) {
-  const V d = z <= q.kept_bound ? z - q.b + q.a_scale_alpha : Lanes<V>::splat(q.a_scale);
-  return grad * (keep ? d : V{});
+SELU_MATH V selu_alpha_dropout_backward_elem(V grad, V z, K keep, const AlphaDropoutParams<S>& q,
+                                             V dropped_z) {
+  const V d = z <= q.kept_bound ? z - q.kept_floor : Lanes<V>::splat(q.a_scale);
+  return grad * (keep & K(z != dropped_z) ? d : V{});
 }
 
 // One round of Philox4x32 (Salmon et al. 2011, Random123) on the counter words
