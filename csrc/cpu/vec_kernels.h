@@ -725,7 +725,7 @@ void selu_alpha_dropout_backward_loop_t(const void* grad, const void* z, void* g
   using I = typename P::I;
   constexpr int L = P::kLanes;
   const AlphaDropoutParams<S> q = params_for<S>(args);
-  const V dropped = P::round(splat<V>(q.dropped));
+  const SaturatedZ<V> saturated = saturated_z<V>(q, PackRound<D>{});
   const auto nan_in_block = [](const char* const* src) {
     I nan{};
 #pragma GCC unroll 32
@@ -742,8 +742,8 @@ void selu_alpha_dropout_backward_loop_t(const void* grad, const void* z, void* g
   dropout_loop<D, 2>(
       in, grad_x, begin, n, args, q.threshold,
       [&](I keep, const char* const* src, char* dst, int64_t off) {
-        P::st(dst + off, selu_alpha_dropout_backward_elem(P::ld(src[0] + off),
-                                                          P::ld(src[1] + off), keep, q, dropped));
+        P::st(dst + off, selu_alpha_dropout_backward_elem(P::ld(src[0] + off), P::ld(src[1] + off),
+                                                          keep, q, saturated));
       },
       nan_in_block);
 }

@@ -275,7 +275,7 @@ struct SeluAlphaDropoutBackwardKernel {
   template <typename T>
   __device__ __forceinline__ T operator()(T grad, T z, bool keep) const {
     return from_acc<T>(selu_alpha_dropout_backward_elem(to_acc(grad), to_acc(z), keep, q,
-                                                        RoundTo<T>{}(q.dropped)));
+                                                        saturated_z<A>(q, RoundTo<T>{})));
   }
 };
 
