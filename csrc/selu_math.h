@@ -185,8 +185,8 @@ SELU_MATH V selu_alpha_dropout_elem(V x, K keep, const AlphaDropoutParams<S>& q,
 // q.kept_floor rounded to it by the caller's `round` (selu_alpha_dropout_elem's).
 // float16 and bfloat16 round z onto them well before expm1(x) reaches -1; float and
 // double store kept_floor where it does. The two are one number in float16 and
-// bfloat16 but at rare p (p = 0.7808733 in float16), an ULP apart at many p in float
-// and double.
+// bfloat16 but at rare p (0.11347 in float16, 0.94876 in bfloat16), an ULP apart at
+// many p in float and double.
 template <typename V>
 struct SaturatedZ {
   V dropped, floor;
@@ -213,7 +213,7 @@ template <typename V, typename K, typename S>
 SELU_MATH V selu_alpha_dropout_backward_elem(V grad, V z, K keep, const AlphaDropoutParams<S>& q,
                                              const SaturatedZ<V>& saturated) {
   const V d = z <= q.kept_bound ? z - q.kept_floor : Lanes<V>::splat(q.a_scale);
-  return grad * (keep & K(z != saturated.dropped) & K(z != saturated.floor) ? d : V{});
+  return grad * (keep & (K)(z != saturated.dropped) & (K)(z != saturated.floor) ? d : V{});
 }
 
 // One round of Philox4x32 (Salmon et al. 2011, Random123) on the counter words
