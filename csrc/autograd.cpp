@@ -519,22 +519,32 @@ at::Tensor autograd_alpha_dropout_backward(c10::DispatchKeySet ks, const at::Ten
 // ---------------------------------------------------------------------------
 // selu_alpha_dropout: selu then alpha_dropout in one kernel. Where kept,
 // z = a * selu(x) + b, and backward reads only z (see selu.h): grad_x = grad * D(z)
-// with D(z) = a*scale (z > bound), z - b + a*scale*alpha (kept, z <= bound), 0
-// (dropped). D'(z) = keep * [z < bound]: z == bound is y == 0 (x == 0; second
-// derivative 0, as PyTorch) or a negative y too small to move z off b; both count
-// as not negative here.
+// with D(z) = a*scale (z > bound), z - (b - a*scale*alpha) (kept, z <= bound), 0
+// (dropped, or kept but saturated: z is one of the two values of selu_math.h's
+// SaturatedZ). D'(z) = keep * [z < bound] * [z not saturated]: z == bound is y == 0
+// (x == 0; second derivative 0, as PyTorch) or a negative y too small to move z off
+// b; both count as not negative here.
 
-// keep & (z < bound), in z's dtype.
+// D'(z) in z's dtype. The keep flags are alpha_dropout_backward's gradient of ones
+// (a where kept, 0 where dropped; at p == 1 a is 0, and so is D'): its kernels take a
+// host rng_state's (seed, offset) as launch arguments on any device, where
+// dropout_keep_mask, whose output lives on rng_state's device, needed
+// rng.to(z.device()), a synchronous copy from pageable memory on every call.
 at::Tensor fused_negative_mask(const at::Tensor& z, double p, const at::Tensor& rng) {
   at::Tensor keep;
   {
     at::AutoDispatchBelowADInplaceOrView guard;
-    keep = op_dropout_keep_mask()
-               .call(rng.to(z.device()), z.sym_numel(), p)
-               .view_symint(z.sym_sizes());
+    keep = op_alpha_dropout_backward().call(at::ones_like(z), p, rng).ne(0);
   }
-  const double bound = kept_bound_for(p, z.scalar_type());
-  return keep.logical_and(z.lt(bound)).to(z.scalar_type());
+  const at::ScalarType dtype = z.scalar_type();
+  // The kernels' q.dropped and q.kept_floor, in their compute type, as z stores them.
+  const double kept_floor = dtype == at::kDouble
+                                ? make_alpha_dropout_params<double>(p, 0.0).kept_floor
+                                : make_alpha_dropout_params<float>(p, 0.0f).kept_floor;
+  return keep.logical_and(z.lt(kept_bound_for(p, dtype)))
+      .logical_and(z.ne(stored_as(alpha_dropout_coeffs(p).dropped, dtype)))
+      .logical_and(z.ne(stored_as(kept_floor, dtype)))
+      .to(dtype);
 }
 
 struct SeluAlphaDropoutBackwardBackwardNode : SavingNode<SeluAlphaDropoutBackwardBackwardNode> {

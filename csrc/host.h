@@ -131,31 +131,36 @@ inline at::Tensor in_layout_of(const at::Tensor& t, const at::Tensor& like) {
   return r;
 }
 
-// The kept-unit offset b of dropout probability p rounded to `dtype` (`above`:
-// false), or the next value of `dtype` above that (`above`: true), returned exactly
-// in double. The fused kernels store kept units of positive selu(x) above the
-// bound; see selu.h. With p == 1 every unit is x * 0 and the two coincide.
-inline double kept_bound_for(double p, at::ScalarType dtype, bool above = false) {
-  const double b = alpha_dropout_coeffs(p).b;  // >= 0
-  const bool up = above && p < 1.0;
+// A dropout coefficient as a kernel stores it in `dtype` (rounded to the compute
+// type, then to `dtype`), or with `up` the next value of `dtype` above that (v >= 0
+// only), returned exactly in double.
+inline double stored_as(double v, at::ScalarType dtype, bool up = false) {
   switch (dtype) {
     case at::kHalf: {
-      c10::Half h(static_cast<float>(b));
+      c10::Half h(static_cast<float>(v));
       if (up) h.x = static_cast<uint16_t>(h.x + 1);
       return static_cast<double>(static_cast<float>(h));
     }
     case at::kBFloat16: {
-      c10::BFloat16 h(static_cast<float>(b));
+      c10::BFloat16 h(static_cast<float>(v));
       if (up) h.x = static_cast<uint16_t>(h.x + 1);
       return static_cast<double>(static_cast<float>(h));
     }
     case at::kFloat: {
-      const float f = static_cast<float>(b);
+      const float f = static_cast<float>(v);
       return static_cast<double>(up ? std::nextafter(f, INFINITY) : f);
     }
     default:
-      return up ? std::nextafter(b, INFINITY) : b;
+      return up ? std::nextafter(v, INFINITY) : v;
   }
+}
+
+// The kept-unit offset b of dropout probability p rounded to `dtype` (`above`:
+// false), or the next value of `dtype` above that (`above`: true). The fused kernels
+// store kept units of positive selu(x) above the bound; see selu.h. With p == 1 every
+// unit is x * 0 and the two coincide.
+inline double kept_bound_for(double p, at::ScalarType dtype, bool above = false) {
+  return stored_as(alpha_dropout_coeffs(p).b, dtype, above && p < 1.0);  // b >= 0
 }
 
 // Before any device guard: a CPU input with a CUDA rng_state reaches the CUDA

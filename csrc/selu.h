@@ -241,6 +241,10 @@ struct AlphaDropoutParams {
   // selu_backward_elem): the fused forward's constants (selu_alpha_dropout_elem) and
   // its backward's.
   acc_t a_scale, a_scale_alpha;
+  // b - a * scale * alpha, rounded once: the fused forward's kept unit where
+  // expm1(x) = -1, the least it stores in the compute type. Its backward's
+  // a * (y + scale * alpha) is z minus it, exactly 0 at that unit.
+  acc_t kept_floor;
   acc_t kept_bound;
   uint32_t threshold;
 };
@@ -248,8 +252,13 @@ struct AlphaDropoutParams {
 template <typename acc_t>
 inline AlphaDropoutParams<acc_t> make_alpha_dropout_params(double p, acc_t kept_bound) {
   const DropoutCoeffs c = alpha_dropout_coeffs(p);
-  return {acc_t(c.a), acc_t(c.b), acc_t(c.dropped), acc_t(c.a * kScale), acc_t(c.a * SeluConsts<double>::scale_alpha_hi),
-          kept_bound, drop_threshold(p)};
+  // fma(.., 0) is the rounded product, as a plain one is, but one that
+  // -ffp-contract=fast cannot fuse into b - a_scale_alpha: kept_floor must round the
+  // product first, as the forward's fma does, or it misses the forward's z by an ULP.
+  const acc_t a_scale_alpha = acc_t(std::fma(c.a, SeluConsts<double>::scale_alpha_hi, 0.0));
+  const acc_t b = acc_t(c.b);
+  return {acc_t(c.a),        b,          acc_t(c.dropped),  acc_t(c.a * kScale), a_scale_alpha,
+          b - a_scale_alpha, kept_bound, drop_threshold(p)};
 }
 
 // The element-wise formulas, for scalars. In a namespace of their own, found through

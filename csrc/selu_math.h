@@ -181,14 +181,39 @@ SELU_MATH V selu_alpha_dropout_elem(V x, K keep, const AlphaDropoutParams<S>& q,
   return keep ? kept : y * S(0) + q.dropped;
 }
 
+// The two values z takes at saturated units, in the output dtype: q.dropped and
+// q.kept_floor rounded to it by the caller's `round` (selu_alpha_dropout_elem's).
+// float16 and bfloat16 round z onto them well before expm1(x) reaches -1; float and
+// double store kept_floor where it does. The two are one number in float16 and
+// bfloat16 but at rare p (0.11347 in float16, 0.94876 in bfloat16), an ULP apart at
+// many p in float and double.
+template <typename V>
+struct SaturatedZ {
+  V dropped, floor;
+};
+
+template <typename V, typename S, typename Round>
+SELU_MATH SaturatedZ<V> saturated_z(const AlphaDropoutParams<S>& q, Round round) {
+  return {round(Lanes<V>::splat(q.dropped)), round(Lanes<V>::splat(q.kept_floor))};
+}
+
 // Backward of selu -> alpha_dropout from the fused output z alone. Where kept,
 // z = a * y + b with y = selu(x), so dz/dx = a * scale where y > 0 and
-// a * (y + scale * alpha) = z - b + a * scale * alpha where y <= 0: no exp, no x.
+// a * (y + scale * alpha) = z - (b - a * scale * alpha) = z - q.kept_floor where
+// y <= 0: no exp, no x.
+//
+// Saturated units get grad * 0, exactly a dropped unit's gradient, in every dtype
+// (README). Their true gradient is below z's rounding, but z - kept_floor would
+// return that rounding: in bfloat16 about 0.003 * grad, enough to flip the
+// gradient's sign at small p. A saturated z is kept_floor or the dropped value, each
+// as the output dtype stores it (SaturatedZ), and a kept z equal to either is taken
+// as dropped. That rule is also what lets a kernel skip the mask where z is the
+// dropped value (cpu/vec_kernels.h).
 template <typename V, typename K, typename S>
-SELU_MATH V selu_alpha_dropout_backward_elem(V grad, V z, K keep,
-                                             const AlphaDropoutParams<S>& q) {
-  const V d = z <= q.kept_bound ? z - q.b + q.a_scale_alpha : Lanes<V>::splat(q.a_scale);
-  return grad * (keep ? d : V{});
+SELU_MATH V selu_alpha_dropout_backward_elem(V grad, V z, K keep, const AlphaDropoutParams<S>& q,
+                                             const SaturatedZ<V>& saturated) {
+  const V d = z <= q.kept_bound ? z - q.kept_floor : Lanes<V>::splat(q.a_scale);
+  return grad * (keep & (K)(z != saturated.dropped) & (K)(z != saturated.floor) ? d : V{});
 }
 
 // One round of Philox4x32 (Salmon et al. 2011, Random123) on the counter words

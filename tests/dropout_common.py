@@ -28,6 +28,13 @@ def keep_mask(rng, x, p):
     return ops.dropout_keep_mask(rng, x.numel(), p).to(x.device).view(x.shape)
 
 
+def stored(v, dtype):
+    """The float64 number v as the kernels store a constant of theirs in dtype: rounded
+    to the compute type (float32 for float16 / bfloat16), then to dtype."""
+    opmath = torch.float64 if dtype == torch.float64 else torch.float32
+    return torch.tensor(v, dtype=torch.float64).to(opmath).to(dtype)
+
+
 def is_value(y, v):
     """Elements of y equal to the constant v up to a few roundings in y's dtype (a
     kernel may form the constant in float or double)."""

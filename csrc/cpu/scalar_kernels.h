@@ -152,8 +152,9 @@ void selu_alpha_dropout_backward_loop_t(const void* grad, const void* z, void* g
   const T* zv = static_cast<const T*>(z);
   T* out = static_cast<T*>(grad_x);
   const AlphaDropoutParams<A> q = params_for<A>(args);
+  const SaturatedZ<A> saturated = saturated_z<A>(q, ElemRound<T, A>{});
   for_each_keep(begin, n, args, q.threshold, [&](int64_t i, bool keep) {
-    out[i] = T(selu_alpha_dropout_backward_elem(A(g[i]), A(zv[i]), keep, q));
+    out[i] = T(selu_alpha_dropout_backward_elem(A(g[i]), A(zv[i]), keep, q, saturated));
   });
 }
 

@@ -710,13 +710,12 @@ void selu_alpha_dropout_loop_t(const void* x, void* z, int64_t begin, int64_t n,
 }
 
 // The backward needs no mask where z is not NaN: a dropped unit stores exactly the
-// constant `dropped` (rounded to the dtype), and a kept unit stores that value only
-// when a * y + b rounds onto it, i.e. y = selu(x) within z's rounding of -scale *
-// alpha, where the derivative a * (y + scale * alpha) is itself below that rounding
-// (the error the README already states for gradients read from z). So z == dropped
-// gets grad * 0, exactly what a dropped unit gets, and the block's Philox call, the
-// larger part of this kernel's instructions, is skipped. A NaN z (NaN or infinite x)
-// can be kept or dropped with different gradients: its block regenerates the mask.
+// constant `dropped` (rounded to the dtype), and a kept unit that stores it is
+// saturated, which selu_alpha_dropout_backward_elem (selu_math.h) gives grad * 0,
+// exactly what a dropped unit gets. So every unit is taken as kept and the block's
+// Philox call, the larger part of this kernel's instructions, is skipped. A NaN z
+// (NaN or infinite x) can be kept or dropped with different gradients: its block
+// regenerates the mask.
 template <DType D>
 void selu_alpha_dropout_backward_loop_t(const void* grad, const void* z, void* grad_x,
                                         int64_t begin, int64_t n, const DropoutLaunch& args) {
@@ -726,7 +725,7 @@ void selu_alpha_dropout_backward_loop_t(const void* grad, const void* z, void* g
   using I = typename P::I;
   constexpr int L = P::kLanes;
   const AlphaDropoutParams<S> q = params_for<S>(args);
-  const V dropped = P::round(splat<V>(q.dropped));
+  const SaturatedZ<V> saturated = saturated_z<V>(q, PackRound<D>{});
   const auto nan_in_block = [](const char* const* src) {
     I nan{};
 #pragma GCC unroll 32
@@ -743,9 +742,8 @@ void selu_alpha_dropout_backward_loop_t(const void* grad, const void* z, void* g
   dropout_loop<D, 2>(
       in, grad_x, begin, n, args, q.threshold,
       [&](I keep, const char* const* src, char* dst, int64_t off) {
-        const V zv = P::ld(src[1] + off);
-        const I kept = keep & (I)(zv != dropped);  // z == dropped: grad * 0 (above)
-        P::st(dst + off, selu_alpha_dropout_backward_elem(P::ld(src[0] + off), zv, kept, q));
+        P::st(dst + off, selu_alpha_dropout_backward_elem(P::ld(src[0] + off), P::ld(src[1] + off),
+                                                          keep, q, saturated));
       },
       nan_in_block);
 }

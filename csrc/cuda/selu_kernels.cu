@@ -274,7 +274,8 @@ struct SeluAlphaDropoutBackwardKernel {
   A kept_above;
   template <typename T>
   __device__ __forceinline__ T operator()(T grad, T z, bool keep) const {
-    return from_acc<T>(selu_alpha_dropout_backward_elem(to_acc(grad), to_acc(z), keep, q));
+    return from_acc<T>(selu_alpha_dropout_backward_elem(to_acc(grad), to_acc(z), keep, q,
+                                                        saturated_z<A>(q, RoundTo<T>{})));
   }
 };
 
