@@ -391,6 +391,21 @@ struct Pack<DType::kHalf> {
   SELU_VI V round(V v) { return half_to_float_v(float_to_half_v(v)); }
 };
 
+#if defined(SELU_EXT_ISA_AVX512_BF16)
+// float_to_bfloat16_bits by AVX512_BF16's VCVTNEPS2BF16, narrowed. The instruction rounds
+// to nearest even as c10 does, but flushes float32 denormals to signed zero (c10 rounds
+// them to bfloat16 denormals) and keeps a NaN's sign and payload (c10: 0x7FC0). One
+// VFPCLASSPS finds both; a vector holding either (a denormal or NaN result: rare) takes
+// the bit algorithm, so the bits never depend on the variant.
+SELU_VI u16v float_to_bfloat16_v(f32v f) {
+  constexpr int kQNaN = 0x01, kDenormal = 0x20, kSNaN = 0x80;  // VFPCLASSPS categories
+  if (__builtin_expect(_mm512_fpclass_ps_mask((__m512)f, kQNaN | kDenormal | kSNaN) != 0, 0)) {
+    return __builtin_convertvector(float_to_bfloat16_bits(f), u16v);
+  }
+  return (u16v)_mm512_cvtneps_pbh((__m512)f);
+}
+#endif
+
 template <>
 struct Pack<DType::kBFloat16> {
   using V = f32v;
@@ -399,8 +414,15 @@ struct Pack<DType::kBFloat16> {
   static constexpr int kLanes = kL32;
   static constexpr int kBytes = kVB / 2;
   SELU_VI V ld(const void* p) { return bfloat16_to_float(p); }
+#if defined(SELU_EXT_ISA_AVX512_BF16)
+  SELU_VI void st(void* p, V v) { store(p, float_to_bfloat16_v(v)); }
+  SELU_VI V round(V v) {
+    return (f32v)((u32v)_mm512_cvtepu16_epi32((__m256i)float_to_bfloat16_v(v)) << 16);
+  }
+#else
   SELU_VI void st(void* p, V v) { store_narrow_u16(p, float_to_bfloat16_bits(v)); }
   SELU_VI V round(V v) { return (f32v)(float_to_bfloat16_bits(v) << 16); }
+#endif
 };
 
 // ---------------------------------------------------------------------------
