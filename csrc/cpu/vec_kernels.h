@@ -207,6 +207,28 @@ SELU_VI u64v mul_wide(u64v a, uint32_t m) {
 #endif
 }
 
+// Whether any lane of a lane mask (lanes 0 or all ones, of any width) is set. GCC turns
+// the lane-by-lane test into extracts and ORs: about 45 instructions for AVX-512's 16
+// lanes, 1.4 per 8 elements of a dropout kernel (benchmarks/cpu_probe).
+template <typename M>
+SELU_VI bool any_lane(M m) {
+  static_assert(sizeof(M) == kVB, "one register");
+#if defined(SELU_EXT_ISA_AVX512)
+  return _mm512_test_epi32_mask((__m512i)m, (__m512i)m) != 0;
+#elif defined(SELU_EXT_ISA_AVX2)
+  return !_mm256_testz_si256((__m256i)m, (__m256i)m);
+#elif defined(SELU_EXT_ISA_SSE2)
+  return _mm_movemask_epi8((__m128i)m) != 0;
+#elif defined(SELU_EXT_ISA_NEON)
+  return vmaxvq_u32((uint32x4_t)m) != 0;
+#else
+  const u32v u = (u32v)m;
+  uint32_t any = 0;
+  for (int l = 0; l < kL32; ++l) any |= u[l];
+  return any != 0;
+#endif
+}
+
 }  // namespace
 
 // Lanes (selu.h) of a float vector type V with lane type Lane and the same-width
@@ -594,9 +616,7 @@ SELU_VI void keep_block(int32_t* keep, const PhiloxKeys& key, int64_t block_star
       tie |= (i32v)(lo16 == tie_at) | (i32v)(hi16 == tie_at);
     }
   }
-  for (int l = 0; l < kL32; ++l) {
-    if (tie[l]) return keep_block_scalar(keep, key, first_group);
-  }
+  if (any_lane(tie)) keep_block_scalar(keep, key, first_group);
 }
 
 // Keep flags of one pack, widened to the pack's lane width.
@@ -756,10 +776,7 @@ void selu_alpha_dropout_backward_loop_t(const void* grad, const void* z, void* g
       const V zv = P::ld(src[1] + e / L * P::kBytes);
       nan |= (I)(zv != zv);
     }
-    for (int l = 0; l < L; ++l) {
-      if (nan[l]) return true;
-    }
-    return false;
+    return any_lane(nan);
   };
   const void* in[2] = {grad, z};
   dropout_loop<D, 2>(
