@@ -55,6 +55,7 @@ typedef double f64v __attribute__((vector_size(kVB)));
 typedef int64_t i64v __attribute__((vector_size(kVB)));
 typedef uint64_t u64v __attribute__((vector_size(kVB)));
 typedef int32_t i32h __attribute__((vector_size(kVB / 2)));  // kL64 lanes
+typedef int16_t i16w __attribute__((vector_size(kVB)));  // 2 * kL32 lanes
 
 // The scalar is converted to the lane type first: clang refuses an implicit
 // vector/scalar conversion that could truncate (0xFFFFFFFFull is unsigned long
@@ -771,13 +772,25 @@ void selu_alpha_dropout_backward_loop_t(const void* grad, const void* z, void* g
   const AlphaDropoutParams<S> q = params_for<S>(args);
   const V dropped = P::round(splat<V>(q.dropped));
   const auto nan_in_block = [](const char* const* src) {
-    I nan{};
+    if constexpr (P::kBytes / L == 2) {
+      // A 16-bit NaN read from its bits, a whole register of them at a time, without
+      // widening: magnitude above the infinity's (0x7F80 bfloat16, 0x7C00 float16).
+      constexpr int16_t kInf = D == DType::kBFloat16 ? 0x7F80 : 0x7C00;
+      i16w nan{};
+#pragma GCC unroll 16
+      for (int64_t b = 0; b < kDropoutBlock * 2; b += kVB) {
+        nan |= (load<i16w>(src[1] + b) & 0x7FFF) > kInf;
+      }
+      return any_lane(nan);
+    } else {
+      I nan{};
 #pragma GCC unroll 32
-    for (int64_t e = 0; e < kDropoutBlock; e += L) {
-      const V zv = P::ld(src[1] + e / L * P::kBytes);
-      nan |= (I)(zv != zv);
+      for (int64_t e = 0; e < kDropoutBlock; e += L) {
+        const V zv = P::ld(src[1] + e / L * P::kBytes);
+        nan |= (I)(zv != zv);
+      }
+      return any_lane(nan);
     }
-    return any_lane(nan);
   };
   const void* in[2] = {grad, z};
   dropout_loop<D, 2>(
