@@ -482,7 +482,8 @@ def test_summarize_training_step(step_run, tmp_path):
     section = text.split("<!-- train-summary:start -->")[1].split("<!-- train-summary:end -->")[0]
     assert "old" not in section and text.endswith("tail\n")
     assert "### cpu_train:" in section and "results/cpu_train/train.json" in section
-    assert "| MLP | 8 |" in section and "| ConvNet | 8 |" in section
+    for model, dtype in itertools.product(("MLP", "ConvNet"), train.DTYPES):
+        assert f"| {model} | {dtype} | 8 |" in section
     assert "| `F.alpha_dropout(F.selu(x))` |" in section and "| `nn.SELU` |" in section
     assert "selu_ext's speedup over torch" in section and "| first step s" not in section
 
