@@ -13,10 +13,12 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 OUT=${OUT:-/tmp/selu_ext_cpu_probe}
 VARIANTS=(baseline avx2 avx512 avx512_bf16)
 mkdir -p "$OUT"
+objs=()
 for v in "${VARIANTS[@]}"; do
   g++ -O3 -std=c++20 -ffp-contract=fast -I"$ROOT/csrc" -c "$ROOT/csrc/cpu/kernels_$v.cpp" -o "$OUT/$v.o" 2>/dev/null
+  objs+=("$OUT/$v.o")
 done
-g++ -O3 -std=c++20 -I"$ROOT/csrc" "$ROOT/benchmarks/cpu_probe/probe.cpp" "${VARIANTS[@]/%/.o}" -o "$OUT/probe"
+g++ -O3 -std=c++20 -I"$ROOT/csrc" "$ROOT/benchmarks/cpu_probe/probe.cpp" "${objs[@]}" -o "$OUT/probe"
 g++ -O2 "$ROOT/benchmarks/cpu_probe/count.cpp" -o "$OUT/count"
 GHZ=$(awk -F: '/cpu MHz/ {printf "%.3f", $2 / 1000; exit}' /proc/cpuinfo)
 echo "clock ${GHZ} GHz (from /proc/cpuinfo); $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2);" \
