@@ -164,7 +164,7 @@ def _cpu_variants(kind):
     scalar = kind == "msvc" or _env_flag("SELU_EXT_SCALAR_KERNELS")
     variants = ["baseline (scalar loops)" if scalar else "baseline"]
     if machine in ("x86_64", "amd64") and kind != "msvc":
-        variants += ["avx2", "avx512"]
+        variants += ["avx2", "avx512", "avx512_bf16"]
     return variants
 
 
@@ -334,6 +334,7 @@ def _extension(torch, cpp_extension, with_cuda, no_cuda_reason, cuda_home):
         "csrc/cpu/kernels_baseline.cpp",
         "csrc/cpu/kernels_avx2.cpp",
         "csrc/cpu/kernels_avx512.cpp",
+        "csrc/cpu/kernels_avx512_bf16.cpp",
     ]
     sources += (["csrc/cuda/selu_cuda.cpp", "csrc/cuda/selu_kernels.cu"] if with_cuda
                 else ["csrc/cuda/fallback.cpp"])

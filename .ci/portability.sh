@@ -50,6 +50,7 @@ common=(-std=c++20 -O2 -Wall -Wno-unused-parameter -D_GLIBCXX_USE_CXX11_ABI="$ab
         -DTORCH_API_INCLUDE_EXTENSION_H -DTORCH_EXTENSION_NAME=_C)
 
 kernels=(csrc/cpu/kernels_baseline.cpp csrc/cpu/kernels_avx2.cpp csrc/cpu/kernels_avx512.cpp
+         csrc/cpu/kernels_avx512_bf16.cpp
          csrc/cpu/dispatch.cpp)
 hosts=(csrc/ops.cpp csrc/autograd.cpp csrc/cpu/selu_cpu.cpp csrc/cuda/fallback.cpp)
 

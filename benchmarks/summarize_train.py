@@ -26,6 +26,10 @@ def _mb(r, key):
     return f"{r[key] / 1e6:.1f}"
 
 
+def _ratio(r):
+    return "-" if r is None or r.get("vs_floor") is None else f"{r['vs_floor']:.3f}x"
+
+
 def _first(r):
     """The first step of a compiled model: its compilation (only the first batch
     size measured compiles; dynamic shapes serve the others)."""
@@ -39,22 +43,23 @@ def _pct(r, key):
 
 
 def step_table(rows, device):
-    """One line per (model, batch): median step time of each variant, the bytes
-    kept for backward (CUDA: peak memory), and selu_ext's shares."""
+    """One line per (model, dtype, batch): median step time of each variant, the bytes
+    kept for backward (CUDA: peak memory), and selu_ext's shares and step over the floor's."""
     step = [r for r in rows if r["mode"] == "step"]
     if not step:
         return []
     mem_key, mem_name = ("peak_mem", "peak MB") if device == "cuda" else ("saved_bytes", "kept MB")
     compiled = any(r["impl"] in COMPILED and r.get("median_ms") for r in step)
-    head = ["model", "batch"] + [f"{i} ms" for i in STEP_IMPLS] + ["time saving captured"] + \
+    head = ["model", "dtype", "batch"] + [f"{i} ms" for i in STEP_IMPLS] + \
+           ["time saving captured", "selu_ext / floor"] + \
            [f"{i} {mem_name}" for i in STEP_IMPLS] + ["memory saving captured"]
     out = _table(step, head, lambda by: [_ms(by.get(i)) for i in STEP_IMPLS] +
-                 [_pct(by.get("selu_ext"), "share_time_pct")] +
+                 [_pct(by.get("selu_ext"), "share_time_pct"), _ratio(by.get("selu_ext"))] +
                  [_mb(by.get(i), mem_key) for i in STEP_IMPLS] +
                  [_pct(by.get("selu_ext"), "share_mem_pct")])
     if compiled:
         out += ["", "With `torch.compile` of each model:", ""]
-        out += _table(step, ["model", "batch"] + [f"{i} ms" for i in COMPILED] +
+        out += _table(step, ["model", "dtype", "batch"] + [f"{i} ms" for i in COMPILED] +
                       ["time saving captured", "first step s (compiles at the first batch)"],
                       lambda by: [_ms(by.get(i)) for i in COMPILED] +
                       [_pct(by.get("compile(selu_ext)"), "share_time_pct"),
@@ -64,10 +69,12 @@ def step_table(rows, device):
 
 def _table(step, head, cells):
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for op in dict.fromkeys(r["op"] for r in step):
-        for batch in sorted({r["size"] for r in step if r["op"] == op}):
-            by = {r["impl"]: r for r in step if r["op"] == op and r["size"] == batch}
-            out.append("| " + " | ".join([MODEL_TEXT.get(op, op), str(batch)] + cells(by)) + " |")
+    for op, dtype in dict.fromkeys((r["op"], r["dtype"]) for r in step):
+        point = [r for r in step if r["op"] == op and r["dtype"] == dtype]
+        for batch in sorted({r["size"] for r in point}):
+            by = {r["impl"]: r for r in point if r["size"] == batch}
+            out.append("| " + " | ".join([MODEL_TEXT.get(op, op), dtype, str(batch)] + cells(by))
+                       + " |")
     return out
 
 

@@ -337,7 +337,7 @@ PyMethodDef kMethods[] = {
     {"build_info", py_build_info, METH_NOARGS, "JSON: how this build was made and what it uses."},
     {"cpu_capability", py_cpu_capability, METH_NOARGS, "The CPU kernel variant in use."},
     {"set_cpu_capability", py_set_cpu_capability, METH_O,
-     "Use another compiled CPU kernel variant (baseline, avx2, avx512)."},
+     "Use another compiled CPU kernel variant (baseline, avx2, avx512, avx512_bf16)."},
     {"_selu", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(py_selu)), METH_FASTCALL,
      "Eager entry point of selu_ext.selu."},
     {"_alpha_dropout",

@@ -157,7 +157,9 @@ SELU_MATH V alpha_dropout_backward_elem(V grad, K keep, const AlphaDropoutParams
 //     next value above q.kept_bound: a kept unit with selu(x) > 0 must be stored above
 //     kept_bound (see AlphaDropoutParams in selu.h). Where rounding is exact (float,
 //     double) that is max(kept, kept_above) on the positive branch alone; the 16-bit
-//     types round the selected value first and then test it.
+//     types round the selected value first and then test it, unless the caller's store
+//     rounds monotonically, which gives the same bits from the max (cpu/vec_kernels.h,
+//     StoreRounds).
 //   * A dropped unit is `dropped + 0 * y` for y = scale * max(x, -1): NaN where
 //     selu(x) is NaN or +inf, as PyTorch's `input * noise + b`.
 template <typename Negative = SeluNegative, typename V, typename K, typename S, typename Round>

@@ -9,6 +9,7 @@ import contextlib
 import csv
 import importlib.util
 import io
+import itertools
 import json
 import os
 import subprocess
@@ -292,7 +293,7 @@ def test_bench_cuda_graphs_rows():
 from selu_ext.bench import percall, train  # noqa: E402
 
 STEP = ["--device", "cpu", "--quick", "--percall", "--train", "--no-compile", "--train-batches", "8",
-        "--train-models", "mlp,convnet"]
+        "--train-models", "mlp,convnet", "--train-dtypes", "float32,bfloat16"]
 
 
 @pytest.fixture(scope="module")
@@ -343,16 +344,16 @@ def test_percall_check_catches_a_wrong_output():
 def test_train_rows(step_run):
     rc, text, doc, _ = step_run
     rows = [r for r in doc["rows"] if r["mode"] == "step"]
-    assert {(r["op"], r["impl"], r["role"]) for r in rows} == {
-        (f"train_{m}", impl, role) for m in train.MODELS
-        for impl, role in (("torch.nn", "eager"), ("selu_ext", "ext"), ("floor", "floor"))}
+    assert sorted((r["op"], r["dtype"], r["impl"], r["role"]) for r in rows) == sorted(
+        (f"train_{m}", d, impl, role) for m in train.MODELS for d in train.DTYPES
+        for impl, role in (("torch.nn", "eager"), ("selu_ext", "ext"), ("floor", "floor")))
     for r in rows:
         assert r["status"] == "ok", r
         assert r["size"] == 8 and r["threads"] == 1
         assert 0 < r["p20_ms"] <= r["median_ms"] <= r["p80_ms"], r
         assert r["saved_bytes"] > 0 and r["peak_mem"] is None and r["first_step_s"] > 0
-    for m in train.MODELS:
-        by = {r["role"]: r for r in rows if r["op"] == f"train_{m}"}
+    for m, d in itertools.product(train.MODELS, train.DTYPES):
+        by = {r["role"]: r for r in rows if r["op"] == f"train_{m}" and r["dtype"] == d}
         # torch.nn keeps SELU's input and the dropout's noise; selu_ext keeps what the
         # next layer keeps anyway plus a 16-byte rng state per fused op.
         assert by["eager"]["saved_bytes"] > by["ext"]["saved_bytes"] >= by["floor"]["saved_bytes"]
@@ -360,8 +361,11 @@ def test_train_rows(step_run):
         assert by["ext"]["share_mem_pct"] > 99.9
         assert by["ext"]["share_time_pct"] is None or isinstance(by["ext"]["share_time_pct"], float)
         assert "of the attainable time saving" in by["ext"]["note"]
+        assert by["ext"]["vs_floor"] == by["ext"]["median_ms"] / by["floor"]["median_ms"]
     tg = {t["target"]: t for t in doc["targets"]}
-    assert tg["cpu.train_mlp.share_time.256"]["result"] == "n/a"  # batch 8 only
+    for name in ("cpu.train_mlp.share_time.256", "cpu.train_mlp.vs_floor.256.float32",
+                 "cpu.train_mlp.vs_floor.256.bfloat16"):
+        assert tg[name]["result"] == "n/a"  # batch 8 only
     assert "Training step" in text
     # The one-line answer covers the per-call rows (and, where a share exists, the step).
     assert text.rstrip().splitlines()[-1].startswith("Answer: per call, selu_ext is ")
@@ -399,6 +403,17 @@ def test_share_on_synthetic_numbers():
     rows[1]["share_time_pct"] = 95.0
     assert {t["target"]: t for t in targets.evaluate(rows)}["cpu.train_mlp.share_time.256"][
         "result"] == "PASS"
+    # The step over the floor's: 63.6 / 57.2 = 1.112 misses float32's 1.04; a bfloat16 row
+    # goes to its own target and leaves the float32 share alone.
+    assert ext["vs_floor"] == pytest.approx(63.6 / 57.2)
+    bf16 = [dict(r, dtype="bfloat16", note="") for r in rows[:3]]
+    bf16[1]["median_ms"] = 60.0
+    train.fill_shares(bf16, "cpu")
+    res = {t["target"]: t for t in targets.evaluate(rows + bf16)}
+    t32, t16 = res["cpu.train_mlp.vs_floor.256.float32"], res["cpu.train_mlp.vs_floor.256.bfloat16"]
+    assert t32["result"] == "MISS" and t32["value"] == pytest.approx(63.6 / 57.2)
+    assert t16["result"] == "PASS" and t16["value"] == pytest.approx(60.0 / 57.2)
+    assert res["cpu.train_mlp.share_time.256"]["n_rows"] == 1
 
 
 def test_percall_target_on_synthetic_rows():
@@ -473,7 +488,8 @@ def test_summarize_training_step(step_run, tmp_path):
     section = text.split("<!-- train-summary:start -->")[1].split("<!-- train-summary:end -->")[0]
     assert "old" not in section and text.endswith("tail\n")
     assert "### cpu_train:" in section and "results/cpu_train/train.json" in section
-    assert "| MLP | 8 |" in section and "| ConvNet | 8 |" in section
+    for model, dtype in itertools.product(("MLP", "ConvNet"), train.DTYPES):
+        assert f"| {model} | {dtype} | 8 |" in section
     assert "| `F.alpha_dropout(F.selu(x))` |" in section and "| `nn.SELU` |" in section
     assert "selu_ext's speedup over torch" in section and "| first step s" not in section
 

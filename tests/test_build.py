@@ -90,7 +90,7 @@ KEYS = {
     "compiler": str,
     "cxx11_abi": (bool, type(None)),
 }
-VARIANTS = ["baseline", "avx2", "avx512"]  # narrowest first, as csrc/cpu/dispatch.cpp
+VARIANTS = ["baseline", "avx2", "avx512", "avx512_bf16"]  # narrowest first, as csrc/cpu/dispatch.cpp
 
 
 def _package_root():

@@ -4,7 +4,7 @@ Inputs: 0-4 dimensions with zero-sized and odd sizes, transposes, slices with
 steps, storage offsets; every dtype; values that mix ordinary numbers with NaN,
 +-inf, +-0, subnormals of the dtype, magnitudes near the dtype's largest value and
 large negatives where expm1 saturates. Every example runs on each CPU kernel
-variant this CPU supports (baseline, avx2, avx512) and, with a GPU, on CUDA.
+variant this CPU supports (baseline, avx2, avx512, avx512_bf16) and, with a GPU, on CUDA.
 
 Checked:
 * selu / selu_ / autograd backward / selu_backward against SELU in float64

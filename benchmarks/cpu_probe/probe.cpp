@@ -2,7 +2,11 @@
 // chosen variant against memcpy of the same bytes, per dtype, as the 5th
 // percentile (MEDIAN=1: the median) of `reps` calls, in us and in cycles per 8
 // elements at $GHZ. Built and run by run.sh; DT=<dtype number> runs one dtype.
+// MARK=1: no timing; each kernel is called once between two SIGSTOPs for count.cpp,
+// after a label "<dtype> <kernel> " on stdout ("marks": the empty span).
 #include <chrono>
+#include <csignal>
+#include <functional>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -10,7 +14,7 @@
 #include <algorithm>
 #include <random>
 #include "cpu/kernels.h"
-namespace selu_ext::cpu { const Kernels* kernels_avx2(); const Kernels* kernels_baseline(); }
+
 using namespace selu_ext;
 using namespace selu_ext::cpu;
 static double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
@@ -23,7 +27,11 @@ int main(int argc, char** argv) {
   int64_t n = argc > 1 ? atoll(argv[1]) : 65536;
   int reps = argc > 2 ? atoi(argv[2]) : 201;
   const char* which = argc > 3 ? argv[3] : "avx2";
-  const Kernels& k = std::strcmp(which, "baseline") == 0 ? *kernels_baseline() : *kernels_avx2();
+  const Kernels* kp = nullptr;
+  for (const Kernels* c : {kernels_baseline(), kernels_avx2(), kernels_avx512(), kernels_avx512_bf16()})
+    if (c != nullptr && std::strcmp(c->name, which) == 0) kp = c;
+  if (kp == nullptr) { std::fprintf(stderr, "no variant %s\n", which); return 2; }
+  const Kernels& k = *kp;
   std::vector<float> x(n), y(n), g(n), z(n);
   std::mt19937 rng(1); std::normal_distribution<float> nd(0.f, 1.f);
   for (auto& v : x) v = nd(rng);
@@ -44,6 +52,25 @@ int main(int argc, char** argv) {
     void* Y = es == 4 ? (void*)y.data() : (void*)yh.data();
     void* Z = es == 4 ? (void*)z.data() : (void*)zh.data();
     k.selu_loop(d, X, Y, n);
+    if (getenv("MARK")) {
+      const std::pair<const char*, std::function<void()>> calls[] = {
+          {"marks", [] {}},
+          {"selu_loop", [&] { k.selu_loop(d, X, Y, n); }},
+          {"selu_backward_loop", [&] { k.selu_backward_loop(d, G, Y, Z, n, true); }},
+          {"alpha_dropout_loop", [&] { k.alpha_dropout_loop(d, X, Z, 0, n, dl); }},
+          {"alpha_dropout_backward_loop", [&] { k.alpha_dropout_backward_loop(d, G, Z, 0, n, dl); }},
+          {"selu_alpha_dropout_loop", [&] { k.selu_alpha_dropout_loop(d, X, Z, 0, n, dl); }},
+          {"selu_alpha_dropout_backward_loop",
+           [&] { k.selu_alpha_dropout_backward_loop(d, G, Z, Y, 0, n, dl); }}};
+      for (const auto& [name, call] : calls) {
+        std::printf("%d %s ", (int)d, name);
+        std::fflush(stdout);
+        raise(SIGSTOP);
+        call();
+        raise(SIGSTOP);
+      }
+      continue;
+    }
     double tc = 0, tf = 0, tb = 0, tdf = 0, tdb = 0, tsf = 0, tsb = 0;
     tc = med([&] { std::memcpy(Y, X, n * es); }, reps);
     tf = med([&] { k.selu_loop(d, X, Y, n); }, reps);

@@ -46,11 +46,19 @@ bool has_avx512() {
   return has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
          __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
 }
+
+// AVX512_BF16 from CPUID leaf 7, subleaf 1 (EAX bit 5), as F16C above: older compilers'
+// __builtin_cpu_supports lists lack it.
+bool has_avx512_bf16() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  return has_avx512() && __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 5));
+}
 #else
 // Other architectures and compilers (MSVC included) build the baseline variant only
 // (kernels_avx2.cpp / kernels_avx512.cpp return nullptr there), so no CPU check runs.
 bool has_avx2() { return false; }
 bool has_avx512() { return false; }
+bool has_avx512_bf16() { return false; }
 #endif
 
 // Narrowest first.
@@ -58,6 +66,7 @@ const Variant kVariants[] = {
     {"baseline", kernels_baseline, always},
     {"avx2", kernels_avx2, has_avx2},
     {"avx512", kernels_avx512, has_avx512},
+    {"avx512_bf16", kernels_avx512_bf16, has_avx512_bf16},
 };
 
 const Kernels* usable(const Variant& v) { return v.get() != nullptr && v.cpu_has() ? v.get() : nullptr; }

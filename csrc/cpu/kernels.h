@@ -49,17 +49,19 @@ struct Kernels {
       .dropout_keep_mask_loop = dropout_keep_mask_loop_e,                            \
   };
 
-// Defined by kernels_baseline.cpp / kernels_avx2.cpp / kernels_avx512.cpp. A variant
-// that this compiler or architecture cannot build returns nullptr.
+// Defined by kernels_baseline.cpp / kernels_avx2.cpp / kernels_avx512.cpp /
+// kernels_avx512_bf16.cpp. A variant that this compiler or architecture cannot build
+// returns nullptr.
 const Kernels* kernels_baseline();
 const Kernels* kernels_avx2();
 const Kernels* kernels_avx512();
+const Kernels* kernels_avx512_bf16();
 
 // The variant in use: the best one this CPU supports, unless SELU_EXT_CPU_CAPABILITY
-// (baseline | avx2 | avx512) or set_capability() asks for another.
+// (baseline | avx2 | avx512 | avx512_bf16) or set_capability() asks for another.
 const Kernels& active();
 // Names of the variants compiled into this build / usable on this CPU.
-const char* compiled_capabilities();  // e.g. "baseline,avx2,avx512"
+const char* compiled_capabilities();  // e.g. "baseline,avx2,avx512,avx512_bf16"
 const char* supported_capabilities();
 // Selects a variant by name; returns false (and changes nothing) if it is not
 // compiled in or this CPU cannot run it.

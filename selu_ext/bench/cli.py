@@ -11,6 +11,7 @@ import sys
 from typing import Optional
 
 from .candidates import DTYPES, MODES, OPS, ROLES
+from .train import DTYPES as TRAIN_DTYPES
 from .train import MODELS as TRAIN_MODELS
 
 CUDA_SIZES = [2**k for k in (12, 16, 20, 22, 24, 26, 28)]
@@ -147,7 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
            "forward+backward, interleaved, one CPU thread (in the default run)")
     a("--train", action="store_true",
       help="training step: forward, backward, optimizer step and zero_grad of a 784-8x512-10 "
-           "SELU MLP and the tutorial's ConvNet at batch 64, 256, 1024, for torch.nn, "
+           "SELU MLP and the tutorial's ConvNet at batch 64, 256, 1024 in float32 and bfloat16, "
+           "for torch.nn, "
            "selu_ext.nn.convert, the floor (SELU and AlphaDropout as nn.Identity) and "
            "torch.compile of each (--no-compile skips those): step time, bytes kept for "
            "backward (CUDA: peak memory) and the share of the attainable saving selu_ext "
@@ -156,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
       help="training-step models: mlp, convnet (default both; --quick mlp)")
     a("--train-batches", type=parse_sizes, default=None,
       help="training-step batch sizes (default 64,256,1024; --quick 64)")
+    a("--train-dtypes", type=_choices(TRAIN_DTYPES), default=None,
+      help="training-step dtypes of the parameters and input: float32, bfloat16 (default "
+           "both; --quick float32)")
     a("--no-train-compile", dest="train_compile", action="store_false",
       help="skip the torch.compile variants of the training step only (their compilation "
            "took 5-100 s per model on a loaded 2-core CPU, the longest with inductor's "
@@ -171,8 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--no-avx2-peer", dest="avx2_peer", action="store_false",
       help="CPU: skip the F.selu[avx2] peer subprocess")
     a("--cpu-variants", action="store_true",
-      help="CPU: also time selu_ext's other CPU kernel variants (avx2, baseline) as rows "
-           "selu_ext[avx2] ... (accuracy rows always cover every variant)")
+      help="CPU: also time selu_ext's other CPU kernel variants (avx512, avx2, baseline) as "
+           "rows selu_ext[avx2] ... (accuracy rows always cover every variant)")
     a("--impls", type=_csv_list, default=None,
       help=f"keep only these implementations, by name (F.selu, selu_ext, ...) or role "
            f"({', '.join(ROLES)})")
@@ -234,7 +239,7 @@ def config_from_args(ns: argparse.Namespace, argv) -> "object":
     # The parts of the run: all three by default; otherwise those named.
     sweep = bool(ns.ops or ns.modes) or not (ns.percall or ns.train)
     whole = not (ns.ops or ns.modes or ns.percall or ns.train)
-    same = ("train_batches", "train_compile", "p", "avx2_peer", "cpu_variants", "impls", "rotate",
+    same = ("train_batches", "train_dtypes", "train_compile", "p", "avx2_peer", "cpu_variants", "impls", "rotate",
             "cuda_graphs", "quick", "seed", "json", "csv", "plot", "emit_rows")
     return Config(
         device=device,

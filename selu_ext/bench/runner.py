@@ -52,6 +52,7 @@ class Config:
     train: bool = False  # the training-step rows (train.py)
     train_models: list = field(default_factory=lambda: list(train.MODELS))
     train_batches: Optional[list] = None  # None: train.BATCHES (--quick: QUICK_BATCHES)
+    train_dtypes: Optional[list] = None  # None: train.DTYPES (--quick: QUICK_DTYPES)
     train_compile: bool = True  # the torch.compile variants of the training step
     command: str = ""
 

@@ -166,6 +166,18 @@ def _cpu_targets(d: list[dict], meta: dict) -> list[dict]:
                 f"selu_ext {mode} >= {thr:g}% of the copy bandwidth at 2^16 and 2^20 ({dtype}, 1 thread)",
                 ext(op="selu", mode=mode, dtype=dtype, size=lambda s: s in CPU_COPY_SIZES, threads=1),
                 lambda r: r.get("pct_copy_bw"), thr, "%"))
+    # Issue 24's bfloat16 forward, where AVX512_BF16 rounds in one instruction.
+    out.append(_target(
+        "cpu.selu.forward.copy_bw.bfloat16.2^20.1thr", dev,
+        "selu_ext forward >= 60% of the copy bandwidth (bfloat16, 2^20, 1 thread)",
+        ext(op="selu", mode="forward", dtype="bfloat16", size=M, threads=1),
+        lambda r: r.get("pct_copy_bw"), 60.0, "%"))
+    for peer in ("eager", "compile"):
+        out.append(_target(
+            f"cpu.selu.forward.vs_{peer}.bfloat16.2^16.1thr", dev,
+            f"selu_ext forward >= 4x {peer} F.selu (bfloat16, 2^16, 1 thread)",
+            ext(op="selu", mode="forward", dtype="bfloat16", size=2**16, threads=1),
+            _speedup(peer), 4.0, "x"))
     for size in (M, 16 * M):
         for t in threads:
             out.append(_target(
@@ -240,6 +252,10 @@ def _memory_target(d: list[dict], dev: str) -> dict:
                    pairs, lambda r: r["_ratio"], 1 / 3, "ratio", higher_is_better=False)
 
 
+# Issue 24: selu_ext's MLP step over the floor's, one thread.
+TRAIN_VS_FLOOR = {"float32": 1.04, "bfloat16": 1.06}
+
+
 def _step_targets(d: list[dict], dev: str) -> list[dict]:
     """Per-call rows (percall.py) and training-step rows (train.py); their worst
     row is named by op, mode and size (size = batch for a training step)."""
@@ -260,11 +276,19 @@ def _step_targets(d: list[dict], dev: str) -> list[dict]:
             "per call, every function, module and mode at 16 and 4096 float32 elements, 1 thread: "
             "selu_ext's speedup over torch (torch time / selu_ext time)", rows, speed, 1.0, "x"),
             rows, speed))
-        rows = _select(d, op="train_mlp", mode="step", role="ext", size=256)
+        rows = _select(d, op="train_mlp", mode="step", role="ext", size=256, dtype="float32")
         out.append(named(_target(
             "cpu.train_mlp.share_time.256", dev,
-            "training step, MLP at batch 256: selu_ext captures >= 90% of the attainable time "
-            "saving (torch - floor)", rows, share, 90.0, "%"), rows, share))
+            "training step, MLP at batch 256, float32: selu_ext captures >= 90% of the attainable "
+            "time saving (torch - floor)", rows, share, 90.0, "%"), rows, share))
+        vs_floor = lambda r: r.get("vs_floor")  # noqa: E731
+        for dtype, limit in TRAIN_VS_FLOOR.items():
+            rows = _select(d, op="train_mlp", mode="step", role="ext", size=256, dtype=dtype)
+            out.append(named(_target(
+                f"cpu.train_mlp.vs_floor.256.{dtype}", dev,
+                f"training step, MLP at batch 256, {dtype}: selu_ext's step <= {limit:g}x the "
+                "floor's (SELU and AlphaDropout as nn.Identity)", rows, vs_floor, limit, "ratio",
+                higher_is_better=False), rows, vs_floor, higher_is_better=False))
     else:
         out.append(named(_target(
             f"{dev}.call.vs_torch", dev, "per call, every function, module, mode and size: "

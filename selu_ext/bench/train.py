@@ -14,13 +14,16 @@ Two models, each in up to six variants built from the same torch.nn model:
     compile(...)        torch.compile of each of the three (roles compile,
                         ext_compile, floor_compile; skipped with --no-compile)
 
-A step is forward, cross-entropy, backward, optimizer step and zero_grad. The
-variants of one (model, batch) are timed interleaved (see timing.time_interleaved), each
+Each model runs in every dtype of --train-dtypes (float32, bfloat16: parameters and
+input in that dtype, as CPU training on bfloat16 hardware runs). A step is forward,
+cross-entropy, backward, optimizer step and zero_grad. The
+variants of one (model, dtype, batch) are timed interleaved (see timing.time_interleaved), each
 timed step right after an untimed step of the same variant (its ``lead``); each
 row has the median step time with p20/p80, the bytes autograd keeps for backward
 beyond the parameters (saved_tensors_hooks, each storage once) and on CUDA the
 peak memory of a step. selu_ext's rows carry the share of the attainable saving
-it captures, (torch - selu_ext) / (torch - floor), for time and memory.
+it captures, (torch - selu_ext) / (torch - floor), for time and memory, and its step
+time over the floor's (vs_floor).
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ from .machine import note_load
 MODELS = ("mlp", "convnet")
 BATCHES = (64, 256, 1024)
 QUICK_BATCHES = (64,)
+DTYPES = ("float32", "bfloat16")
+QUICK_DTYPES = ("float32",)
 # impl name -> (role, variant it compiles or None)
 VARIANTS = {
     "torch.nn": ("eager", None),
@@ -94,10 +99,10 @@ def floor(model: nn.Module) -> nn.Module:
     return model
 
 
-def make_input(name: str, batch: int, device: str):
+def make_input(name: str, batch: int, device: str, dtype: torch.dtype = torch.float32):
     gen = torch.Generator().manual_seed(batch)
     shape = (batch, 784) if name == "mlp" else (batch, 1, 28, 28)
-    x = torch.randn(shape, generator=gen).to(device)
+    x = torch.randn(shape, generator=gen).to(device, dtype)
     y = torch.randint(0, 10, (batch,), generator=gen).to(device)
     return x, y
 
@@ -108,16 +113,17 @@ def make_optimizer(name: str, model: nn.Module) -> torch.optim.Optimizer:
     return torch.optim.Adam(model.parameters(), lr=1e-3)
 
 
-def build_variants(name: str, device: str, compile_: bool) -> dict:
+def build_variants(name: str, device: str, compile_: bool,
+                   dtype: torch.dtype = torch.float32) -> dict:
     """impl name -> (role, module, optimizer). Each variant has its own copy of the
-    same initial weights."""
+    same initial weights, in ``dtype``."""
     base = build_model(name)
     modules = {"torch.nn": base, "selu_ext": selu_ext.nn.convert(base), "floor": floor(base)}
     out = {}
     for impl, (role, source) in VARIANTS.items():
         if source is not None and not compile_:
             continue
-        module = copy.deepcopy(modules[source or impl]).to(device)
+        module = copy.deepcopy(modules[source or impl]).to(device, dtype)
         opt = make_optimizer(name, module)
         if source is not None:
             # dynamic: one compilation serves every batch size.
@@ -171,7 +177,7 @@ def _memory(model, x, y, step, device) -> tuple[Optional[int], Optional[int], st
 
 
 def fill_shares(rows: list[dict], device: str) -> None:
-    """share_time_pct and share_mem_pct on selu_ext's rows, and a note saying so."""
+    """share_time_pct, share_mem_pct and vs_floor on selu_ext's rows, and a note saying so."""
     by_role = {r["role"]: r for r in rows if r["status"] == "ok"}
     mem_key = "peak_mem" if device == "cuda" else "saved_bytes"
     for role, (torch_role, floor_role) in SHARE_PEERS.items():
@@ -180,21 +186,25 @@ def fill_shares(rows: list[dict], device: str) -> None:
             continue
         r["share_time_pct"] = share(t["median_ms"], r["median_ms"], f["median_ms"])
         r["share_mem_pct"] = share(t.get(mem_key), r.get(mem_key), f.get(mem_key))
+        r["vs_floor"] = (r["median_ms"] / f["median_ms"]
+                         if r.get("median_ms") and f.get("median_ms") else None)
         fmt = lambda v: "-" if v is None else f"{v:.1f}%"  # noqa: E731
+        ratio = "-" if r["vs_floor"] is None else f"{r['vs_floor']:.3f}x"
         r["note"] = (r["note"] + "; " if r["note"] else "") + (
             f"captures {fmt(r['share_time_pct'])} of the attainable time saving and "
-            f"{fmt(r['share_mem_pct'])} of the memory saving ({t['impl']} -> {f['impl']})")
+            f"{fmt(r['share_mem_pct'])} of the memory saving ({t['impl']} -> {f['impl']}); "
+            f"{ratio} the floor's step")
 
 
 def measure_point(runner, name: str, variants: dict, batch: int, threads: int,
-                  wrong: str = "") -> list[dict]:
-    """The rows of one (model, batch); ``wrong``: why selu_ext's variants are not
+                  wrong: str = "", dtype: str = "float32") -> list[dict]:
+    """The rows of one (model, dtype, batch); ``wrong``: why selu_ext's variants are not
     timed (eval_check's verdict)."""
     cfg = runner.cfg
-    x, y = make_input(name, batch, cfg.device)
+    x, y = make_input(name, batch, cfg.device, getattr(torch, dtype))
     rows, steps = [], {}
     for impl, (role, module, opt) in variants.items():
-        r = report.new_row(f"train_{name}", "step", "float32", batch, cfg.device, threads, impl,
+        r = report.new_row(f"train_{name}", "step", dtype, batch, cfg.device, threads, impl,
                            role, check="finite-loss")
         rows.append(r)
         if wrong and role in SHARE_PEERS:
@@ -240,7 +250,7 @@ def measure_point(runner, name: str, variants: dict, batch: int, threads: int,
     return rows
 
 
-HEADER = (f"{'model':<9}{'batch':>6}  {'variant':<20}{'step ms (p20..p80)':<28}{'kept MB':>9}"
+HEADER = (f"{'model':<9}{'dtype':<10}{'batch':>6}  {'variant':<20}{'step ms (p20..p80)':<28}{'kept MB':>9}"
           f"{'peak MB':>9}  note")
 
 
@@ -250,7 +260,7 @@ def format_row(r: dict) -> str:
         t = f"{r['median_ms']:.2f} ({r['p20_ms']:.2f}..{r['p80_ms']:.2f})"
     else:
         t = report.short_status(r["status"])
-    line = (f"{r['op'][len('train_'):]:<9}{r['size']:>6}  {r['impl']:<20}{t:<28}"
+    line = (f"{r['op'][len('train_'):]:<9}{r['dtype']:<10}{r['size']:>6}  {r['impl']:<20}{t:<28}"
             f"{mb(r.get('saved_bytes')):>9}{mb(r.get('peak_mem')):>9}  {r.get('note') or ''}")
     if r["status"] != "ok":
         line += f"\n    {r['status']}"
@@ -258,8 +268,8 @@ def format_row(r: dict) -> str:
 
 
 def run(runner) -> None:
-    """Each model's variants at each batch size, one thread on the CPU (--threads:
-    its first count)."""
+    """Each model's variants in each dtype at each batch size, one thread on the CPU
+    (--threads: its first count)."""
     cfg = runner.cfg
     threads = cfg.threads[0]
     compile_ = cfg.compile is not False and cfg.train_compile
@@ -269,13 +279,16 @@ def run(runner) -> None:
         print(f"\nTraining step: {DESCRIPTION[name]}, {threads} thread(s), variants interleaved; "
               f"kept = bytes autograd keeps for backward beyond the parameters\n{HEADER}",
               file=runner.out)
-        variants = build_variants(name, cfg.device, compile_)
-        wrong = eval_check(variants, make_input(name, 8, cfg.device)[0])
-        for batch in cfg.train_batches or (QUICK_BATCHES if cfg.quick else BATCHES):
-            if runner.over_budget():
-                return
-            for r in measure_point(runner, name, variants, batch, threads, wrong):
-                runner.emit(r, show=False)
-                print(format_row(r), file=runner.out)
-            runner.checkpoint()
+        # In float32, where torch.nn's and selu_ext's outputs agree to 1e-4: the other
+        # dtypes' models hold the same weights, rounded.
+        wrong = eval_check(build_variants(name, cfg.device, False), make_input(name, 8, cfg.device)[0])
+        for dtype in cfg.train_dtypes or (QUICK_DTYPES if cfg.quick else DTYPES):
+            variants = build_variants(name, cfg.device, compile_, getattr(torch, dtype))
+            for batch in cfg.train_batches or (QUICK_BATCHES if cfg.quick else BATCHES):
+                if runner.over_budget():
+                    return
+                for r in measure_point(runner, name, variants, batch, threads, wrong, dtype):
+                    runner.emit(r, show=False)
+                    print(format_row(r), file=runner.out)
+                runner.checkpoint()
     note_load(runner.meta, "train end")
