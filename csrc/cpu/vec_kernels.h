@@ -769,7 +769,7 @@ void selu_alpha_dropout_backward_loop_t(const void* grad, const void* z, void* g
   using I = typename P::I;
   constexpr int L = P::kLanes;
   const AlphaDropoutParams<S> q = params_for<S>(args);
-  const SaturatedZ<V> saturated = saturated_z<V>(q, PackRound<D>{});
+  const SaturatedZ<V> saturated = saturated_z<V>(q, [](V v) { return P::round(v); });
   const auto nan_in_block = [](const char* const* src) {
     if constexpr (P::kBytes / L == 2) {
       // A 16-bit NaN read from its bits, a whole register of them at a time, without
