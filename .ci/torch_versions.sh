@@ -10,8 +10,9 @@
 #
 # TORCH_VERSIONS_DIR keeps the venvs and copies there (default: a temporary folder,
 # removed at the end). Downloads go through pip's own cache (~/.cache/pip), so a
-# machine that ran this before installs without downloading again. Ends with one
-# line per release (minutes per stage, pytest's summary) and fails if any failed.
+# machine that ran this before installs without downloading again. A line per
+# release (minutes per stage, pytest's summary) as each ends, all of them again at
+# the end; fails if any build or test failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 versions=(2.11.0 2.12.1)
@@ -66,6 +67,7 @@ for version in "${versions[@]}"; do
           --inplace >"$log" 2>&1); then
     tail -40 "$log"
     results+=("torch $version: install $(minutes $t_install) min, BUILD FAILED (above)")
+    echo "${results[-1]}"
     failed=1
     continue
   fi
@@ -80,6 +82,7 @@ for version in "${versions[@]}"; do
   [ "$rc" = 0 ] || failed=1
   results+=("torch $version: install $(minutes $t_install) min, build $(minutes $t_build) min, \
 tests $(minutes $((SECONDS - t0))) min: $(tail -1 "$log")")
+  echo "${results[-1]}"
 done
 
 echo "=== torch releases"
