@@ -60,8 +60,10 @@ for version in "${versions[@]}"; do
   t0=$SECONDS
   rm -rf "$tree"
   mkdir -p "$tree"
-  # Tracked files and untracked ones git does not ignore: no build output.
-  git ls-files -z --cached --others --exclude-standard | tar --null -T - -cf - | tar -xf - -C "$tree"
+  # Tracked files and untracked ones git does not ignore: no build output (and no
+  # tracked file deleted in this working tree).
+  git ls-files -z --cached --others --exclude-standard |
+    tar --null -T - --ignore-failed-read -cf - | tar -xf - -C "$tree"
   log="$work/build-$version.log"
   if ! (cd "$tree" && env -u FORCE_CUDA USE_CUDA=0 "$venv/bin/python" setup.py build_ext \
           --inplace >"$log" 2>&1); then
