@@ -2,9 +2,10 @@
 reports (every documented key, with a value of the right kind); the CPU kernel
 variant in use is the best one this CPU supports unless SELU_EXT_CPU_CAPABILITY asks
 for another (checked in fresh processes, since the choice is made once per
-process); in CI, CUDA kernels compiled and linked even without a GPU; wheel metadata
-that pins the torch it was built against, an import error that names both torches;
-OpenMP only as torch's. The CUDA fallback of a build without CUDA kernels is in
+process); in CI, CUDA kernels compiled and linked even without a GPU (none in the
+CPU-only builds against older torches, as asked); wheel metadata that pins the torch
+it was built against, an import error that names both torches; OpenMP only as
+torch's. The CUDA fallback of a build without CUDA kernels is in
 test_fallback.py."""
 
 import importlib.util
@@ -158,11 +159,19 @@ def test_cpu_capability_env_override(request_, expected):
 
 
 @pytest.mark.skipif(os.environ.get("CI") != "true", reason="CI only: checks CI's own build")
-def test_ci_compiled_the_cuda_kernels():
-    # .ci/run builds with FORCE_CUDA=1 and the CUDA build of torch: the CUDA kernels
-    # must have compiled and linked although CI has no GPU.
+def test_ci_built_what_it_asked_for():
+    # .ci/run's main build asks FORCE_CUDA=1 of the CUDA build of torch: the CUDA
+    # kernels must have compiled and linked although CI has no GPU. Its builds
+    # against older torches (.ci/torch_versions.sh) ask USE_CUDA=0. A CI build that
+    # asks neither fails here, so the main build cannot lose its CUDA check unseen.
+    info = selu_ext.build_info()
+    if os.environ.get("USE_CUDA") == "0":
+        assert os.environ.get("FORCE_CUDA") != "1", "USE_CUDA=0 and FORCE_CUDA=1 contradict"
+        assert not info["cuda"] and "USE_CUDA=0" in info["no_cuda_reason"]
+        return
+    assert os.environ.get("FORCE_CUDA") == "1", "CI builds with FORCE_CUDA=1 or USE_CUDA=0"
     assert torch.version.cuda is not None, "CI must install the CUDA build of torch"
-    assert selu_ext.build_info()["cuda"]
+    assert info["cuda"]
 
 
 _FAILING_LOAD = r'''
