@@ -2,7 +2,9 @@
 // kernels (selu forward/backward), the dropout kernels, then the launchers.
 //
 // Includes no torch header but the small PhiloxCudaState definition, so this
-// file compiles in seconds per architecture.
+// file compiles in seconds per architecture. The same file also compiles as host C++
+// behind emulation.h (tests/test_cuda_emulation.py), which is why every launch goes
+// through `launch` below and nothing else here may assume nvcc.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -49,6 +51,20 @@ template <>
 __device__ __forceinline__ float from_acc<float>(float v) { return v; }
 template <>
 __device__ __forceinline__ double from_acc<double>(double v) { return v; }
+
+// Every kernel launch: kernel<<<blocks, threads, 0, stream>>>(args...) under nvcc, a
+// serial loop over the grid under the host emulation. An empty grid is no launch
+// (CUDA rejects 0 blocks), so callers may pass n = 0.
+template <typename K, typename... A>
+void launch(K kernel, int64_t blocks, int threads, cudaStream_t stream, A... args) {
+  if (blocks <= 0) return;
+#if defined(SELU_EXT_CUDA_EMULATION)
+  (void)stream;
+  emulation::run_grid(blocks, threads, [&] { kernel(args...); });
+#else
+  kernel<<<blocks, threads, 0, stream>>>(args...);
+#endif
+}
 
 constexpr int kThreads = 256;
 constexpr int kUnroll = 4;  // 16-byte vectors in flight per thread
@@ -191,8 +207,7 @@ bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0;
 
 int64_t blocks_for(int64_t n, int vec) {
   const int64_t per_block = static_cast<int64_t>(kThreads) * kUnroll * vec;
-  const int64_t b = (n + per_block - 1) / per_block;
-  return b > 0 ? b : 1;
+  return (n + per_block - 1) / per_block;
 }
 
 template <typename T, typename F>
@@ -201,9 +216,9 @@ void launch_unary(const void* x, void* y, int64_t n, F f, cudaStream_t stream) {
   const T* xt = static_cast<const T*>(x);
   T* yt = static_cast<T*>(y);
   if (aligned16(x) && aligned16(y)) {
-    unary_kernel<T, VEC><<<blocks_for(n, VEC), kThreads, 0, stream>>>(xt, yt, n, f);
+    launch(unary_kernel<T, VEC, F>, blocks_for(n, VEC), kThreads, stream, xt, yt, n, f);
   } else {
-    unary_kernel<T, 1><<<blocks_for(n, 1), kThreads, 0, stream>>>(xt, yt, n, f);
+    launch(unary_kernel<T, 1, F>, blocks_for(n, 1), kThreads, stream, xt, yt, n, f);
   }
 }
 
@@ -214,9 +229,9 @@ void launch_binary(const void* a, const void* b, void* out, int64_t n, F f, cuda
   const T* bt = static_cast<const T*>(b);
   T* ot = static_cast<T*>(out);
   if (aligned16(a) && aligned16(b) && aligned16(out)) {
-    binary_kernel<T, VEC><<<blocks_for(n, VEC), kThreads, 0, stream>>>(at, bt, ot, n, f);
+    launch(binary_kernel<T, VEC, F>, blocks_for(n, VEC), kThreads, stream, at, bt, ot, n, f);
   } else {
-    binary_kernel<T, 1><<<blocks_for(n, 1), kThreads, 0, stream>>>(at, bt, ot, n, f);
+    launch(binary_kernel<T, 1, F>, blocks_for(n, 1), kThreads, stream, at, bt, ot, n, f);
   }
 }
 
@@ -431,11 +446,11 @@ void launch_dropout(const void* in0, const void* in1, void* out, int64_t n,
     constexpr int V = dropout_vec_width<T>();
     const int64_t threads = (n + kDropoutBlock - 1) / kDropoutBlock * (kDropoutLanes / V);
     const int64_t blocks = (threads + kThreads - 1) / kThreads;
-    dropout_vec_kernel<T, kTwoInputs><<<blocks, kThreads, 0, stream>>>(a, b, o, n, d.rng,
-                                                                       op);
+    launch(dropout_vec_kernel<T, kTwoInputs, Op<A>>, blocks, kThreads, stream, a, b, o, n, d.rng,
+           op);
   } else {
-    dropout_kernel<T, kTwoInputs><<<dropout_blocks(n), kThreads, 0, stream>>>(a, b, o, n,
-                                                                              d.rng, op);
+    launch(dropout_kernel<T, kTwoInputs, Op<A>>, dropout_blocks(n), kThreads, stream, a, b, o, n,
+           d.rng, op);
   }
 }
 
@@ -511,12 +526,12 @@ void launch_selu_alpha_dropout_backward(DType d, const void* grad, const void* z
 
 void launch_dropout_keep_mask(bool* out, int64_t n, const DropoutLaunch& args,
                               cudaStream_t stream) {
-  keep_mask_kernel<<<dropout_blocks(n), kThreads, 0, stream>>>(out, n, args.rng,
-                                                               drop_threshold(args.p));
+  launch(keep_mask_kernel, dropout_blocks(n), kThreads, stream, out, n, args.rng,
+         drop_threshold(args.p));
 }
 
 void launch_write_rng_state(const at::PhiloxCudaState& state, int64_t* out, cudaStream_t stream) {
-  write_rng_state_kernel<<<1, 1, 0, stream>>>(state, out);
+  launch(write_rng_state_kernel, 1, 1, stream, state, out);
 }
 
 }  // namespace selu_ext::cuda
