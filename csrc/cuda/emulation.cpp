@@ -79,4 +79,6 @@ void emu_write_rng_state(int captured, uint64_t seed, uint64_t offset, int64_t* 
   cu::launch_write_rng_state(state, out, nullptr);
 }
 
+int64_t emu_invalid_launches() { return selu_ext::cuda::emulation::invalid_launches; }
+
 }  // extern "C"

@@ -29,6 +29,7 @@
 #include <cuda_runtime.h>
 
 #include <cmath>
+#include <cstdint>
 
 #define SELU_EXT_CUDA_EMULATION 1
 #define __launch_bounds__(...)
@@ -40,9 +41,17 @@ inline float __expf(float x) { return ::exp2f(x * 1.44269504088896341f); }
 
 namespace selu_ext::cuda::emulation {
 
+// How many launches CUDA would have refused (cudaErrorInvalidConfiguration: an empty
+// grid or block, more than 2^31 - 1 blocks or 1024 threads); run instead of nothing.
+inline int64_t invalid_launches = 0;
+
 // Runs kernel() for every thread of a (blocks x threads) grid, in order.
 template <typename K>
 void run_grid(int64_t blocks, int threads, K kernel) {
+  if (blocks < 1 || blocks > INT32_MAX || threads < 1 || threads > 1024) {
+    ++invalid_launches;
+    return;
+  }
   gridDim = dim3(static_cast<unsigned>(blocks), 1, 1);
   blockDim = dim3(static_cast<unsigned>(threads), 1, 1);
   for (int64_t b = 0; b < blocks; ++b) {

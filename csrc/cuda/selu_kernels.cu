@@ -251,9 +251,10 @@ __device__ __forceinline__ void read_rng(const RngSource& r, uint64_t* seed, uin
 }
 
 // Dropout kernel functors: (input, second input or the first again, keep) -> output,
-// in the storage type T.
+// in the storage type T. kMaskFromOutput: see SeluAlphaDropoutBackwardKernel.
 template <typename A>
 struct AlphaDropoutKernel {
+  static constexpr bool kMaskFromOutput = false;
   AlphaDropoutParams<A> q;
   A kept_above;
   template <typename T>
@@ -264,6 +265,7 @@ struct AlphaDropoutKernel {
 
 template <typename A>
 struct AlphaDropoutBackwardKernel {
+  static constexpr bool kMaskFromOutput = false;
   AlphaDropoutParams<A> q;
   A kept_above;
   template <typename T>
@@ -274,6 +276,7 @@ struct AlphaDropoutBackwardKernel {
 
 template <typename A>
 struct SeluAlphaDropoutKernel {
+  static constexpr bool kMaskFromOutput = false;
   AlphaDropoutParams<A> q;
   A kept_above;
   template <typename T>
@@ -283,15 +286,44 @@ struct SeluAlphaDropoutKernel {
   }
 };
 
+// The mask from the output, as the CPU's loop (cpu/vec_kernels.h,
+// selu_alpha_dropout_backward_loop_t, which says why it is exact): a z that is not NaN
+// is kept exactly when it differs from the dropped value, rounded to T (a kept unit
+// stored as that value gets grad * 0 there too). Only a NaN z needs the Philox call.
 template <typename A>
 struct SeluAlphaDropoutBackwardKernel {
+  static constexpr bool kMaskFromOutput = true;
   AlphaDropoutParams<A> q;
   A kept_above;
   template <typename T>
   __device__ __forceinline__ T operator()(T grad, T z, bool keep) const {
     return from_acc<T>(selu_alpha_dropout_backward_elem(to_acc(grad), to_acc(z), keep, q));
   }
+  template <typename T>
+  __device__ __forceinline__ bool output_tells(T z) const {
+    return !(to_acc(z) != to_acc(z));
+  }
+  template <typename T>
+  __device__ __forceinline__ bool kept_by_output(T z) const {
+    return to_acc(z) != to_acc(from_acc<T>(q.dropped));
+  }
 };
+
+// Whether element j of counter group `group` is kept, given the group's Philox call r
+// and the element's second input z. A functor with kMaskFromOutput reads it from z
+// where z tells, and draws the call afresh for the rare element where it does not (a
+// NaN z): r is then never computed, and no thread keeps a call in registers.
+template <typename F, typename T>
+__device__ __forceinline__ bool unit_kept(const F& f, T z, const Philox4& r, uint64_t seed,
+                                          uint64_t offset, uint64_t group, int j) {
+  if constexpr (F::kMaskFromOutput) {
+    if (f.output_tells(z)) return f.kept_by_output(z);
+    return dropout_keep(dropout_half(dropout_random(seed, offset, group), j), f.q.threshold,
+                        seed, offset, group, j);
+  } else {
+    return dropout_keep(dropout_half(r, j), f.q.threshold, seed, offset, group, j);
+  }
+}
 
 // A thread per counter group: its 8 elements 32 j + t of a 256-element block (selu.h),
 // in two passes of 4 (low halves, then high halves of the call's words), so that
@@ -304,8 +336,8 @@ __global__ void __launch_bounds__(kThreads)
   if (first >= n) return;
   uint64_t seed, offset;
   read_rng(rng, &seed, &offset);
-  const Philox4 r = dropout_random(seed, offset, static_cast<uint64_t>(g));
-  const uint32_t threshold = f.q.threshold;
+  Philox4 r{};
+  if (!F::kMaskFromOutput) r = dropout_random(seed, offset, static_cast<uint64_t>(g));
 #pragma unroll
   for (int h = 0; h < 8; h += 4) {
     T a[4], b[4];
@@ -321,9 +353,8 @@ __global__ void __launch_bounds__(kThreads)
     for (int j = 0; j < 4; ++j) {
       const int64_t i = first + kDropoutLanes * (h + j);
       if (i < n) {
-        const bool keep = dropout_keep(dropout_half(r, h + j), threshold, seed, offset,
-                                       static_cast<uint64_t>(g), h + j);
-        out[i] = f(a[j], kTwoInputs ? b[j] : a[j], keep);
+        const T second = kTwoInputs ? b[j] : a[j];
+        out[i] = f(a[j], second, unit_kept(f, second, r, seed, offset, g, h + j));
       }
     }
   }
@@ -339,8 +370,21 @@ constexpr int dropout_vec_width() {
   return sizeof(T) == 2 ? 4 : static_cast<int>(16 / sizeof(T));
 }
 
+// Register budget (ptxas -v: benchmarks/results/ptxas/): 3 blocks of 256 threads per
+// SM, 80 registers a thread on sm_80/sm_90. The 16-bit kernels are bound by
+// instructions (the Philox calls), whose dependent chains want more than 4 warps per
+// scheduler to issue every cycle: 3 blocks give 6. The float32 kernels with one input
+// need 78-87 registers and spill under 80; they are bound by memory, and 2 blocks
+// (512 threads x 4 x 16 B) keep 32 KB of loads in flight per SM, above the ~20 KB that
+// an H100's bandwidth times its memory latency asks for (3.35 TB/s x ~0.8 us / 132).
+// CI fails on any spill (.ci/cuda_emulation.sh).
+template <typename T, bool kTwoInputs>
+constexpr int dropout_vec_min_blocks() {
+  return sizeof(T) == 4 && !kTwoInputs ? 2 : 3;
+}
+
 template <typename T, bool kTwoInputs, typename F>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, (dropout_vec_min_blocks<T, kTwoInputs>()))
     dropout_vec_kernel(const T* in0, const T* in1, T* out, int64_t n, RngSource rng, F f) {
   constexpr int V = dropout_vec_width<T>();
   constexpr int kPerBlock = kDropoutLanes / V;  // threads per 256-element block
@@ -353,10 +397,11 @@ __global__ void __launch_bounds__(kThreads)
   uint64_t seed, offset;
   read_rng(rng, &seed, &offset);
   const uint64_t group = static_cast<uint64_t>(block) * kDropoutLanes + lane;
-  const uint32_t threshold = f.q.threshold;
-  Philox4 r[V];
+  Philox4 r[V] = {};
 #pragma unroll
-  for (int v = 0; v < V; ++v) r[v] = dropout_random(seed, offset, group + v);
+  for (int v = 0; v < V; ++v) {
+    if (!F::kMaskFromOutput) r[v] = dropout_random(seed, offset, group + v);
+  }
 #pragma unroll
   for (int h = 0; h < 8; h += 4) {
     Vt a[4], b[4];
@@ -383,9 +428,8 @@ __global__ void __launch_bounds__(kThreads)
       Vt o;
 #pragma unroll
       for (int v = 0; v < V; ++v) {
-        const bool keep = dropout_keep(dropout_half(r[v], h + j), threshold, seed, offset,
-                                       group + v, h + j);
-        o.v[v] = f(a[j].v[v], kTwoInputs ? b[j].v[v] : a[j].v[v], keep);
+        const T second = kTwoInputs ? b[j].v[v] : a[j].v[v];
+        o.v[v] = f(a[j].v[v], second, unit_kept(f, second, r[v], seed, offset, group + v, h + j));
       }
       if (i + V <= n) {
         *reinterpret_cast<Vt*>(out + i) = o;
