@@ -4,10 +4,10 @@ compiles, built as host C++ behind csrc/cuda/emulation.h into a plain shared lib
 CPU operators on the same inputs: masks and float32 values to the bit, float64 and the
 float16/bfloat16 shortcut within the ULPs of EMULATION_ULPS, each for a stated reason.
 
-No GPU and no CUDA build of torch needed: only the toolkit's headers (cuda_runtime.h,
-cuda_fp16.h, cuda_bf16.h: from the toolkit setup.py finds, or the nvidia-* pip packages
-a CUDA torch installs) and a host C++ compiler ($CXX, default g++). The library is
-built once per content of its sources and flags, under build/cuda_emulation/.
+No GPU and no CUDA build of torch needed: only the CUDA toolkit's headers (of the
+toolkit setup.py finds; without one the tests skip, and fail under CI=true, where
+.ci/run builds the CUDA kernels) and a host C++ compiler ($CXX, default g++). The
+library is built once per content of its sources and flags, under build/cuda_emulation/.
 
 .ci/cuda_emulation.sh runs this file again with SELU_EXT_EMULATION_SANITIZE=
 address,undefined: the kernels' indexing under ASan and UBSan, with pointers offset by
@@ -19,9 +19,7 @@ import math
 import os
 import pathlib
 import platform
-import shutil
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -64,18 +62,12 @@ EMULATION_ULPS = {torch.float64: _F64_EXPM1_ULPS, torch.float16: 1, torch.bfloat
 # Building and loading the emulation.
 
 def _cuda_include():
-    """The folder with cuda_runtime.h, cuda_fp16.h and cuda_bf16.h: the toolkit's (as
-    setup.py finds it), else the nvidia-* pip packages' headers."""
+    """The include folder of the CUDA toolkit that setup.py finds, or None. (The
+    nvidia-* pip packages of a CUDA torch lack the crt/ headers cuda_runtime.h needs.)"""
     home, _ = _setup_module()._find_cuda_home()
-    candidates = [pathlib.Path(home) / "include"] if home else []
-    for base in sys.path:
-        nv = pathlib.Path(base) / "nvidia"
-        if nv.is_dir():
-            candidates += sorted(p / "include" for p in nv.iterdir())
-    for c in candidates:
-        if all((c / h).exists() for h in ("cuda_runtime.h", "cuda_fp16.h", "cuda_bf16.h")):
-            return c
-    return None
+    inc = pathlib.Path(home) / "include" if home else None
+    headers = ("cuda_runtime.h", "crt/host_defines.h", "cuda_fp16.h", "cuda_bf16.h")
+    return inc if inc and all((inc / h).exists() for h in headers) else None
 
 
 def _compile_flags(cuda_include):
@@ -107,8 +99,10 @@ def build_emulation():
     flags and compiler is cached."""
     cuda_include = _cuda_include()
     if cuda_include is None:
-        pytest.fail("no CUDA headers (cuda_runtime.h, cuda_fp16.h, cuda_bf16.h): install the "
-                    "CUDA toolkit or a CUDA build of torch (its nvidia-* packages ship them)")
+        why = "no CUDA toolkit found (nvcc on PATH, CUDA_HOME): its headers are needed"
+        if os.environ.get("CI") == "true":
+            pytest.fail(why)
+        pytest.skip(why)
     cxx = os.environ.get("CXX", "g++")
     flags = _compile_flags(cuda_include)
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
