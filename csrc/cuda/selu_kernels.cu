@@ -309,20 +309,19 @@ struct SeluAlphaDropoutBackwardKernel {
   }
 };
 
-// Whether element j of counter group `group` is kept, given the group's Philox call r
-// and the element's second input z. A functor with kMaskFromOutput reads it from z
-// where z tells, and draws the call afresh for the rare element where it does not (a
-// NaN z): r is then never computed, and no thread keeps a call in registers.
+// Whether element j of counter group `group` is kept, given its 16 bits u of the
+// group's Philox call and its second input z. A functor with kMaskFromOutput reads it
+// from z where z tells, and draws the call afresh for the rare element where it does
+// not (a NaN z): u is then unused, the call never made up front, and no thread keeps
+// one in registers.
 template <typename F, typename T>
-__device__ __forceinline__ bool unit_kept(const F& f, T z, const Philox4& r, uint64_t seed,
+__device__ __forceinline__ bool unit_kept(const F& f, T z, uint32_t u, uint64_t seed,
                                           uint64_t offset, uint64_t group, int j) {
   if constexpr (F::kMaskFromOutput) {
     if (f.output_tells(z)) return f.kept_by_output(z);
-    return dropout_keep(dropout_half(dropout_random(seed, offset, group), j), f.q.threshold,
-                        seed, offset, group, j);
-  } else {
-    return dropout_keep(dropout_half(r, j), f.q.threshold, seed, offset, group, j);
+    u = dropout_half(dropout_random(seed, offset, group), j);
   }
+  return dropout_keep(u, f.q.threshold, seed, offset, group, j);
 }
 
 // A thread per counter group: its 8 elements 32 j + t of a 256-element block (selu.h),
@@ -354,7 +353,8 @@ __global__ void __launch_bounds__(kThreads)
       const int64_t i = first + kDropoutLanes * (h + j);
       if (i < n) {
         const T second = kTwoInputs ? b[j] : a[j];
-        out[i] = f(a[j], second, unit_kept(f, second, r, seed, offset, g, h + j));
+        out[i] = f(a[j], second,
+                   unit_kept(f, second, dropout_half(r, h + j), seed, offset, g, h + j));
       }
     }
   }
@@ -374,13 +374,14 @@ constexpr int dropout_vec_width() {
 // SM, 80 registers a thread on sm_80/sm_90. The 16-bit kernels are bound by
 // instructions (the Philox calls), whose dependent chains want more than 4 warps per
 // scheduler to issue every cycle: 3 blocks give 6. The float32 kernels with one input
-// need 78-87 registers and spill under 80; they are bound by memory, and 2 blocks
-// (512 threads x 4 x 16 B) keep 32 KB of loads in flight per SM, above the ~20 KB that
-// an H100's bandwidth times its memory latency asks for (3.35 TB/s x ~0.8 us / 132).
-// CI fails on any spill (.ci/cuda_emulation.sh).
+// spill under 80; they are bound by memory and keep ptxas's own choice (0: no
+// minimum; an explicit 1 or 2 makes it take more registers still), 78-87 registers,
+// 2 or 3 blocks: at 2, 512 threads x 4 x 16 B = 32 KB of loads in flight per SM, above the
+// ~20 KB an H100's bandwidth times its memory latency asks for (3.35 TB/s x ~0.8 us
+// / 132 SMs). CI fails on any spill (.ci/cuda_emulation.sh).
 template <typename T, bool kTwoInputs>
 constexpr int dropout_vec_min_blocks() {
-  return sizeof(T) == 4 && !kTwoInputs ? 2 : 3;
+  return sizeof(T) == 4 && !kTwoInputs ? 0 : 3;
 }
 
 template <typename T, bool kTwoInputs, typename F>
@@ -429,7 +430,8 @@ __global__ void __launch_bounds__(kThreads, (dropout_vec_min_blocks<T, kTwoInput
 #pragma unroll
       for (int v = 0; v < V; ++v) {
         const T second = kTwoInputs ? b[j].v[v] : a[j].v[v];
-        o.v[v] = f(a[j].v[v], second, unit_kept(f, second, r[v], seed, offset, group + v, h + j));
+        o.v[v] = f(a[j].v[v], second,
+                   unit_kept(f, second, dropout_half(r[v], h + j), seed, offset, group + v, h + j));
       }
       if (i + V <= n) {
         *reinterpret_cast<Vt*>(out + i) = o;
