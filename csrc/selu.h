@@ -19,8 +19,9 @@
 
 #if defined(__CUDACC__)
 #define SELU_HD __host__ __device__ __forceinline__
-// A rarely taken path, kept out of line so it is not copied into every element.
-#define SELU_HD_COLD __host__ __device__ __noinline__
+// A rarely taken path, kept out of line so it is not copied into every element;
+// inline all the same, so that every .cu file including this header may define it.
+#define SELU_HD_COLD __host__ __device__ __noinline__ inline
 #elif defined(__GNUC__) || defined(__clang__)
 #define SELU_HD inline
 #define SELU_HD_COLD inline __attribute__((noinline, cold))

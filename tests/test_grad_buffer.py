@@ -1,6 +1,6 @@
 """The backward of selu, alpha_dropout and the fused op writes its result into the
 incoming gradient's buffer when nothing but the graph task can see that buffer
-(csrc/host.h, GradBufferOffer; on the CPU). These tests hold it to that: it happens
+(csrc/host.h, GradBufferOffer; on the CPU and on CUDA). These tests hold it to that: it happens
 in a plain backward, and wherever someone else holds the gradient (retain_grad, a
 hook that keeps it, a grad_outputs tensor, a view, create_graph) that gradient is
 left intact and every result equals the one computed without reuse."""
@@ -44,10 +44,12 @@ def _taken():
     return selu_ext._C._grad_buffers_taken()
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
 @pytest.mark.parametrize("op", OPS)
-def test_plain_backward_writes_into_the_incoming_gradient(op, dtype):
-    x = _x("cpu", dtype)
+def test_plain_backward_writes_into_the_incoming_gradient(op, dtype, device):
+    require_device(device)
+    x = _x(device, dtype)
     y = OPS[op](x)
     w = _upstream(y)
     before = _taken()

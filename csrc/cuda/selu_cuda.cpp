@@ -25,9 +25,10 @@ struct CudaBackend {
 
   static void fresh_output(const at::Tensor&) {}
 
-  // Not yet: writing a backward into its incoming gradient (host.h's GradBufferOffer)
-  // is in-place safe in these kernels too, but has not run on a GPU.
-  static constexpr bool kReusesGradBuffer = false;
+  // Each thread reads its elements before writing them, at the same indices, so a
+  // backward can write into its incoming gradient (host.h's GradBufferOffer), as on
+  // the CPU (tests/test_cuda_emulation.py, test_in_place).
+  static constexpr bool kReusesGradBuffer = true;
 
   static void selu_loop(DType d, const void* x, void* y, int64_t n) {
     cuda::launch_selu(d, x, y, n, stream());

@@ -2,7 +2,9 @@
 // kernels (selu forward/backward), the dropout kernels, then the launchers.
 //
 // Includes no torch header but the small PhiloxCudaState definition, so this
-// file compiles in seconds per architecture.
+// file compiles in seconds per architecture. The same file also compiles as host C++
+// behind emulation.h (tests/test_cuda_emulation.py), which is why every launch goes
+// through `launch` below and nothing else here may assume nvcc.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -49,6 +51,20 @@ template <>
 __device__ __forceinline__ float from_acc<float>(float v) { return v; }
 template <>
 __device__ __forceinline__ double from_acc<double>(double v) { return v; }
+
+// Every kernel launch: kernel<<<blocks, threads, 0, stream>>>(args...) under nvcc, a
+// serial loop over the grid under the host emulation. An empty grid is no launch
+// (CUDA rejects 0 blocks), so callers may pass n = 0.
+template <typename K, typename... A>
+void launch(K kernel, int64_t blocks, int threads, cudaStream_t stream, A... args) {
+  if (blocks <= 0) return;
+#if defined(SELU_EXT_CUDA_EMULATION)
+  (void)stream;
+  emulation::run_grid(blocks, threads, [&] { kernel(args...); });
+#else
+  kernel<<<blocks, threads, 0, stream>>>(args...);
+#endif
+}
 
 constexpr int kThreads = 256;
 constexpr int kUnroll = 4;  // 16-byte vectors in flight per thread
@@ -191,8 +207,7 @@ bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0;
 
 int64_t blocks_for(int64_t n, int vec) {
   const int64_t per_block = static_cast<int64_t>(kThreads) * kUnroll * vec;
-  const int64_t b = (n + per_block - 1) / per_block;
-  return b > 0 ? b : 1;
+  return (n + per_block - 1) / per_block;
 }
 
 template <typename T, typename F>
@@ -201,9 +216,9 @@ void launch_unary(const void* x, void* y, int64_t n, F f, cudaStream_t stream) {
   const T* xt = static_cast<const T*>(x);
   T* yt = static_cast<T*>(y);
   if (aligned16(x) && aligned16(y)) {
-    unary_kernel<T, VEC><<<blocks_for(n, VEC), kThreads, 0, stream>>>(xt, yt, n, f);
+    launch(unary_kernel<T, VEC, F>, blocks_for(n, VEC), kThreads, stream, xt, yt, n, f);
   } else {
-    unary_kernel<T, 1><<<blocks_for(n, 1), kThreads, 0, stream>>>(xt, yt, n, f);
+    launch(unary_kernel<T, 1, F>, blocks_for(n, 1), kThreads, stream, xt, yt, n, f);
   }
 }
 
@@ -214,9 +229,9 @@ void launch_binary(const void* a, const void* b, void* out, int64_t n, F f, cuda
   const T* bt = static_cast<const T*>(b);
   T* ot = static_cast<T*>(out);
   if (aligned16(a) && aligned16(b) && aligned16(out)) {
-    binary_kernel<T, VEC><<<blocks_for(n, VEC), kThreads, 0, stream>>>(at, bt, ot, n, f);
+    launch(binary_kernel<T, VEC, F>, blocks_for(n, VEC), kThreads, stream, at, bt, ot, n, f);
   } else {
-    binary_kernel<T, 1><<<blocks_for(n, 1), kThreads, 0, stream>>>(at, bt, ot, n, f);
+    launch(binary_kernel<T, 1, F>, blocks_for(n, 1), kThreads, stream, at, bt, ot, n, f);
   }
 }
 
@@ -236,9 +251,10 @@ __device__ __forceinline__ void read_rng(const RngSource& r, uint64_t* seed, uin
 }
 
 // Dropout kernel functors: (input, second input or the first again, keep) -> output,
-// in the storage type T.
+// in the storage type T. kMaskFromOutput: see SeluAlphaDropoutBackwardKernel.
 template <typename A>
 struct AlphaDropoutKernel {
+  static constexpr bool kMaskFromOutput = false;
   AlphaDropoutParams<A> q;
   A kept_above;
   template <typename T>
@@ -249,6 +265,7 @@ struct AlphaDropoutKernel {
 
 template <typename A>
 struct AlphaDropoutBackwardKernel {
+  static constexpr bool kMaskFromOutput = false;
   AlphaDropoutParams<A> q;
   A kept_above;
   template <typename T>
@@ -259,6 +276,7 @@ struct AlphaDropoutBackwardKernel {
 
 template <typename A>
 struct SeluAlphaDropoutKernel {
+  static constexpr bool kMaskFromOutput = false;
   AlphaDropoutParams<A> q;
   A kept_above;
   template <typename T>
@@ -268,8 +286,13 @@ struct SeluAlphaDropoutKernel {
   }
 };
 
+// The mask from the output, as the CPU's loop (cpu/vec_kernels.h,
+// selu_alpha_dropout_backward_loop_t, which says why it is exact): a z that is not NaN
+// is kept exactly when it differs from the dropped value, rounded to T (a kept unit
+// stored as that value gets grad * 0 there too). Only a NaN z needs the Philox call.
 template <typename A>
 struct SeluAlphaDropoutBackwardKernel {
+  static constexpr bool kMaskFromOutput = true;
   AlphaDropoutParams<A> q;
   A kept_above;
   template <typename T>
@@ -277,7 +300,30 @@ struct SeluAlphaDropoutBackwardKernel {
     return from_acc<T>(selu_alpha_dropout_backward_elem(to_acc(grad), to_acc(z), keep, q,
                                                         saturated_z<A>(q, RoundTo<T>{})));
   }
+  template <typename T>
+  __device__ __forceinline__ bool output_tells(T z) const {
+    return !(to_acc(z) != to_acc(z));
+  }
+  template <typename T>
+  __device__ __forceinline__ bool kept_by_output(T z) const {
+    return to_acc(z) != to_acc(from_acc<T>(q.dropped));
+  }
 };
+
+// Whether element j of counter group `group` is kept, given its 16 bits u of the
+// group's Philox call and its second input z. A functor with kMaskFromOutput reads it
+// from z where z tells, and draws the call afresh for the rare element where it does
+// not (a NaN z): u is then unused, the call never made up front, and no thread keeps
+// one in registers.
+template <typename F, typename T>
+__device__ __forceinline__ bool unit_kept(const F& f, T z, uint32_t u, uint64_t seed,
+                                          uint64_t offset, uint64_t group, int j) {
+  if constexpr (F::kMaskFromOutput) {
+    if (f.output_tells(z)) return f.kept_by_output(z);
+    u = dropout_half(dropout_random(seed, offset, group), j);
+  }
+  return dropout_keep(u, f.q.threshold, seed, offset, group, j);
+}
 
 // A thread per counter group: its 8 elements 32 j + t of a 256-element block (selu.h),
 // in two passes of 4 (low halves, then high halves of the call's words), so that
@@ -290,8 +336,8 @@ __global__ void __launch_bounds__(kThreads)
   if (first >= n) return;
   uint64_t seed, offset;
   read_rng(rng, &seed, &offset);
-  const Philox4 r = dropout_random(seed, offset, static_cast<uint64_t>(g));
-  const uint32_t threshold = f.q.threshold;
+  Philox4 r{};
+  if (!F::kMaskFromOutput) r = dropout_random(seed, offset, static_cast<uint64_t>(g));
 #pragma unroll
   for (int h = 0; h < 8; h += 4) {
     T a[4], b[4];
@@ -307,9 +353,9 @@ __global__ void __launch_bounds__(kThreads)
     for (int j = 0; j < 4; ++j) {
       const int64_t i = first + kDropoutLanes * (h + j);
       if (i < n) {
-        const bool keep = dropout_keep(dropout_half(r, h + j), threshold, seed, offset,
-                                       static_cast<uint64_t>(g), h + j);
-        out[i] = f(a[j], kTwoInputs ? b[j] : a[j], keep);
+        const T second = kTwoInputs ? b[j] : a[j];
+        out[i] = f(a[j], second,
+                   unit_kept(f, second, dropout_half(r, h + j), seed, offset, g, h + j));
       }
     }
   }
@@ -325,8 +371,22 @@ constexpr int dropout_vec_width() {
   return sizeof(T) == 2 ? 4 : static_cast<int>(16 / sizeof(T));
 }
 
+// Register budget (ptxas -v: benchmarks/results/ptxas/): 3 blocks of 256 threads per
+// SM, 80 registers a thread on sm_80/sm_90. The 16-bit kernels are bound by
+// instructions (the Philox calls), whose dependent chains want more than 4 warps per
+// scheduler to issue every cycle: 3 blocks give 6. The float32 kernels with one input
+// spill under 80; they are bound by memory and keep ptxas's own choice (0: no
+// minimum; an explicit 1 or 2 makes it take more registers still), 78-87 registers,
+// 2 or 3 blocks: at 2, 512 threads x 4 x 16 B = 32 KB of loads in flight per SM, above the
+// ~20 KB an H100's bandwidth times its memory latency asks for (3.35 TB/s x ~0.8 us
+// / 132 SMs). CI fails on any spill (.ci/cuda_emulation.sh).
+template <typename T, bool kTwoInputs>
+constexpr int dropout_vec_min_blocks() {
+  return sizeof(T) == 4 && !kTwoInputs ? 0 : 3;
+}
+
 template <typename T, bool kTwoInputs, typename F>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, (dropout_vec_min_blocks<T, kTwoInputs>()))
     dropout_vec_kernel(const T* in0, const T* in1, T* out, int64_t n, RngSource rng, F f) {
   constexpr int V = dropout_vec_width<T>();
   constexpr int kPerBlock = kDropoutLanes / V;  // threads per 256-element block
@@ -339,10 +399,11 @@ __global__ void __launch_bounds__(kThreads)
   uint64_t seed, offset;
   read_rng(rng, &seed, &offset);
   const uint64_t group = static_cast<uint64_t>(block) * kDropoutLanes + lane;
-  const uint32_t threshold = f.q.threshold;
-  Philox4 r[V];
+  Philox4 r[V] = {};
 #pragma unroll
-  for (int v = 0; v < V; ++v) r[v] = dropout_random(seed, offset, group + v);
+  for (int v = 0; v < V; ++v) {
+    if (!F::kMaskFromOutput) r[v] = dropout_random(seed, offset, group + v);
+  }
 #pragma unroll
   for (int h = 0; h < 8; h += 4) {
     Vt a[4], b[4];
@@ -369,9 +430,9 @@ __global__ void __launch_bounds__(kThreads)
       Vt o;
 #pragma unroll
       for (int v = 0; v < V; ++v) {
-        const bool keep = dropout_keep(dropout_half(r[v], h + j), threshold, seed, offset,
-                                       group + v, h + j);
-        o.v[v] = f(a[j].v[v], kTwoInputs ? b[j].v[v] : a[j].v[v], keep);
+        const T second = kTwoInputs ? b[j].v[v] : a[j].v[v];
+        o.v[v] = f(a[j].v[v], second,
+                   unit_kept(f, second, dropout_half(r[v], h + j), seed, offset, group + v, h + j));
       }
       if (i + V <= n) {
         *reinterpret_cast<Vt*>(out + i) = o;
@@ -432,11 +493,11 @@ void launch_dropout(const void* in0, const void* in1, void* out, int64_t n,
     constexpr int V = dropout_vec_width<T>();
     const int64_t threads = (n + kDropoutBlock - 1) / kDropoutBlock * (kDropoutLanes / V);
     const int64_t blocks = (threads + kThreads - 1) / kThreads;
-    dropout_vec_kernel<T, kTwoInputs><<<blocks, kThreads, 0, stream>>>(a, b, o, n, d.rng,
-                                                                       op);
+    launch(dropout_vec_kernel<T, kTwoInputs, Op<A>>, blocks, kThreads, stream, a, b, o, n, d.rng,
+           op);
   } else {
-    dropout_kernel<T, kTwoInputs><<<dropout_blocks(n), kThreads, 0, stream>>>(a, b, o, n,
-                                                                              d.rng, op);
+    launch(dropout_kernel<T, kTwoInputs, Op<A>>, dropout_blocks(n), kThreads, stream, a, b, o, n,
+           d.rng, op);
   }
 }
 
@@ -512,12 +573,12 @@ void launch_selu_alpha_dropout_backward(DType d, const void* grad, const void* z
 
 void launch_dropout_keep_mask(bool* out, int64_t n, const DropoutLaunch& args,
                               cudaStream_t stream) {
-  keep_mask_kernel<<<dropout_blocks(n), kThreads, 0, stream>>>(out, n, args.rng,
-                                                               drop_threshold(args.p));
+  launch(keep_mask_kernel, dropout_blocks(n), kThreads, stream, out, n, args.rng,
+         drop_threshold(args.p));
 }
 
 void launch_write_rng_state(const at::PhiloxCudaState& state, int64_t* out, cudaStream_t stream) {
-  write_rng_state_kernel<<<1, 1, 0, stream>>>(state, out);
+  launch(write_rng_state_kernel, 1, 1, stream, state, out);
 }
 
 }  // namespace selu_ext::cuda
