@@ -215,7 +215,8 @@ def measure_point(runner, name: str, variants: dict, batch: int, threads: int,
             t0 = time.perf_counter()
             step()
             runner.sync()
-            r["first_step_s"] = round(time.perf_counter() - t0, 2)  # a compiled model: its compilation
+            # a compiled model: its compilation; 3 significant digits, so a fast eager step is not 0
+            r["first_step_s"] = float(f"{time.perf_counter() - t0:.3g}")
             with torch.no_grad():
                 loss = float(F.cross_entropy(module(x), y))
             if loss != loss or abs(loss) == float("inf"):
