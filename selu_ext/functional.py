@@ -491,11 +491,34 @@ class SELUFunction(torch.autograd.Function):
 
 
 
+def _keep_rng_state(ctx, rng_state):
+    """What to save of a Function's rng_state. It is no activation: where its values
+    are plain host data, the ctx keeps them as Python ints, so that saved-tensor hooks
+    (activation compression, offloading) cannot change the mask backward regenerates,
+    as selu_ext's own graph nodes keep (seed, offset) (csrc/autograd.cpp). A state on
+    a device (CUDA graphs), under a transform or being traced stays a saved tensor."""
+    if (type(rng_state) is torch.Tensor and rng_state.device.type == "cpu"
+            and not torch.compiler.is_compiling()
+            and not torch._C._functorch.is_functorch_wrapped_tensor(rng_state)):
+        ctx.rng_values = (rng_state.tolist(), rng_state.dtype)
+        return ()
+    ctx.rng_values = None
+    return (rng_state,)
+
+
+def _kept_rng_state(ctx, saved):
+    """The rng_state _keep_rng_state kept: rebuilt from its ints, or the saved tensor."""
+    if ctx.rng_values is None:
+        return saved[0]
+    values, dtype = ctx.rng_values
+    return torch.tensor(values, dtype=dtype)
+
+
 class AlphaDropoutFunction(torch.autograd.Function):
     """``alpha_dropout`` as a :class:`torch.autograd.Function`:
     ``AlphaDropoutFunction.apply(input, p, rng_state, inplace=False)`` with
-    ``rng_state`` from ``torch.ops.selu_ext.dropout_rng_state``. Saves only
-    ``rng_state``."""
+    ``rng_state`` from ``torch.ops.selu_ext.dropout_rng_state``. Keeps only
+    ``rng_state`` (as ints where it is on the host: ``_keep_rng_state``)."""
 
     generate_vmap_rule = True
 
@@ -514,11 +537,11 @@ class AlphaDropoutFunction(torch.autograd.Function):
         if len(inputs) > 3 and inputs[3]:  # inplace; as in SELUFunction
             ctx.mark_dirty(input)
         ctx.p = p
-        ctx.save_for_backward(rng_state)
+        ctx.save_for_backward(*_keep_rng_state(ctx, rng_state))
 
     @staticmethod
     def backward(ctx, grad):
-        (rng_state,) = ctx.saved_tensors
+        rng_state = _kept_rng_state(ctx, ctx.saved_tensors)
         return ops.alpha_dropout_backward(grad, ctx.p, rng_state), None, None, None
 
 
@@ -526,7 +549,7 @@ class AlphaDropoutFunction(torch.autograd.Function):
 class SELUAlphaDropoutFunction(torch.autograd.Function):
     """``selu_alpha_dropout`` as a :class:`torch.autograd.Function`:
     ``SELUAlphaDropoutFunction.apply(input, p, rng_state)``. Saves the output and
-    ``rng_state``."""
+    keeps ``rng_state`` (as ints where it is on the host: ``_keep_rng_state``)."""
 
     generate_vmap_rule = True
 
@@ -539,10 +562,11 @@ class SELUAlphaDropoutFunction(torch.autograd.Function):
     @staticmethod
     def setup_context(ctx, inputs, output):
         ctx.p = inputs[1]
-        ctx.save_for_backward(output, inputs[2])
+        ctx.save_for_backward(output, *_keep_rng_state(ctx, inputs[2]))
 
     @staticmethod
     def backward(ctx, grad):
-        result, rng_state = ctx.saved_tensors
+        result = ctx.saved_tensors[0]
+        rng_state = _kept_rng_state(ctx, ctx.saved_tensors[1:])
         return ops.selu_alpha_dropout_backward(grad, result, ctx.p, rng_state), None, None
 

@@ -155,6 +155,20 @@ DROPOUT_PAIRS = {  # (torch's, selu_ext's) training-mode dropout of a SELU outpu
 }
 
 
+def _rng_state(x):
+    return torch.ops.selu_ext.dropout_rng_state(x.device)
+
+
+# The autograd.Function forms, rng_state made as their docstrings say: the same masks as
+# the functions' for the same seed, so torch's pair is the same.
+DROPOUT_PAIRS["AlphaDropoutFunction"] = (
+    DROPOUT_PAIRS["alpha_dropout"][0],
+    lambda t: selu_ext.AlphaDropoutFunction.apply(t, P, _rng_state(t)))
+DROPOUT_PAIRS["SELUAlphaDropoutFunction"] = (
+    DROPOUT_PAIRS["fused"][0],
+    lambda t: selu_ext.SELUAlphaDropoutFunction.apply(t, P, _rng_state(t)))
+
+
 @pytest.mark.parametrize("name", list(DROPOUT_PAIRS))
 def test_compressing_saved_tensor_hooks_keep_the_mask(name):
     def grad(f, hooked):
@@ -184,6 +198,18 @@ def test_rng_state_is_not_a_saved_tensor_on_the_host(fused):
         y = (selu_ext.selu_alpha_dropout if fused else selu_ext.alpha_dropout)(x, P, True)
     assert packed == ([torch.float64] if fused else [])  # the fused op's output only
     assert y.grad_fn._saved_rng_state.dtype == torch.int64
+
+
+@pytest.mark.parametrize("name", ["AlphaDropoutFunction", "SELUAlphaDropoutFunction"])
+def test_function_rng_state_is_not_a_saved_tensor_on_the_host(name):
+    packed = []
+    x = _x((8,), requires_grad=True)
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: packed.append(t.dtype) or t,
+                                                  lambda t: t):
+        y = DROPOUT_PAIRS[name][1](x)
+    assert packed == ([torch.float64] if name.startswith("SELU") else [])  # the output only
+    y.sum().backward()  # the mask rebuilt from the kept ints
+    assert x.grad is not None and torch.isfinite(x.grad).all()
 
 
 # ---------------------------------------------------------------------------
