@@ -1,5 +1,7 @@
-"""The README's example prints what the README says it prints, and the Quickstart
-test command is what .ci/run runs."""
+"""The README's example prints what the README says it prints, the Quickstart
+test command is what .ci/run runs, the generated tables of README.md and
+benchmarks/RESULTS.md are what their scripts generate, and the relative links of
+the documentation pages resolve."""
 
 import contextlib
 import io
