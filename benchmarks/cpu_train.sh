@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# The stored CPU run of the per-call rows and the training step, and the README
+# The stored CPU run of the per-call rows and the training step, and the benchmarks/RESULTS.md
 # headline generated from it: one command to regenerate both.
 #
 #   benchmarks/cpu_train.sh [extra flags for python -m selu_ext.bench]
 #
 # Writes benchmarks/results/cpu_train/{train.json,train.txt} and rewrites the
-# README between <!-- train-summary:start --> and <!-- train-summary:end -->.
+# tables in benchmarks/RESULTS.md between <!-- train-summary:start --> and <!-- train-summary:end -->.
 # Run it on a quiet machine: the run records the load average before and after
 # each part (meta.loadavg).
 set -euo pipefail

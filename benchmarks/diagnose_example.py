@@ -1,11 +1,11 @@
-"""The README's "Is my network self-normalizing?" example: selu_ext.diagnose on a
+"""The example of docs/diagnose.md ("Is my network self-normalizing?"): selu_ext.diagnose on a
 correct self-normalizing MLP and on a broken one (PyTorch's default init,
 nn.Dropout after SELU, raw inputs). Writes the two printed reports:
 
     python benchmarks/diagnose_example.py --out benchmarks/results/diagnose
 
 tests/test_diagnose.py runs this script and compares its output with the stored
-files and with the README, and checks that the README's code is this script's.
+files and with docs/diagnose.md, and checks that the page's code is this script's.
 CPU, float32, one thread, fixed seeds.
 """
 
@@ -21,7 +21,7 @@ import torch
 
 
 def reports():
-    # --- README example start ---
+    # --- docs/diagnose.md example start ---
     import torch
     from torch import nn
 
@@ -41,7 +41,7 @@ def reports():
                         nn.Linear(64, 64), nn.SELU(), nn.Dropout(0.1),
                         nn.Linear(64, 64), nn.SELU(), nn.Linear(64, 10))
     print(selu_ext.diagnose(bad, raw))
-    # --- README example end ---
+    # --- docs/diagnose.md example end ---
 
 
 def main(argv=None):

@@ -1,4 +1,4 @@
-"""The README's training-step headline, from stored runs of
+"""benchmarks/RESULTS.md's training-step tables, from stored runs of
 ``python -m selu_ext.bench --percall --train --json <machine>/train.json``
 (called by summarize.py; standard library only). Every number comes from the
 stored rows."""

@@ -7,7 +7,7 @@
 #
 #   benchmarks/train_repeats.sh [N]     (default 5)
 #
-# Writes benchmarks/results/cpu_train/repeats.txt and the README lines between
+# Writes benchmarks/results/cpu_train/repeats.txt and the benchmarks/RESULTS.md lines between
 # <!-- train-repeats:start --> and <!-- train-repeats:end -->.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,11 +36,11 @@ line = (f"Repeated runs of that row (`benchmarks/train_repeats.sh {len(rows)}`, 
         + ", ".join(f"{s:.1f}%" for s in shares)
         + f" of the attainable saving (median {statistics.median(shares):.1f}%; "
         + f"{sum(s >= 90 for s in shares)} of {len(shares)} runs at or above the 90% target).")
-readme = open("README.md").read()
+readme = open("benchmarks/RESULTS.md").read()
 new = re.sub(r"(<!-- train-repeats:start -->\n).*?(<!-- train-repeats:end -->)",
              lambda m: m.group(1) + line + "\n" + m.group(2), readme, flags=re.S)
 if new == readme and "<!-- train-repeats:start -->" not in readme:
-    sys.exit("README.md has no <!-- train-repeats:start --> marker")
-open("README.md", "w").write(new)
+    sys.exit("benchmarks/RESULTS.md has no <!-- train-repeats:start --> marker")
+open("benchmarks/RESULTS.md", "w").write(new)
 print(line)
 PY

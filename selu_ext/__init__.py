@@ -6,8 +6,8 @@
     selu_ext.init.lecun_normal_(linear.weight)
     print(selu_ext.diagnose(model, x))       # is the network self-normalizing?
 
-See README.md for the operators, the build switches and the benchmark
-(``python -m selu_ext.bench``).
+See README.md for the API and the benchmark (``python -m selu_ext.bench``),
+docs/building.md for the build switches.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ def explain(err: ImportError) -> str:
     if isinstance(err, ModuleNotFoundError) and err.name == "selu_ext._C":
         return ("selu_ext: its compiled library selu_ext._C is not built. Build it "
                 "with `pip install --no-build-isolation -e .` from the source folder (see "
-                "README, 'Install and build').")
+                "README, 'Install', and docs/building.md).")
     built, cuda = _built_with()
     running = torch.__version__
     lines = [f"selu_ext: its compiled library does not load ({err})."]

@@ -22,8 +22,8 @@ projections), ops called from C++ or custom autograd Functions' insides, and
 code runs eagerly while diagnosed (``torch.compiler.set_stance("force_eager")``).
 
 The bands are constants below; ``benchmarks/diagnose_bands.py`` measures them
-(``benchmarks/results/diagnose/bands.txt``) and README "Is my network
-self-normalizing?" explains them.
+(``benchmarks/results/diagnose/bands.txt``) and docs/diagnose.md ("The bands")
+explains them.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ __all__ = [
 ]
 
 # ---------------------------------------------------------------------------
-# Bands (measured by benchmarks/diagnose_bands.py; README explains them)
+# Bands (measured by benchmarks/diagnose_bands.py; docs/diagnose.md explains them)
 
 # Weight variance x fan_in of a layer feeding a SELU (1.0 is LeCun). Uniformly
 # scaled weights keep every SELU of a 32-layer MLP inside the activation band

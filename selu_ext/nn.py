@@ -300,9 +300,11 @@ def convert(model: nn.Module, inplace: bool = False, fuse: bool = True) -> nn.Mo
     every way PyTorch lets code observe, in-place use of the activations included.
 
     Only within the forward of a (converted) :class:`Sequential` does a SELU whose
-    output goes only into a module that reads it keep just its output, and, with
-    ``fuse``, run fused with the AlphaDropout after it (the AlphaDropout stays in its
-    slot, and its ``p`` and ``training`` drive the fused op).
+    output goes only into a module that reads it (a Linear, ConvNd, ConvTransposeNd,
+    SELU or SELUAlphaDropout, possibly through pass-through modules: the rule is
+    :class:`Sequential`'s) keep just its output, and, with ``fuse``, run fused with
+    the AlphaDropout after it (the AlphaDropout stays in its slot, and its ``p`` and
+    ``training`` drive the fused op).
 
     Without ``inplace`` the returned model is a new module tree whose parameters and
     buffers are the original's own (shared, not copied: an optimizer built on the

@@ -114,7 +114,7 @@ F64_REORDERED = dict(rtol=1e-14, atol=1e-15)
 # float64 gradients by two paths: the chain rule's products rounded in other orders.
 F64_GRAD_REORDERED = dict(rtol=1e-13, atol=1e-14)
 # float64 second derivative: a gradient read from y = selu(x) has an absolute error of
-# about an ULP of scale*alpha (README, "Backward from the output").
+# about an ULP of scale*alpha (docs/math.md, "Backward").
 F64_SECOND_DERIVATIVE = dict(rtol=1e-14, atol=4e-16)
 # The fused backward from its output z = a*selu(x) + b, rounded to dtype: z's rounding,
 # magnified where z - b cancels, enters the gradient (rtol and atol alike).

@@ -139,7 +139,7 @@ def test_from_json_and_summarize(run, tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text("# x\n<!-- bench-summary:start -->\nold\n<!-- bench-summary:end -->\ntail\n")
     subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "summarize.py"),
-                    "--results", str(tmp_path / "results"), "--readme", str(readme)], check=True)
+                    "--results", str(tmp_path / "results"), "--into", str(readme)], check=True)
     text = readme.read_text()
     assert "old" not in text and text.endswith("tail\n")
     assert "| selu | forward |" not in text  # no 1M rows in this tiny run
@@ -483,7 +483,7 @@ def test_summarize_training_step(step_run, tmp_path):
                       "## Training step\n<!-- train-summary:start -->\nold\n"
                       "<!-- train-summary:end -->\ntail\n")
     subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "summarize.py"),
-                    "--results", str(tmp_path / "results"), "--readme", str(readme)], check=True)
+                    "--results", str(tmp_path / "results"), "--into", str(readme)], check=True)
     text = readme.read_text()
     section = text.split("<!-- train-summary:start -->")[1].split("<!-- train-summary:end -->")[0]
     assert "old" not in section and text.endswith("tail\n")

@@ -4,8 +4,8 @@ A 32-layer LeCun MLP on standardized input is clean and inside the band at every
 depth; PyTorch's default init, nn.Dropout(0.1), inputs of mean 5 and BatchNorm each
 give exactly their finding, naming the right layers; every SELU form is seen (torch
 and selu_ext modules, the fused module, functional calls); the tutorial's ConvNet,
-torch.compile'd modules, models without SELU; the model comes back untouched; the
-README section is the example script's output. Fixed seeds throughout."""
+torch.compile'd modules, models without SELU; the model comes back untouched;
+docs/diagnose.md is the example script's output. Fixed seeds throughout."""
 
 import contextlib
 import importlib.util
@@ -461,7 +461,7 @@ def test_convert_warns_once_naming_the_modules():
 
 
 # ---------------------------------------------------------------------------
-# README: the section is the example script's output
+# docs/diagnose.md: the page is the example script's output
 
 
 def _example_module():
@@ -472,7 +472,7 @@ def _example_module():
     return module
 
 
-def test_readme_section_is_the_example_output(tmp_path):
+def test_diagnose_page_is_the_example_output(tmp_path):
     example = _example_module()
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
@@ -485,15 +485,14 @@ def test_readme_section_is_the_example_output(tmp_path):
     assert "No findings" in correct
     assert re.findall(r"^\d\. \[(\w+)\]", broken, re.M) == ["input", "init", "dropout"]
 
-    section = (ROOT / "README.md").read_text().split("## Is my network self-normalizing?", 1)[1]
-    section = section.split("\n## ", 1)[0]
+    section = (ROOT / "docs" / "diagnose.md").read_text()
     code, shown_good, shown_bad = re.findall(r"```(?:python)?\n(.*?)```", section, re.S)[:3]
     assert shown_good == correct and shown_bad == broken
     script = (ROOT / "benchmarks" / "diagnose_example.py").read_text()
-    marked = re.search(r"# --- README example start ---\n(.*?)    # --- README example end ---",
-                       script, re.S).group(1)
+    marked = re.search(r"# --- docs/diagnose.md example start ---\n(.*?)"
+                       r"    # --- docs/diagnose.md example end ---", script, re.S).group(1)
     assert code == textwrap.dedent(marked)
-    # The bands the README states are the code's.
+    # The bands the page states are the code's.
     assert "|mean| ≤ 0.35, variance in [0.45, 2.2]" in section
     assert f"[{WEIGHT_BAND[0]:g}, {WEIGHT_BAND[1]:g}]" in section
 
@@ -505,7 +504,7 @@ def test_finding_str():
 
 def test_bands_match_their_stored_measurement():
     """The constants are the ones benchmarks/diagnose_bands.py measured (its stored
-    output names them), the measurement supports them, and the README quotes it."""
+    output names them), the measurement supports them, and docs/diagnose.md quotes it."""
     text = (ROOT / "benchmarks" / "results" / "diagnose" / "bands.txt").read_text()
     assert text.splitlines()[0] == (
         f"selu_ext.diagnose bands: activation |mean| <= {ACTIVATION_MEAN_MAX:g}, variance "
@@ -523,10 +522,9 @@ def test_bands_match_their_stored_measurement():
     inside = sorted(float(c) for c, ok in scaled.items() if ok == "yes")
     assert (inside[0], inside[-1]) == WEIGHT_BAND
     assert scaled["0.80"] == scaled["1.25"] == "no"
-    # README quotes the width-32 row and the width-16 misses.
+    # docs/diagnose.md quotes the width-32 row and the width-16 misses.
     r32, r16 = widths[32], widths[16]
-    section = (ROOT / "README.md").read_text().split("## Is my network self-normalizing?", 1)[1]
-    section = " ".join(section.split("\n## ", 1)[0].split())
+    section = " ".join((ROOT / "docs" / "diagnose.md").read_text().split())
     assert (f"(|mean| ≤ {float(r32[1]):.2f}, variance {float(r32[2]):.2f} to "
             f"{float(r32[3]):.2f})") in section
     assert f"at width 16, {int(r16[5]) - int(r16[4])} of {r16[5]} layers fell outside" in section
