@@ -112,12 +112,12 @@ struct SeluNegative {
 // SeluNegative for results rounded to bfloat16 (the CPU vector kernels' SELU forward),
 // cheaper and giving the same bfloat16 for every input: checked over all 2^16 of them
 // per variant, with and without FMA (tests/test_cpu_variants.py), where dropping one
-// more coefficient already changes one. Three instructions fewer per vector, on the
-// multiply ports the loop waits on: q to r^3 (expm1(r) to r^5), and the scaling folded
-// into the last FMA as st * p + (st - scale * alpha), st = scale * alpha * 2^k formed
-// exactly in the exponent bits (k >= -44 after the clamp; for NaN x, st is finite and
-// the NaN comes from p, x's own). float only: float16 keeps 3 more bits and a rounding
-// of it changes with q to r^4.
+// more coefficient already changes one. Four multiplies or FMAs fewer per vector, the
+// ports the loop waits on: q to r^3 (expm1(r) to r^5), and the scaling folded into the
+// last FMA as st * p + (st - scale * alpha), st = scale * alpha * 2^k formed exactly in
+// the exponent bits (k >= -44 after the clamp; for NaN x, st is finite and the NaN
+// comes from p, x's own). bfloat16 only: float16 keeps 3 more bits, and q to r^3
+// changes 6 of its values (q to r^4 one, without FMA).
 struct SeluNegativeBFloat16 {
   template <typename V>
   SELU_MATH V operator()(V x) const {
