@@ -499,8 +499,10 @@ SELU_VI void binary_loop(const void* in0, const void* in1, void* out, int64_t n,
 
 template <DType D>
 void selu_loop_t(const void* x, void* y, int64_t n) {
-  using P = Pack<D>;
-  unary_loop<D>(x, y, n, [](typename P::V v) { return selu_elem(v); });
+  using V = typename Pack<D>::V;
+  using Negative =
+      std::conditional_t<D == DType::kBFloat16, SeluNegativeBFloat16, SeluNegative>;
+  unary_loop<D>(x, y, n, [](V v) { return selu_elem<V, Negative>(v); });
 }
 
 // `v` is the forward's output (is_result) or its input; from the input the output is

@@ -85,8 +85,9 @@ struct alignas(sizeof(T) * N) Vec {
 // -ln2/2 (there expm1 = exp - 1 loses nothing), a Taylor polynomial to x^5 above
 // (truncation < 1e-5 relative, 8e-6 at the switch point; far below half a float16
 // ULP). About half the instructions of the float32 path, which matters because the
-// 2-byte kernels are instruction-bound on Hopper. (The CPU has no such shortcut: its
-// 16-bit kernels are bound by memory and conversions, and take the float path.)
+// 2-byte kernels are instruction-bound on Hopper. (The CPU's bfloat16 forward has a
+// shortcut of its own, selu_math.h's SeluNegativeBFloat16, which keeps the float path's
+// bits after rounding; its other 16-bit kernels take the float path.)
 struct SeluNegative16 {
   __device__ __forceinline__ float operator()(float x) const {
     return static_cast<float>(kScaleAlpha) * expm1(x);
