@@ -48,6 +48,8 @@ __all__ = [
     "alpha_dropout_backward",
     "selu_alpha_dropout",
     "selu_alpha_dropout_backward",
+    "feature_alpha_dropout",
+    "feature_alpha_dropout_",
     "dropout_keep_mask",
     "FLOAT_DTYPES",
 ]
@@ -65,6 +67,9 @@ alpha_dropout_ = _ops.alpha_dropout_.default
 alpha_dropout_backward = _ops.alpha_dropout_backward.default
 selu_alpha_dropout = _ops.selu_alpha_dropout.default
 selu_alpha_dropout_backward = _ops.selu_alpha_dropout_backward.default
+# Composite (csrc/python_module.cpp): no kernel, fake kernel or vmap rule of their own.
+feature_alpha_dropout = _ops.feature_alpha_dropout.default
+feature_alpha_dropout_ = _ops.feature_alpha_dropout_.default
 dropout_keep_mask = _ops.dropout_keep_mask.default
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
