@@ -399,8 +399,7 @@ def _feature_alpha_dropout_general(input: Tensor, p: float, training: bool, inpl
     if input.dtype not in ops.FLOAT_DTYPES:
         # torch's exception types, as host.h's check_tensor for a dropout.
         kind = RuntimeError if input.dtype in _CAST_ERROR_DTYPES else NotImplementedError
-        raise kind(f"selu_ext.feature_alpha_dropout: 'input' has dtype {input.dtype}; expected "
-                   "a floating-point tensor (float16, bfloat16, float32 or float64)")
+        raise kind(ops._dtype_message("selu_ext.feature_alpha_dropout", "input", input.dtype))
     rng = _rng_state(input, seed)
     if inplace:
         ops.feature_alpha_dropout_(input, p, rng)
