@@ -125,7 +125,8 @@ void p_out_of_range(PyObject* type, PyObject* obj) {
 
 // The one home of torch.nn's dropout-probability rule, "dropout probability has to
 // be between 0 and 1": every entry point of selu_ext reaches it (the functions here
-// and through _dropout_p, the module constructors through _dropout_p(p, None)).
+// and through _dropout_p; SELUAlphaDropout and SelfNormalizingMLP through
+// _dropout_p(p, None); the other modules keep torch.nn's constructors).
 // The range test is made as Python makes torch's `p < 0.0 or p > 1.0` (the module
 // constructors' `p < 0 or p > 1` compares with ints), so odd types fail with
 // torch's TypeError and its message; NaN passes it, as in torch.
