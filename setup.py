@@ -438,9 +438,10 @@ def _setup(ext, build_ext, torch_requirement):
         ext_modules=[ext],
         cmdclass={"build_ext": build_ext},
         python_requires=">=3.10",
-        install_requires=[torch_requirement, "numpy"],
+        # The library never imports numpy (it reads numpy scalars through torch's C API).
+        install_requires=[torch_requirement],
         extras_require={
-            "test": ["pytest", "hypothesis"],
+            "test": ["pytest", "hypothesis", "numpy"],
             "plot": ["matplotlib"],
             "examples": ["scikit-learn", "matplotlib"],
         },

@@ -18,6 +18,7 @@
 #include <torch/csrc/autograd/python_variable.h>
 #include <torch/csrc/jit/frontend/tracer.h>
 #include <torch/csrc/utils/tensor_numpy.h>
+#include <torch/library.h>
 
 #include <cmath>
 #include <string>
@@ -114,14 +115,46 @@ PyObject* py_selu(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   END_HANDLE_TH_ERRORS
 }
 
-// torch.nn.functional's checks of p, in its order: `p < 0 or p > 1` is tested in
-// Python (as F.alpha_dropout does, so odd types fail the same way); here p is taken
-// as PyTorch's argument parser takes a float (python_arg_parser.cpp): a Python float
-// or int (bool included), a numpy scalar, or a 0-dim tensor that does not require
-// grad; anything else (Fraction, Decimal, a 0-dim numpy array) is torch's TypeError.
-// NaN is refused with PyTorch's RuntimeError. The one home of this rule:
-// selu_ext.functional's general path calls it as _C._dropout_p.
+// The message, with p as an f-string formats it ("{p}").
+void p_out_of_range(PyObject* type, PyObject* obj) {
+  PyObject* text = PyObject_Format(obj, nullptr);
+  if (text == nullptr) return;
+  PyErr_Format(type, "dropout probability has to be between 0 and 1, but got %U", text);
+  Py_DECREF(text);
+}
+
+// The one home of torch.nn's dropout-probability rule, "dropout probability has to
+// be between 0 and 1": every entry point of selu_ext reaches it (the functions here
+// and through _dropout_p; SELUAlphaDropout and SelfNormalizingMLP through
+// _dropout_p(p, None); the other modules keep torch.nn's constructors).
+// The range test is made as Python makes torch's `p < 0.0 or p > 1.0` (the module
+// constructors' `p < 0 or p > 1` compares with ints), so odd types fail with
+// torch's TypeError and its message; NaN passes it, as in torch.
+bool check_p_range(PyObject* obj, bool with_ints) {
+  bool outside = false;
+  if (PyFloat_CheckExact(obj)) {  // the common case, at no extra cost
+    const double p = PyFloat_AS_DOUBLE(obj);
+    outside = p < 0.0 || p > 1.0;
+  } else {
+    static PyObject* const zero[2] = {PyFloat_FromDouble(0.0), PyLong_FromLong(0)};
+    static PyObject* const one[2] = {PyFloat_FromDouble(1.0), PyLong_FromLong(1)};
+    int below = PyObject_RichCompareBool(obj, zero[with_ints], Py_LT);
+    if (below < 0) return false;
+    int above = below ? 0 : PyObject_RichCompareBool(obj, one[with_ints], Py_GT);
+    if (above < 0) return false;
+    outside = below || above;
+  }
+  if (outside) p_out_of_range(PyExc_ValueError, obj);
+  return !outside;
+}
+
+// torch.nn.functional's checks of p, in its order: the range test (check_p_range),
+// then p taken as PyTorch's argument parser takes a float (python_arg_parser.cpp): a
+// Python float or int (bool included), a numpy scalar, or a 0-dim tensor that does
+// not require grad; anything else (Fraction, Decimal, a 0-dim numpy array) is
+// torch's TypeError. NaN is refused with PyTorch's RuntimeError.
 bool parse_p(PyObject* obj, const char* fn, double* p) {
+  if (!check_p_range(obj, false)) return false;
   if (PyFloat_Check(obj)) {  // the common case, at no extra cost
     *p = PyFloat_AS_DOUBLE(obj);
   } else {
@@ -139,17 +172,42 @@ bool parse_p(PyObject* obj, const char* fn, double* p) {
     *p = PyFloat_AsDouble(obj);
     if (*p == -1.0 && PyErr_Occurred()) return false;
   }
-  if (std::isnan(*p)) {
-    PyErr_SetString(PyExc_RuntimeError,
-                    "dropout probability has to be between 0 and 1, but got nan");
+  if (std::isnan(*p)) {  // as ATen's check, which formats the double
+    PyObject* value = PyFloat_FromDouble(*p);
+    if (value == nullptr) return false;
+    p_out_of_range(PyExc_RuntimeError, value);
+    Py_DECREF(value);
     return false;
   }
   return true;
 }
 
-// _dropout_p(p, fn): parse_p for selu_ext.functional's general path.
+// _dropout_p(p, fn): parse_p, for selu_ext.functional's general path; returns p as a
+// float. _dropout_p(p, None[, refuse_nan]): the module constructors' range test
+// (torch.nn's `p < 0 or p > 1`; with refuse_nan, NaN fails it too, with the same
+// ValueError); returns None.
 PyObject* py_dropout_p(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-  if (!check_nargs(nargs, 2, "_dropout_p takes (p, fn)")) return nullptr;
+  if (nargs < 2 || nargs > 3 || (nargs == 3 && args[1] != Py_None)) {
+    PyErr_SetString(PyExc_TypeError,
+                    "selu_ext._C._dropout_p takes (p, fn) or (p, None[, refuse_nan])");
+    return nullptr;
+  }
+  if (args[1] == Py_None) {
+    if (!check_p_range(args[0], true)) return nullptr;
+    if (nargs == 3 && PyObject_IsTrue(args[2]) == 1) {
+      // p != p, as Python takes it (RichCompareBool would answer false for one object).
+      PyObject* ne = PyObject_RichCompare(args[0], args[0], Py_NE);
+      if (ne == nullptr) return nullptr;
+      const int nan = PyObject_IsTrue(ne);
+      Py_DECREF(ne);
+      if (nan < 0) return nullptr;
+      if (nan) {
+        p_out_of_range(PyExc_ValueError, args[0]);
+        return nullptr;
+      }
+    }
+    Py_RETURN_NONE;
+  }
   const char* fn = PyUnicode_AsUTF8(args[1]);
   if (fn == nullptr) return nullptr;
   double p = 0.0;
@@ -208,12 +266,41 @@ PyObject* py_alpha_dropout(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   END_HANDLE_TH_ERRORS
 }
 
+// The one body of feature_alpha_dropout, for 0 < p < 1 on a dense floating-point
+// tensor of rank >= 2 (selu_ext.functional checks the rest): the (N, C)
+// coefficients straight from the dropout kernels over the channel grid,
+// alpha_dropout(0) the shift (b where kept, `dropped` where not) and
+// alpha_dropout_backward(1) the scale (a or 0), each rounded once to the dtype as
+// PyTorch rounds its noise; then x * scale + shift with (N, C, 1, ...)
+// coefficients, two roundings as PyTorch's. Built from the input (a view of its
+// (N, C) corner), so that under vmap they are batched and take vmap's randomness
+// setting. The eager entry point calls it directly; the general path (torch.compile,
+// tracing, __torch_function__) through the composite operators below, which
+// torch.compile and torch.export decompose into these same ops.
+at::Tensor feature_alpha_dropout_body(const at::Tensor& self, double p, const at::Tensor& rng,
+                                      bool inplace) {
+  const int64_t extra = self.dim() - 2;
+  at::Tensor corner = self;
+  for (int64_t i = 0; i < extra; ++i) corner = corner.select(-1, 0);
+  at::Tensor shift = op_alpha_dropout().call(at::zeros_like(corner), p, rng);
+  at::Tensor scale = op_alpha_dropout_backward().call(at::ones_like(corner), p, rng);
+  for (int64_t i = 0; i < extra; ++i) {  // cheaper than view(shape)
+    shift = shift.unsqueeze(-1);
+    scale = scale.unsqueeze(-1);
+  }
+  if (inplace) {
+    self.mul_(scale).add_(shift);
+    return at::Tensor();
+  }
+  at::Tensor out = self.mul(scale);
+  out.add_(shift);
+  return out;
+}
+
 // _feature_alpha_dropout(input, p, training, inplace, rng_state_or_None)
-// selu_ext.functional.feature_alpha_dropout for the common case, the same ops as its
-// Python body (_apply_feature_mask) without a Python call per op: the (N, C)
-// coefficients from the dropout kernels over the channel grid, then x * scale +
-// shift. Anything unusual (layout, rank, dtype, p == 1, tracing) takes the general
-// path, which raises PyTorch's errors.
+// selu_ext.functional.feature_alpha_dropout for the common case. Anything unusual
+// (layout, rank, dtype, p == 1, tracing) takes the general path, which raises
+// PyTorch's errors.
 PyObject* py_feature_alpha_dropout(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   HANDLE_TH_ERRORS
   if (!check_nargs(nargs, 5,
@@ -238,23 +325,8 @@ PyObject* py_feature_alpha_dropout(PyObject*, PyObject* const* args, Py_ssize_t 
   at::Tensor out;
   {
     pybind11::gil_scoped_release no_gil;
-    const int64_t extra = self.dim() - 2;
-    at::Tensor corner = self;
-    for (int64_t i = 0; i < extra; ++i) corner = corner.select(-1, 0);
     if (!rng.defined()) rng = selu_ext::dropout_rng_state_eager(self.device());
-    at::Tensor shift = op_alpha_dropout().call(at::zeros_like(corner), p, rng);
-    at::Tensor scale = op_alpha_dropout_backward().call(at::ones_like(corner), p, rng);
-    for (int64_t i = 0; i < extra; ++i) {
-      shift = shift.unsqueeze(-1);
-      scale = scale.unsqueeze(-1);
-    }
-    // x * scale, then + shift, as PyTorch does (two roundings).
-    if (inplace) {
-      self.mul_(scale).add_(shift);
-    } else {
-      out = self.mul(scale);
-      out.add_(shift);
-    }
+    out = feature_alpha_dropout_body(self, p, rng, inplace);
   }
   return out_or_input(std::move(out), args[0]);
   END_HANDLE_TH_ERRORS
@@ -360,6 +432,24 @@ PyModuleDef kModule = {PyModuleDef_HEAD_INIT, "_C", "selu_ext operators (loaded 
                        kMethods};
 
 }  // namespace
+
+// feature_alpha_dropout_body as operators, for the general path of
+// selu_ext.functional.feature_alpha_dropout. CompositeImplicitAutograd: autograd,
+// vmap and the compilers see the ops of the body, as they saw them when the general
+// path ran a Python copy of it.
+TORCH_LIBRARY_FRAGMENT(selu_ext, m) {
+  m.def("feature_alpha_dropout(Tensor self, float p, Tensor rng_state) -> Tensor");
+  m.def("feature_alpha_dropout_(Tensor(a!) self, float p, Tensor rng_state) -> ()");
+}
+
+TORCH_LIBRARY_IMPL(selu_ext, CompositeImplicitAutograd, m) {
+  m.impl("feature_alpha_dropout", [](const at::Tensor& self, double p, const at::Tensor& rng) {
+    return feature_alpha_dropout_body(self, p, rng, false);
+  });
+  m.impl("feature_alpha_dropout_", [](const at::Tensor& self, double p, const at::Tensor& rng) {
+    feature_alpha_dropout_body(self, p, rng, true);
+  });
+}
 
 PyMODINIT_FUNC PyInit__C() {
   PyObject* module = PyModule_Create(&kModule);

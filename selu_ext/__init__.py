@@ -12,14 +12,16 @@ docs/building.md for the build switches.
 
 from __future__ import annotations
 
+import importlib as _importlib
 import json as _json
+import sys as _sys
+import types as _types
 
 from . import _load
 
 _load.load()  # the operators first; a clear error if the library does not load
 from . import ops  # noqa: E402,F401
 from . import functional, init, nn  # noqa: E402,F401
-from .diagnose import SelfNormalizationWarning, diagnose  # noqa: E402
 from ._C import build_info as _build_info_json  # noqa: E402
 from .functional import (  # noqa: E402
     ALPHA,
@@ -46,6 +48,39 @@ __all__ = functional.__all__ + [
     "nn",
     "ops",
 ]
+
+
+# selu_ext.diagnose, the largest module, is loaded on first use, not on `import selu_ext`
+# (PEP 562): these names come from it.
+_FROM_DIAGNOSE = ("diagnose", "SelfNormalizationWarning")
+
+
+def __getattr__(name: str):
+    if name not in _FROM_DIAGNOSE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = _importlib.import_module(f"{__name__}.diagnose")
+    value = getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list:
+    return sorted(set(globals()) | set(_FROM_DIAGNOSE))
+
+
+class _Package(_types.ModuleType):
+    """selu_ext's module type. Loading the submodule selu_ext.diagnose (from anywhere:
+    ``from selu_ext.diagnose import ...``, convert()) makes the import system bind it
+    as the package's attribute ``diagnose``, in place of the function of that name:
+    the function stays."""
+
+    def __setattr__(self, name: str, value) -> None:
+        if name == "diagnose" and isinstance(value, _types.ModuleType):
+            value = value.diagnose
+        super().__setattr__(name, value)
+
+
+_sys.modules[__name__].__class__ = _Package
 
 
 def build_info() -> dict:

@@ -41,6 +41,8 @@ from torch import Tensor, nn
 from torch.nn.modules.conv import _ConvNd
 from torch.overrides import TorchFunctionMode
 
+from . import functional as sf
+from . import nn as snn
 from .init import forward_fan_in
 
 __all__ = [
@@ -128,8 +130,6 @@ _OP_KINDS = {  # schema name -> (kind, the public function that calls it)
 
 def _module_kind(m: nn.Module) -> Optional[tuple[str, str]]:
     """(kind, type shown in the report) of a module diagnose looks at, else None."""
-    from . import nn as snn  # here: selu_ext.nn imports this module
-
     name = type(m).__name__
     if isinstance(m, (nn.Linear, _ConvNd)):
         return WEIGHT, name
@@ -154,8 +154,6 @@ def _function_kind(func) -> Optional[tuple[str, str]]:
     if isinstance(func, torch._ops.OpOverload):
         return _OP_KINDS.get(func.name())
     # selu_ext's functions hand __torch_function__ modes themselves (as F.* do).
-    from . import functional as sf
-
     if getattr(func, "__module__", None) == sf.__name__:
         kind = _FUNCTION_KINDS.get(func.__name__)
         if func.__name__ == "selu_alpha_dropout":

@@ -80,21 +80,15 @@ def alpha_dropout_coefficients(p: float) -> tuple[float, float, float]:
 # csrc/python_module.cpp make the same checks in C).
 
 
-def _check_p_range(p) -> None:
-    if p < 0.0 or p > 1.0:  # torch's test, so odd types fail as in torch
-        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
-
-
-def _as_p(p, fn: str) -> float:
-    if not _is_compiling():
-        return _C._dropout_p(p, fn)  # the entry points' rule (parse_p, csrc/python_module.cpp)
-    # Dynamo traces this path with p a number or a SymFloat; value != value, not
-    # math.isnan: under torch.compile(dynamic=True) a float attribute such as a
-    # module's p is a SymFloat, which math.isnan breaks the graph on.
-    value = float(p)
-    if value != value:
-        raise RuntimeError("dropout probability has to be between 0 and 1, but got nan")
-    return value
+def _dropout_p(p, fn: str) -> float:
+    """p of a dropout function, checked and converted by the entry points' rule, in C
+    (parse_p, csrc/python_module.cpp). Dynamo cannot trace C: under torch.compile a p
+    in [0, 1] is taken here, with torch's comparisons (a SymFloat p is guarded, not
+    specialized); any other p goes to the C rule, where Dynamo breaks the graph and
+    runs it eagerly, so the exception is the rule's own."""
+    if _is_compiling() and 0.0 <= p <= 1.0:
+        return float(p)
+    return _C._dropout_p(p, fn)
 
 
 def _check_training(training, fn: str) -> None:
@@ -112,8 +106,7 @@ def _check_tensor(input, fn: str) -> None:
 def _dropout_args(input, p, training, fn: str) -> float:
     """The checks of a dropout function's arguments, in torch's order; p as a float."""
     _check_tensor(input, fn)
-    _check_p_range(p)
-    p = _as_p(p, fn)
+    p = _dropout_p(p, fn)
     _check_training(training, fn)
     return p
 
@@ -308,7 +301,6 @@ def alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False, inplace
     CUDA. As in PyTorch, ``training=False`` or ``p == 0`` returns ``input`` itself.
     """
     if _eager(input):
-        _check_p_range(p)
         out = _C._alpha_dropout(input, p, training, bool(inplace),
                                 None if seed is None else _seed_state(seed), False)
         if out is not NotImplemented:
@@ -346,7 +338,6 @@ def selu_alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False,
     backward. In eval mode (or p == 0) it is :func:`selu`.
     """
     if _eager(input):
-        _check_p_range(p)
         out = _C._alpha_dropout(input, p, training, False,
                                 None if seed is None else _seed_state(seed), True)
         if out is not NotImplemented:
@@ -379,7 +370,6 @@ def feature_alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False,
     only the ``scale``.
     """
     if _eager(input):
-        _check_p_range(p)
         out = _C._feature_alpha_dropout(input, p, training, bool(inplace),
                                         None if seed is None else _seed_state(seed))
         if out is not NotImplemented:
@@ -409,31 +399,12 @@ def _feature_alpha_dropout_general(input: Tensor, p: float, training: bool, inpl
     if input.dtype not in ops.FLOAT_DTYPES:
         # torch's exception types, as host.h's check_tensor for a dropout.
         kind = RuntimeError if input.dtype in _CAST_ERROR_DTYPES else NotImplementedError
-        raise kind(f"selu_ext.feature_alpha_dropout: 'input' has dtype {input.dtype}; expected "
-                   "a floating-point tensor (float16, bfloat16, float32 or float64)")
-    return _apply_feature_mask(input, p, inplace, _rng_state(input, seed))
-
-
-def _apply_feature_mask(input: Tensor, p: float, inplace: bool, rng: Tensor) -> Tensor:
-    """The body of feature_alpha_dropout for 0 < p < 1."""
-    # The (N, C) coefficients straight from the dropout kernels over the channel
-    # grid: alpha_dropout(0) is the shift (b where kept, `dropped` where not) and
-    # alpha_dropout_backward(1) the scale (a or 0), each rounded once to the dtype as
-    # PyTorch rounds its noise. Built from the input (a view of its (N, C) corner),
-    # so that under vmap they are batched and take vmap's randomness setting.
-    corner = input
-    for _ in range(input.dim() - 2):
-        corner = corner.select(-1, 0)
-    shift = torch.ops.selu_ext.alpha_dropout(torch.zeros_like(corner), p, rng)
-    scale = torch.ops.selu_ext.alpha_dropout_backward(torch.ones_like(corner), p, rng)
-    for _ in range(input.dim() - 2):  # (N, C) -> (N, C, 1, ...); cheaper than view(shape)
-        shift = shift.unsqueeze(-1)
-        scale = scale.unsqueeze(-1)
-    # x * scale, then + shift, as PyTorch does (two roundings): the in-place and
-    # out-of-place forms, and PyTorch's, give the same bits for the same mask.
+        raise kind(ops._dtype_message("selu_ext.feature_alpha_dropout", "input", input.dtype))
+    rng = _rng_state(input, seed)
     if inplace:
-        return input.mul_(scale).add_(shift)
-    return input.mul(scale).add_(shift)
+        ops.feature_alpha_dropout_(input, p, rng)
+        return input
+    return ops.feature_alpha_dropout(input, p, rng)
 
 
 # ---------------------------------------------------------------------------

@@ -12,8 +12,8 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
+from . import _C
 from . import functional as F
-from .diagnose import _convert_warnings
 from .init import lecun_normal_
 
 __all__ = [
@@ -104,8 +104,7 @@ class SELUAlphaDropout(nn.Module):
 
     def __init__(self, p: float = 0.5, *, save_output: bool = True) -> None:
         super().__init__()
-        if p < 0 or p > 1:
-            raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+        _C._dropout_p(p, None)  # torch.nn's constructors' test (NaN passes, as there)
         self.p = p
         self.save_output = save_output
 
@@ -255,8 +254,8 @@ class SelfNormalizingMLP(Sequential):
                  generator: Optional[torch.Generator] = None) -> None:
         if depth < 1:
             raise ValueError(f"SelfNormalizingMLP: depth must be at least 1, got {depth}")
-        if not 0 <= dropout <= 1:  # NaN too: it would silently mean "no dropout" here
-            raise ValueError(f"dropout probability has to be between 0 and 1, but got {dropout}")
+        # The constructors' test, NaN refused too: it would silently mean "no dropout" here.
+        _C._dropout_p(dropout, None, True)
 
         # Where nn.Linear(device=None) would go (torch.set_default_device included).
         target = device if device is not None else torch.empty(0).device
@@ -313,6 +312,9 @@ def convert(model: nn.Module, inplace: bool = False, fuse: bool = True) -> nn.Mo
     Calls to ``torch.nn.functional.selu`` inside a model's ``forward`` are not
     converted.
     """
+    # Imported here: diagnose imports this module, and is loaded only when used.
+    from .diagnose import _convert_warnings
+
     _convert_warnings(model)
     if not inplace:
         shared = {id(t): t for t in (*model.parameters(), *model.buffers())}

@@ -48,6 +48,8 @@ __all__ = [
     "alpha_dropout_backward",
     "selu_alpha_dropout",
     "selu_alpha_dropout_backward",
+    "feature_alpha_dropout",
+    "feature_alpha_dropout_",
     "dropout_keep_mask",
     "FLOAT_DTYPES",
 ]
@@ -65,6 +67,9 @@ alpha_dropout_ = _ops.alpha_dropout_.default
 alpha_dropout_backward = _ops.alpha_dropout_backward.default
 selu_alpha_dropout = _ops.selu_alpha_dropout.default
 selu_alpha_dropout_backward = _ops.selu_alpha_dropout_backward.default
+# Composite (csrc/python_module.cpp): no kernel, fake kernel or vmap rule of their own.
+feature_alpha_dropout = _ops.feature_alpha_dropout.default
+feature_alpha_dropout_ = _ops.feature_alpha_dropout_.default
 dropout_keep_mask = _ops.dropout_keep_mask.default
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -74,12 +79,15 @@ FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 # Fake kernels: same checks as host.h, same output strides.
 
 
+def _dtype_message(where: str, arg: str, dtype: torch.dtype) -> str:
+    """host.h's message for a tensor of a dtype without kernels (functional's too)."""
+    names = [str(d).removeprefix("torch.") for d in FLOAT_DTYPES]
+    return (f"{where}: '{arg}' has dtype {dtype}; expected a floating-point tensor "
+            f"({', '.join(names[:-1])} or {names[-1]})")
+
+
 def _check_float(t: torch.Tensor, op: str, arg: str) -> None:
-    torch._check(
-        t.dtype in FLOAT_DTYPES,
-        lambda: f"selu_ext::{op}: '{arg}' has dtype {t.dtype}; expected a floating-point "
-        "tensor (float16, bfloat16, float32 or float64)",
-    )
+    torch._check(t.dtype in FLOAT_DTYPES, lambda: _dtype_message(f"selu_ext::{op}", arg, t.dtype))
 
 
 def _check_same(a: torch.Tensor, b: torch.Tensor, op: str, an: str, bn: str) -> None:

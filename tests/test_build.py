@@ -239,16 +239,35 @@ def test_import_error_when_the_library_was_never_built():
     assert "pip install --no-build-isolation -e ." in msg
 
 
-def test_wheel_metadata_pins_the_torch_it_was_built_against(tmp_path):
-    # The metadata pip writes into a wheel (egg_info is the step that makes it);
-    # USE_CUDA=0 only skips the CUDA checks, which do not change the requirement.
+def _wheel_requires(tmp_path):
+    """The requirements pip writes into a wheel (egg_info is the step that makes
+    them), as {extra or "": [requirement, ...]}; USE_CUDA=0 only skips the CUDA
+    checks, which do not change them."""
     env = dict(os.environ, USE_CUDA="0")
     out = subprocess.run([sys.executable, "setup.py", "-q", "egg_info", "--egg-base",
                           str(tmp_path)], capture_output=True, text=True, cwd=ROOT, env=env,
                          timeout=600)
     assert out.returncode == 0, out.stderr
-    requires = (tmp_path / "selu_ext.egg-info" / "requires.txt").read_text().splitlines()
+    sections, current = {"": []}, ""
+    for line in (tmp_path / "selu_ext.egg-info" / "requires.txt").read_text().splitlines():
+        if line.startswith("["):
+            current = line.strip("[]")
+            sections[current] = []
+        elif line:
+            sections[current].append(line)
+    return sections
+
+
+def test_wheel_metadata_pins_the_torch_it_was_built_against(tmp_path):
+    requires = _wheel_requires(tmp_path)[""]
     assert f"torch=={torch.__version__.split('+')[0]}" in requires
+
+
+def test_wheel_metadata_numpy_only_for_the_tests(tmp_path):
+    # The library never imports numpy (test_imports.py runs it without); the tests do.
+    requires = _wheel_requires(tmp_path)
+    assert not [r for r in requires[""] if r.startswith("numpy")]
+    assert "numpy" in requires["test"]
 
 
 def test_source_distribution_keeps_the_supported_range(monkeypatch):

@@ -258,3 +258,21 @@ def test_compile_dynamic_float_p_has_no_graph_break(lib):
     out = torch.compile(model, dynamic=True, fullgraph=True)(x)
     out.sum().backward()
     assert out.shape == x.shape and torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize("p", [1.5, -0.5, float("nan"), "0.5"], ids=["above_1", "below_0", "nan", "str"])
+def test_compile_bad_p_raises_as_eager(p):
+    """Dynamo cannot trace the C rule for p (csrc/python_module.cpp): under
+    torch.compile functional._dropout_p takes a p in [0, 1] itself and sends any other
+    to the C rule through a graph break, so the exception and its message are eager's,
+    in eval mode too. (torch's own F.alpha_dropout is not traced through: the
+    compiled call fails in ATen's check, a TorchRuntimeError.)"""
+    def call(fn):
+        with pytest.raises(Exception) as info:
+            fn(torch.randn(4, 3))
+        return type(info.value), str(info.value)
+
+    torch._dynamo.reset()
+    for training in (True, False):
+        eager = lambda x: selu_ext.alpha_dropout(x, p, training)  # noqa: E731
+        assert call(torch.compile(eager, backend="eager")) == call(eager)

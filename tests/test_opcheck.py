@@ -66,6 +66,24 @@ def test_dropout_ops(device, layout, shape, requires_grad, p):
     _check(OPS.selu_alpha_dropout_backward.default, (g, z, p, rng))
 
 
+FEATURE_LAYOUTS = [(lay, s) for lay, s in LAYOUTS if len(s) >= 2]  # (N, C, *)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("layout,shape", FEATURE_LAYOUTS,
+                         ids=[i for i, (_, s) in zip(IDS, LAYOUTS) if len(s) >= 2])
+@pytest.mark.parametrize("requires_grad", [False, True])
+def test_feature_dropout_ops(device, layout, shape, requires_grad):
+    # Composite operators (no kernel, fake kernel or autograd of their own): what is
+    # checked is that they decompose into ops that trace, as their body's ops did
+    # when functional.py ran a Python copy of it.
+    require_device(device)
+    rng = _rng(device)
+    x = _x(layout, shape, device, requires_grad)
+    _check(OPS.feature_alpha_dropout.default, (x, 0.3, rng))
+    _check(OPS.feature_alpha_dropout_.default, (x.detach().clone(), 0.3, rng))
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_dropout_ops_with_cpu_rng_state(device):
     # A CPU rng_state (a user-fixed seed) works with inputs on any device.
