@@ -2,7 +2,7 @@
 nvcc is found. Install with `pip install --no-build-isolation -e .` (see README).
 
 Switches (environment variables):
-  USE_CUDA=0 / SKIP_CUDA_BUILD=1   build without CUDA kernels (CUDA tensors then
+  USE_CUDA=0                       build without CUDA kernels (CUDA tensors then
                                    fall back to PyTorch, with a warning)
   FORCE_CUDA=1                     build the CUDA kernels or fail trying
   TORCH_CUDA_ARCH_LIST="9.0;8.0"   architectures; unset with no GPU visible, the
@@ -13,10 +13,6 @@ Switches (environment variables):
   SELU_EXT_SANITIZE=address,undefined
                                    build the C++ code with AddressSanitizer and
                                    UndefinedBehaviorSanitizer (see README)
-  SELU_EXT_DEBUG=1                 -O0 -g
-  SELU_EXT_OPENMP=0 / =1           OpenMP off / on without the probe (default: on
-                                   when a probe shows the compiler links the OpenMP
-                                   runtime torch uses; see _openmp)
   SELU_EXT_SCALAR_KERNELS=1        the baseline CPU variant as plain scalar loops,
                                    as MSVC builds it (to test that path elsewhere)
 """
@@ -84,8 +80,8 @@ def _find_cuda_home():
 
 def _decide_cuda(torch, cuda_home):
     """(build CUDA kernels?, reason when not)."""
-    if _env_off("USE_CUDA") or _env_flag("SKIP_CUDA_BUILD"):
-        return False, "disabled by USE_CUDA=0 / SKIP_CUDA_BUILD=1"
+    if _env_off("USE_CUDA"):
+        return False, "disabled by USE_CUDA=0"
     if torch.version.cuda is None:
         reason = f"torch {torch.__version__} is a CPU-only build"
     elif cuda_home is None or not os.path.exists(os.path.join(cuda_home, "bin", "nvcc")):
@@ -216,21 +212,17 @@ def _openmp(torch, cxx):
     serial = "at::parallel_for runs serially"
     if "ATen parallel backend: OpenMP" not in torch.__config__.parallel_info():
         return [], False, "not needed: torch's native thread pool runs at::parallel_for"
-    if _env_off("SELU_EXT_OPENMP"):
-        return [], False, f"off (SELU_EXT_OPENMP=0): {serial}"
     if IS_WINDOWS:  # MSVC's /openmp links vcomp, not the runtime torch ships
         return [], False, f"off on Windows (MSVC's vcomp is not torch's runtime): {serial}"
     flags = ["-fopenmp"]
-    if _env_flag("SELU_EXT_OPENMP"):
-        return flags, True, "on (SELU_EXT_OPENMP=1, not probed)"
     torch_lib = os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.so")
     theirs = _omp_runtime(_elf_needed(torch_lib))
     ours, why = _openmp_probe(cxx, flags)
     if ours is None:
         return [], False, f"off ({why}): {serial}"
     if theirs != ours:
-        return [], False, (f"off ({cxx} links {ours}, torch uses {theirs or 'an unknown runtime'}; "
-                           f"SELU_EXT_OPENMP=1 forces it): {serial}")
+        return [], False, (f"off ({cxx} links {ours}, torch uses {theirs or 'an unknown runtime'}"
+                           f"): {serial}")
     return flags, True, f"on ({ours}, the runtime torch uses)"
 
 
@@ -302,7 +294,6 @@ def _write_config(info):
 
 def _extension(torch, cpp_extension, with_cuda, no_cuda_reason, cuda_home):
     sanitize = os.environ.get("SELU_EXT_SANITIZE", "").strip()
-    debug = _env_flag("SELU_EXT_DEBUG")
     cxx_path = _cxx()
     kind = _compiler_kind(cxx_path)
     archs, archs_from = _arch_list(torch) if with_cuda else ("", "")
@@ -321,7 +312,6 @@ def _extension(torch, cpp_extension, with_cuda, no_cuda_reason, cuda_home):
         "cpu_parallel": omp_text,
         "compiler_built": f"{cxx_path} ({kind})",
         "sanitize": sanitize or None,
-        "debug": debug,
     }
     gen = os.path.join(ROOT, "build", "generated")  # written by BuildExt.run
 
@@ -343,7 +333,7 @@ def _extension(torch, cpp_extension, with_cuda, no_cuda_reason, cuda_home):
     if kind == "msvc":
         # Untested (no Windows machine here); kept to what MSVC needs: its own
         # flags, and csrc/cpu/kernels_baseline.cpp picks the scalar loops itself.
-        cxx = ["/Od", "/Zi"] if debug else ["/O2"]
+        cxx = ["/O2"]
         cxx += ["/std:c++20", "/fp:contract", "/DNOMINMAX"] + scalar
         link = []
     else:
@@ -356,7 +346,7 @@ def _extension(torch, cpp_extension, with_cuda, no_cuda_reason, cuda_home):
         abi = [f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}"]
         # -g0 last: Python's own CFLAGS, which setuptools passes first, carry -g, and
         # debug information for torch's headers is most of the host files' compile time.
-        opt = ["-O0", "-g"] if debug else ["-O3", "-g0"]
+        opt = ["-O3", "-g0"]
         cxx = opt + abi + scalar + omp_flags + ["-std=c++20", "-ffp-contract=fast", "-Wall",
                                                 "-Wno-unused-parameter", "-fvisibility=hidden"]
         cxx += ["-Wno-psabi"] if kind == "gcc" else []
@@ -375,8 +365,7 @@ def _extension(torch, cpp_extension, with_cuda, no_cuda_reason, cuda_home):
     if inc:
         include_dirs.append(inc)
     jobs = os.environ.get("MAX_JOBS") or str(os.cpu_count() or 1)
-    nvcc_opt = ["-O0", "-g"] if debug else ["-O3"]
-    nvcc = nvcc_opt + ["-std=c++20", f"--threads={jobs}", "-lineinfo", "--expt-relaxed-constexpr"]
+    nvcc = ["-O3", "-std=c++20", f"--threads={jobs}", "-lineinfo", "--expt-relaxed-constexpr"]
     if kind != "msvc":
         nvcc += [f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}",
                  "-Xcompiler=-fvisibility=hidden"]

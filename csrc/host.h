@@ -1,7 +1,8 @@
 // selu_ext host code shared by the CPU and CUDA backends: argument checks, output
-// allocation, layout handling and dropout coefficients. A backend (cpu/selu_cpu.cpp,
-// cuda/selu_cuda.cpp) supplies only the loops over dense buffers, so every op
-// behaves the same on every device.
+// allocation, layout handling and dropout coefficients, then the call of the
+// backend's loop over dense buffers. A backend (cpu/selu_cpu.cpp, cuda/selu_cuda.cpp)
+// supplies only its table of loops and how it runs them, so every op behaves the same
+// on every device.
 //
 // Layout rules (the fake kernels in selu_ext/ops.py mirror them exactly):
 // * selu / selu_ / selu_backward are element-wise and position-free: a dense
@@ -18,8 +19,8 @@
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
 #include <c10/core/ScalarType.h>
+#include <torch/library.h>
 
-#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -90,6 +91,12 @@ inline void check_same(const at::Tensor& a, const at::Tensor& b, const char* op,
                  op, an, ShapeText(a.sizes()).c_str(), bn, ShapeText(b.sizes()).c_str());
 }
 
+// The dropout probability rule of every C++ entry point (the operators, and
+// python_module.cpp's parse_p): 0 <= p <= 1, NaN refused, with PyTorch's RuntimeError
+// text; `op` names the operator ("selu_ext::<op>: " before it), nullptr for the
+// Python entry points, whose text is torch.nn.functional's own.
+inline constexpr const char* kDropoutPRangeMessage =
+    "dropout probability has to be between 0 and 1, but got ";
 inline void check_p(double p, const char* op) {
   if (C10_LIKELY(p >= 0.0 && p <= 1.0)) return;
   // The shortest text that reads back as p, as Python's repr (%g would print
@@ -99,8 +106,8 @@ inline void check_p(double p, const char* op) {
     std::snprintf(text, sizeof text, "%.*g", digits, p);
     if (std::strtod(text, nullptr) == p || std::isnan(p)) break;
   }
-  SELU_EXT_CHECK(false, "selu_ext::%s: dropout probability has to be between 0 and 1, but got %s",
-                 op, text);
+  SELU_EXT_CHECK(false, "%s%s%s%s%s", op ? "selu_ext::" : "", op ? op : "", op ? ": " : "",
+                 kDropoutPRangeMessage, text);
 }
 
 inline void check_inplace(const at::Tensor& self, const char* op) {
@@ -180,68 +187,50 @@ inline void check_rng_state(const at::Tensor& rng, const char* op) {
                  op);
 }
 
+// Each backward op has a .grad_input form (ops.cpp) that writes into a given buffer, as
+// ATen's elu_backward.grad_input: autograd.cpp's nodes pass the incoming gradient
+// itself when nothing else can see it. Its checks: grad_input has grad_output's
+// shape, dtype and device and a layout the loops can write (dense; the dropout ops:
+// contiguous). It may be grad_output itself: every loop reads an element before it
+// writes it, at the same index.
+inline void check_grad_input(const at::Tensor& grad_input, const at::Tensor& grad_output,
+                             const char* op, bool contiguous) {
+  check_tensor(grad_input, op, "grad_input");
+  check_same(grad_output, grad_input, op, "grad_output", "grad_input");
+  SELU_EXT_CHECK(contiguous ? grad_input.is_contiguous() : grad_input.is_non_overlapping_and_dense(),
+                 "selu_ext::%s: 'grad_input' must be %s", op,
+                 contiguous ? "contiguous" : "dense and non-overlapping");
+}
+
+// Where the kernels read (seed, offset): a CPU rng_state (every CPU call, and a
+// user-chosen seed on CUDA) is read here; one on the CUDA device is read by the
+// kernel, which keeps CUDA graph replays fresh (check_rng_device allows no other).
+inline RngSource rng_source(const at::Tensor& rng_state) {
+  RngSource r;
+  if (rng_state.device().is_cpu()) {
+    const int64_t* v = rng_state.const_data_ptr<int64_t>();
+    r.seed = static_cast<uint64_t>(v[0]);
+    r.offset = static_cast<uint64_t>(v[1]);
+  } else {
+    r.device_ptr = rng_state.const_data_ptr<int64_t>();
+  }
+  return r;
+}
+
+// Byte pointers to a dense buffer's elements, for the loops' chunks.
+inline const char* bytes(const at::Tensor& t) { return static_cast<const char*>(t.const_data_ptr()); }
+inline char* mutable_bytes(const at::Tensor& t) { return static_cast<char*>(t.mutable_data_ptr()); }
+
 // ---------------------------------------------------------------------------
 // The ops, written once against a backend B that provides:
-//   B::Guard(device)                     sets the current device for the scope
-//   B::selu_loop(DType, x, y, n)         and the other loops of cpu/kernels.h (op_list.h)
-//   B::rng_source(rng_state, input)      where the kernel reads (seed, offset)
-//   B::fresh_output(tensor)              called on each output before it is written
-//   B::kReusesGradBuffer                 whether a backward op may take an offered
-//                                        gradient buffer (GradBufferOffer below)
+//   B::Guard(device)        sets the current device for the scope
+//   B::loops(dtype)         its Loops for a dtype (kernel_args.h): the backend's one
+//                           dtype dispatch
+//   B::run(n, f)            f(begin, m) over chunks of [0, n) (CPU: on at::parallel_for's
+//                           threads; CUDA: once, f(0, n), then the launch check)
+//   B::run_blocks(n, f)     the same for dropout: chunks start at 256-element blocks
+//   B::fresh_output(out)    called on each output before it is written
 namespace host {
-
-// The buffer of an incoming gradient, offered by an autograd node's backward
-// (autograd.cpp) as the output of the one backward op it calls, when the graph task
-// holds the only reference to it: the same condition under which PyTorch's
-// AccumulateGrad steals a gradient instead of copying it. Writing the result there
-// instead of into a fresh tensor saves a cold output buffer (measured on the MLP of
-// the training benchmark: the fused backward 125-147 us -> 77-95 us per 256 x 512
-// layer). The offer is per thread and lasts for the node's call; a host function takes
-// it only for the tensor it was offered, as its grad_output, when that tensor and
-// the output's layout are contiguous (take_offered_grad).
-// `offer` false: no offer (the scope is inert).
-class GradBufferOffer {
- public:
-  GradBufferOffer(const at::Tensor& grad, bool offer) : prev_(slot()) {
-    if (offer) slot() = grad.unsafeGetTensorImpl();
-  }
-  ~GradBufferOffer() { slot() = prev_; }
-  GradBufferOffer(const GradBufferOffer&) = delete;
-  GradBufferOffer& operator=(const GradBufferOffer&) = delete;
-
-  static bool offered(const at::Tensor& grad) {
-    return slot() != nullptr && slot() == grad.unsafeGetTensorImpl();
-  }
-
-  // How many backward ops wrote into an offered gradient in this process, for the
-  // tests (selu_ext._C._grad_buffers_taken): nothing else shows whether it happened.
-  static int64_t taken() { return counter().load(std::memory_order_relaxed); }
-  static void count_taken() { counter().fetch_add(1, std::memory_order_relaxed); }
-
- private:
-  static std::atomic<int64_t>& counter() {
-    static std::atomic<int64_t> n{0};
-    return n;
-  }
-  static c10::TensorImpl*& slot() {
-    static thread_local c10::TensorImpl* impl = nullptr;
-    return impl;
-  }
-  c10::TensorImpl* prev_;
-};
-
-// grad_output itself where it was offered and can be the output for `like`: both
-// contiguous (the callers have checked that they share sizes, dtype and device:
-// check_same, or `like` is grad_output); else an undefined tensor.
-template <typename B>
-at::Tensor take_offered_grad(const at::Tensor& grad_output, const at::Tensor& like) {
-  if (!B::kReusesGradBuffer || !GradBufferOffer::offered(grad_output) ||
-      !grad_output.is_contiguous() || !like.is_contiguous()) {
-    return {};
-  }
-  GradBufferOffer::count_taken();
-  return grad_output;
-}
 
 // save_output only tells autograd what to keep (csrc/autograd.cpp); the kernel ignores it.
 template <typename B>
@@ -252,8 +241,11 @@ at::Tensor selu(const at::Tensor& self, bool /*save_output*/ = false) {
   if (self.numel() == 0) return out;
   B::fresh_output(out);
   const at::Tensor src = in_layout_of(self, out);
-  B::selu_loop(kernel_dtype(self.scalar_type()), src.const_data_ptr(), out.mutable_data_ptr(),
-                  self.numel());
+  const Loops& k = B::loops(self.scalar_type());
+  const int64_t es = self.element_size();
+  const char* x = bytes(src);
+  char* y = mutable_bytes(out);
+  B::run(self.numel(), [&](int64_t b, int64_t m) { k.selu_loop(x + b * es, y + b * es, m); });
   return out;
 }
 
@@ -264,44 +256,66 @@ void selu_(at::Tensor& self) {
   typename B::Guard guard(self.device());
   if (self.numel() == 0) return;
   if (self.is_non_overlapping_and_dense()) {
-    B::selu_loop(kernel_dtype(self.scalar_type()), self.const_data_ptr(),
-                    self.mutable_data_ptr(), self.numel());
+    // Each loop reads an element before it writes it, at the same index.
+    const Loops& k = B::loops(self.scalar_type());
+    const int64_t es = self.element_size();
+    char* y = mutable_bytes(self);
+    B::run(self.numel(), [&](int64_t b, int64_t m) { k.selu_loop(y + b * es, y + b * es, m); });
   } else {
     self.copy_(selu<B>(self));
   }
 }
 
-// grad_output * selu'(x), from the forward's output (is_result) or its input x, as
-// PyTorch's elu_backward(..., is_result, self_or_result).
-template <typename B>
-at::Tensor selu_backward(const at::Tensor& grad_output, const at::Tensor& self_or_result,
-                         bool is_result) {
+inline void check_selu_backward(const at::Tensor& grad_output, const at::Tensor& self_or_result,
+                                bool is_result) {
   const char* arg = is_result ? "result" : "self";
   check_tensor(grad_output, "selu_backward", "grad_output");
   check_tensor(self_or_result, "selu_backward", arg);
   check_same(grad_output, self_or_result, "selu_backward", "grad_output", arg);
-  typename B::Guard guard(self_or_result.device());
-  at::Tensor out = take_offered_grad<B>(grad_output, self_or_result);
-  const bool fresh = !out.defined();
-  if (fresh) out = at::empty_like(self_or_result);
-  if (self_or_result.numel() == 0) return out;
-  if (fresh) B::fresh_output(out);
+}
+
+// grad_output * selu'(x), from the forward's output (is_result) or its input x, into
+// the dense `out`.
+template <typename B>
+void selu_backward_into(const at::Tensor& grad_output, const at::Tensor& self_or_result,
+                        bool is_result, const at::Tensor& out) {
+  if (out.numel() == 0) return;
   const at::Tensor v = in_layout_of(self_or_result, out);
   const at::Tensor g = in_layout_of(grad_output, out);
-  B::selu_backward_loop(kernel_dtype(v.scalar_type()), g.const_data_ptr(), v.const_data_ptr(),
-                   out.mutable_data_ptr(), v.numel(), is_result);
+  const Loops& k = B::loops(v.scalar_type());
+  const int64_t es = v.element_size();
+  const char *gp = bytes(g), *vp = bytes(v);
+  char* o = mutable_bytes(out);
+  B::run(v.numel(), [&](int64_t b, int64_t m) {
+    k.selu_backward_loop(gp + b * es, vp + b * es, o + b * es, m, is_result);
+  });
+}
+
+// As PyTorch's elu_backward(..., is_result, self_or_result).
+template <typename B>
+at::Tensor selu_backward(const at::Tensor& grad_output, const at::Tensor& self_or_result,
+                         bool is_result) {
+  check_selu_backward(grad_output, self_or_result, is_result);
+  typename B::Guard guard(self_or_result.device());
+  at::Tensor out = at::empty_like(self_or_result);
+  if (out.numel() != 0) B::fresh_output(out);
+  selu_backward_into<B>(grad_output, self_or_result, is_result, out);
   return out;
 }
 
-// Dropout ops: run `launch(inputs..., out)` on contiguous buffers and return the
-// result in empty_like(like)'s layout; into `offered` instead where defined (a
-// take_offered_grad result, contiguous).
+template <typename B>
+void selu_backward_grad_input(const at::Tensor& grad_output, const at::Tensor& self_or_result,
+                              bool is_result, at::Tensor& grad_input) {
+  check_selu_backward(grad_output, self_or_result, is_result);
+  check_grad_input(grad_input, grad_output, "selu_backward", /*contiguous=*/false);
+  typename B::Guard guard(self_or_result.device());
+  selu_backward_into<B>(grad_output, self_or_result, is_result, grad_input);
+}
+
+// Dropout ops: run `launch(out)` into a contiguous buffer and return the result in
+// empty_like(like)'s layout.
 template <typename B, typename F>
-at::Tensor run_contiguous(const at::Tensor& like, F launch, at::Tensor offered = {}) {
-  if (offered.defined()) {
-    if (like.numel() != 0) launch(offered);
-    return offered;
-  }
+at::Tensor run_contiguous(const at::Tensor& like, F launch) {
   at::Tensor out = at::empty_like(like);
   if (like.numel() == 0) return out;
   if (out.is_contiguous()) {
@@ -315,13 +329,23 @@ at::Tensor run_contiguous(const at::Tensor& like, F launch, at::Tensor offered =
   return out;
 }
 
-template <typename B>
-DropoutLaunch dropout_launch(const at::Tensor& like, double p, const at::Tensor& rng_state,
-                             const char* op) {
+// The callers have checked rng_state (check_rng_state, check_rng_device). Before the
+// device guard: nothing here touches the device.
+inline DropoutLaunch dropout_launch(const at::Tensor& like, double p, const at::Tensor& rng_state,
+                                    const char* op) {
   check_p(p, op);
-  check_rng_state(rng_state, op);
   return {p, kept_bound_for(p, like.scalar_type()), kept_bound_for(p, like.scalar_type(), true),
-          B::rng_source(rng_state, like, op)};
+          rng_source(rng_state)};
+}
+
+// One dropout loop over n elements: `loop(chunk's inputs..., chunk's output, m, d)` for
+// each of B's chunks, the buffers' elements from the chunk's first on.
+template <typename B, typename Loop, typename... In>
+void run_dropout(Loop loop, int64_t n, int64_t es, const DropoutLaunch& d, char* out,
+                 const In*... in) {
+  B::run_blocks(n, [&](int64_t b, int64_t m) {
+    loop(static_cast<const void*>(in + b * es)..., out + b * es, m, d.from(b));
+  });
 }
 
 template <typename B>
@@ -330,11 +354,12 @@ at::Tensor alpha_dropout(const at::Tensor& self, double p, const at::Tensor& rng
   check_rng_state(rng_state, "alpha_dropout");
   check_rng_device(rng_state, self, "alpha_dropout");
   typename B::Guard guard(self.device());
-  const DropoutLaunch d = dropout_launch<B>(self, p, rng_state, "alpha_dropout");
+  const DropoutLaunch d = dropout_launch(self, p, rng_state, "alpha_dropout");
   const at::Tensor x = self.contiguous();
+  const Loops& k = B::loops(self.scalar_type());
   return run_contiguous<B>(self, [&](at::Tensor& out) {
-    B::alpha_dropout_loop(kernel_dtype(self.scalar_type()), x.const_data_ptr(),
-                             out.mutable_data_ptr(), self.numel(), d);
+    run_dropout<B>(k.alpha_dropout_loop, x.numel(), x.element_size(), d, mutable_bytes(out),
+                   bytes(x));
   });
 }
 
@@ -345,32 +370,51 @@ void alpha_dropout_(at::Tensor& self, double p, const at::Tensor& rng_state) {
   check_rng_state(rng_state, "alpha_dropout_");
   check_rng_device(rng_state, self, "alpha_dropout_");
   typename B::Guard guard(self.device());
-  const DropoutLaunch d = dropout_launch<B>(self, p, rng_state, "alpha_dropout_");
+  const DropoutLaunch d = dropout_launch(self, p, rng_state, "alpha_dropout_");
   if (self.numel() == 0) return;
   if (self.is_contiguous()) {
-    B::alpha_dropout_loop(kernel_dtype(self.scalar_type()), self.const_data_ptr(),
-                             self.mutable_data_ptr(), self.numel(), d);
+    run_dropout<B>(B::loops(self.scalar_type()).alpha_dropout_loop, self.numel(),
+                   self.element_size(), d, mutable_bytes(self), bytes(self));
   } else {
     self.copy_(alpha_dropout<B>(self, p, rng_state));
   }
 }
 
-template <typename B>
-at::Tensor alpha_dropout_backward(const at::Tensor& grad_output, double p,
-                                  const at::Tensor& rng_state) {
+inline DropoutLaunch check_alpha_dropout_backward(const at::Tensor& grad_output, double p,
+                                                  const at::Tensor& rng_state) {
   check_tensor(grad_output, "alpha_dropout_backward", "grad_output");
   check_rng_state(rng_state, "alpha_dropout_backward");
   check_rng_device(rng_state, grad_output, "alpha_dropout_backward");
-  typename B::Guard guard(grad_output.device());
-  const DropoutLaunch d = dropout_launch<B>(grad_output, p, rng_state, "alpha_dropout_backward");
+  return dropout_launch(grad_output, p, rng_state, "alpha_dropout_backward");
+}
+
+// Into the contiguous `out`.
+template <typename B>
+void alpha_dropout_backward_into(const at::Tensor& grad_output, const DropoutLaunch& d,
+                                 const at::Tensor& out) {
+  if (out.numel() == 0) return;
   const at::Tensor g = grad_output.contiguous();
-  return run_contiguous<B>(
-      grad_output,
-      [&](at::Tensor& out) {
-        B::alpha_dropout_backward_loop(kernel_dtype(g.scalar_type()), g.const_data_ptr(),
-                                       out.mutable_data_ptr(), g.numel(), d);
-      },
-      take_offered_grad<B>(grad_output, grad_output));
+  run_dropout<B>(B::loops(g.scalar_type()).alpha_dropout_backward_loop, g.numel(),
+                 g.element_size(), d, mutable_bytes(out), bytes(g));
+}
+
+template <typename B>
+at::Tensor alpha_dropout_backward(const at::Tensor& grad_output, double p,
+                                  const at::Tensor& rng_state) {
+  const DropoutLaunch d = check_alpha_dropout_backward(grad_output, p, rng_state);
+  typename B::Guard guard(grad_output.device());
+  return run_contiguous<B>(grad_output, [&](at::Tensor& out) {
+    alpha_dropout_backward_into<B>(grad_output, d, out);
+  });
+}
+
+template <typename B>
+void alpha_dropout_backward_grad_input(const at::Tensor& grad_output, double p,
+                                       const at::Tensor& rng_state, at::Tensor& grad_input) {
+  const DropoutLaunch d = check_alpha_dropout_backward(grad_output, p, rng_state);
+  typename B::Guard guard(grad_output.device());
+  check_grad_input(grad_input, grad_output, "alpha_dropout_backward", /*contiguous=*/true);
+  alpha_dropout_backward_into<B>(grad_output, d, grad_input);
 }
 
 template <typename B>
@@ -379,35 +423,56 @@ at::Tensor selu_alpha_dropout(const at::Tensor& self, double p, const at::Tensor
   check_rng_state(rng_state, "selu_alpha_dropout");
   check_rng_device(rng_state, self, "selu_alpha_dropout");
   typename B::Guard guard(self.device());
-  const DropoutLaunch d = dropout_launch<B>(self, p, rng_state, "selu_alpha_dropout");
+  const DropoutLaunch d = dropout_launch(self, p, rng_state, "selu_alpha_dropout");
   const at::Tensor x = self.contiguous();
+  const Loops& k = B::loops(self.scalar_type());
   return run_contiguous<B>(self, [&](at::Tensor& out) {
-    B::selu_alpha_dropout_loop(kernel_dtype(self.scalar_type()), x.const_data_ptr(),
-                                  out.mutable_data_ptr(), self.numel(), d);
+    run_dropout<B>(k.selu_alpha_dropout_loop, x.numel(), x.element_size(), d, mutable_bytes(out),
+                   bytes(x));
   });
 }
 
-template <typename B>
-at::Tensor selu_alpha_dropout_backward(const at::Tensor& grad_output, const at::Tensor& result,
-                                       double p, const at::Tensor& rng_state) {
+inline DropoutLaunch check_selu_alpha_dropout_backward(const at::Tensor& grad_output,
+                                                       const at::Tensor& result, double p,
+                                                       const at::Tensor& rng_state) {
   const char* op = "selu_alpha_dropout_backward";
   check_tensor(grad_output, op, "grad_output");
   check_tensor(result, op, "result");
   check_same(grad_output, result, op, "grad_output", "result");
   check_rng_state(rng_state, op);
   check_rng_device(rng_state, result, op);
-  typename B::Guard guard(result.device());
-  const DropoutLaunch d = dropout_launch<B>(result, p, rng_state, op);
+  return dropout_launch(result, p, rng_state, op);
+}
+
+// Into the contiguous `out`.
+template <typename B>
+void selu_alpha_dropout_backward_into(const at::Tensor& grad_output, const at::Tensor& result,
+                                      const DropoutLaunch& d, const at::Tensor& out) {
+  if (out.numel() == 0) return;
   const at::Tensor g = grad_output.contiguous();
   const at::Tensor z = result.contiguous();
-  return run_contiguous<B>(
-      result,
-      [&](at::Tensor& out) {
-        B::selu_alpha_dropout_backward_loop(kernel_dtype(z.scalar_type()), g.const_data_ptr(),
-                                            z.const_data_ptr(), out.mutable_data_ptr(),
-                                            z.numel(), d);
-      },
-      take_offered_grad<B>(grad_output, result));
+  run_dropout<B>(B::loops(z.scalar_type()).selu_alpha_dropout_backward_loop, z.numel(),
+                 z.element_size(), d, mutable_bytes(out), bytes(g), bytes(z));
+}
+
+template <typename B>
+at::Tensor selu_alpha_dropout_backward(const at::Tensor& grad_output, const at::Tensor& result,
+                                       double p, const at::Tensor& rng_state) {
+  const DropoutLaunch d = check_selu_alpha_dropout_backward(grad_output, result, p, rng_state);
+  typename B::Guard guard(result.device());
+  return run_contiguous<B>(result, [&](at::Tensor& out) {
+    selu_alpha_dropout_backward_into<B>(grad_output, result, d, out);
+  });
+}
+
+template <typename B>
+void selu_alpha_dropout_backward_grad_input(const at::Tensor& grad_output,
+                                            const at::Tensor& result, double p,
+                                            const at::Tensor& rng_state, at::Tensor& grad_input) {
+  const DropoutLaunch d = check_selu_alpha_dropout_backward(grad_output, result, p, rng_state);
+  typename B::Guard guard(result.device());
+  check_grad_input(grad_input, grad_output, "selu_alpha_dropout_backward", /*contiguous=*/true);
+  selu_alpha_dropout_backward_into<B>(grad_output, result, d, grad_input);
 }
 
 template <typename B>
@@ -419,9 +484,30 @@ at::Tensor dropout_keep_mask(const at::Tensor& rng_state, int64_t numel, double 
   typename B::Guard guard(rng_state.device());
   at::Tensor out = at::empty({numel}, rng_state.options().dtype(at::kBool));
   if (numel == 0) return out;
-  const DropoutLaunch d{p, 0.0, 0.0, B::rng_source(rng_state, out, "dropout_keep_mask")};
-  B::dropout_keep_mask_loop(out.mutable_data_ptr<bool>(), numel, d);
+  const DropoutLaunch d{p, 0.0, 0.0, rng_source(rng_state)};
+  // The mask's loop is the same in every dtype's row.
+  bool* o = out.mutable_data_ptr<bool>();
+  const Loops& k = B::loops(at::kFloat);
+  B::run_blocks(numel, [&](int64_t b, int64_t m) { k.dropout_keep_mask_loop(o + b, m, d.from(b)); });
   return out;
+}
+
+// The registration of B's kernels: TORCH_LIBRARY_IMPL(selu_ext, CPU or CUDA, m) in
+// cpu/selu_cpu.cpp and cuda/selu_cuda.cpp calls it.
+template <typename B>
+void register_kernels(torch::Library& m) {
+  m.impl("selu", &selu<B>);
+  m.impl("selu_", &selu_<B>);
+  m.impl("selu_backward", &selu_backward<B>);
+  m.impl("selu_backward.grad_input", &selu_backward_grad_input<B>);
+  m.impl("alpha_dropout", &alpha_dropout<B>);
+  m.impl("alpha_dropout_", &alpha_dropout_<B>);
+  m.impl("alpha_dropout_backward", &alpha_dropout_backward<B>);
+  m.impl("alpha_dropout_backward.grad_input", &alpha_dropout_backward_grad_input<B>);
+  m.impl("selu_alpha_dropout", &selu_alpha_dropout<B>);
+  m.impl("selu_alpha_dropout_backward", &selu_alpha_dropout_backward<B>);
+  m.impl("selu_alpha_dropout_backward.grad_input", &selu_alpha_dropout_backward_grad_input<B>);
+  m.impl("dropout_keep_mask", &dropout_keep_mask<B>);
 }
 
 }  // namespace host

@@ -1,10 +1,11 @@
-// selu_ext: what the extension offers (operator schemas). op_list.h lists the same
-// operators for the files that register their kernels, and names each layer.
+// selu_ext: what the extension offers (operator schemas). docs/architecture.md walks
+// an operator through its layers.
 //
 // Kernels: cpu/selu_cpu.cpp (CPU), cuda/selu_cuda.cpp (CUDA; or cuda/fallback.cpp in
-// a build without CUDA kernels), autograd.cpp (Autograd, ADInplaceOrView). The Python
-// module selu_ext._C, with direct entry points for the hot calls: python_module.cpp.
-// Fake (meta) kernels, vmap rules and the Python API: selu_ext/.
+// a build without CUDA kernels), both host.h's ops; autograd.cpp (Autograd,
+// ADInplaceOrView). The Python module selu_ext._C, with direct entry points for the
+// hot calls: python_module.cpp. Fake (meta) kernels, vmap rules and the Python API:
+// selu_ext/.
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
@@ -13,7 +14,6 @@
 #include <string>
 
 #include "check.h"
-#include "op_list.h"
 
 namespace selu_ext {
 
@@ -77,6 +77,14 @@ TORCH_LIBRARY(selu_ext, m) {
   // aten::elu_backward.
   m.def("selu_backward(Tensor grad_output, Tensor self_or_result, bool is_result=True) -> Tensor",
         pt2);
+  // The backward ops' .grad_input forms write into grad_input, which may be grad_output
+  // itself, as aten::elu_backward.grad_input: the autograd nodes pass the incoming
+  // gradient when nothing else holds it (autograd.cpp, grad_unshared), which saves a
+  // cold output buffer. They return nothing, as the in-place ops.
+  m.def(
+      "selu_backward.grad_input(Tensor grad_output, Tensor self_or_result, bool is_result=True, *, "
+      "Tensor(a!) grad_input) -> ()",
+      pt2);
 
   // AlphaDropout. `rng_state` is a 2-element int64 tensor (seed, offset) from
   // dropout_rng_state (or built by the caller): the ops are pure functions of it, so
@@ -90,10 +98,18 @@ TORCH_LIBRARY(selu_ext, m) {
   m.def("alpha_dropout(Tensor self, float p, Tensor rng_state) -> Tensor", pt2);
   m.def("alpha_dropout_(Tensor(a!) self, float p, Tensor rng_state) -> ()", pt2);
   m.def("alpha_dropout_backward(Tensor grad_output, float p, Tensor rng_state) -> Tensor", pt2);
+  m.def(
+      "alpha_dropout_backward.grad_input(Tensor grad_output, float p, Tensor rng_state, *, "
+      "Tensor(a!) grad_input) -> ()",
+      pt2);
   m.def("selu_alpha_dropout(Tensor self, float p, Tensor rng_state) -> Tensor", pt2);
   m.def(
       "selu_alpha_dropout_backward(Tensor grad_output, Tensor result, float p, Tensor rng_state) "
       "-> Tensor",
+      pt2);
+  m.def(
+      "selu_alpha_dropout_backward.grad_input(Tensor grad_output, Tensor result, float p, "
+      "Tensor rng_state, *, Tensor(a!) grad_input) -> ()",
       pt2);
   // The keep mask (bool, flat) that the dropout ops with this rng_state and p apply,
   // element i of the row-major order. For FeatureAlphaDropout and for tests.
@@ -106,11 +122,12 @@ TORCH_LIBRARY_IMPL(selu_ext, CompositeExplicitAutograd, m) {
 }
 
 // Every operator with a data tensor (all but dropout_keep_mask, whose tensor is the
-// rng_state: the same set that has autograd kernels).
-#define SELU_EXT_DATA_OP_NAME(name, kind, ...) SELU_EXT_IF_AUTOGRAD(kind, #name, )
+// rng_state).
 #define SELU_EXT_UNSUPPORTED(key)                                                       \
   TORCH_LIBRARY_IMPL(selu_ext, key, m) {                                                \
-    for (const char* name : {SELU_EXT_OPS(SELU_EXT_DATA_OP_NAME)}) {                    \
+    for (const char* name : {"selu", "selu_", "selu_backward", "alpha_dropout",          \
+                             "alpha_dropout_", "alpha_dropout_backward",                 \
+                             "selu_alpha_dropout", "selu_alpha_dropout_backward"}) {     \
       m.impl(name, torch::CppFunction::makeFromBoxedFunction<&unsupported_backend>()); \
     }                                                                                   \
   }
@@ -122,6 +139,5 @@ SELU_EXT_UNSUPPORTED(QuantizedCPU)
 SELU_EXT_UNSUPPORTED(QuantizedCUDA)
 SELU_EXT_UNSUPPORTED(MkldnnCPU)
 #undef SELU_EXT_UNSUPPORTED
-#undef SELU_EXT_DATA_OP_NAME
 
 }  // namespace selu_ext

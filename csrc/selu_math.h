@@ -182,9 +182,9 @@ SELU_MATH V alpha_dropout_backward_elem(V grad, K keep, const AlphaDropoutParams
 
 // selu then AlphaDropout, in the compute type; the caller stores the result to the
 // output dtype. It is alpha_dropout_elem(selu_elem(x)) with four instructions fewer
-// per AVX2 vector (84 per 8 floats with Philox, from 88; callgrind,
-// benchmarks/cpu_probe), most of them multiplies and blends, the ports the kernel
-// waits on:
+// per AVX2 vector (callgrind, benchmarks/cpu_probe; the whole float32 loop with its
+// Philox calls: 63.4 per 8 floats at 05dd783), most of them multiplies and blends, the
+// ports the kernel waits on:
 //   * x > 0 decides both selu's branch and the nudge below (x = +-0 take the second
 //     branch: expm1(+-0) = +0 there, so a * y + b = b as from y = +-0);
 //   * below 0, a kept unit is (a * scale * alpha) expm1(x) + b, one FMA in place of

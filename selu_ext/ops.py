@@ -184,6 +184,28 @@ def _selu_alpha_dropout_backward_fake(grad_output, result, p, rng_state):
     return torch.empty_like(result)
 
 
+# The backward ops' .grad_input forms (csrc/ops.cpp): the functional form's checks,
+# and grad_input shaped as grad_output; they return nothing.
+@torch.library.register_fake("selu_ext::selu_backward.grad_input")
+def _selu_backward_grad_input_fake(grad_output, self_or_result, is_result=True, *, grad_input):
+    _selu_backward_fake(grad_output, self_or_result, is_result)
+    _check_same(grad_output, grad_input, "selu_backward", "grad_output", "grad_input")
+
+
+@torch.library.register_fake("selu_ext::alpha_dropout_backward.grad_input")
+def _alpha_dropout_backward_grad_input_fake(grad_output, p, rng_state, *, grad_input):
+    _alpha_dropout_backward_fake(grad_output, p, rng_state)
+    _check_same(grad_output, grad_input, "alpha_dropout_backward", "grad_output", "grad_input")
+
+
+@torch.library.register_fake("selu_ext::selu_alpha_dropout_backward.grad_input")
+def _selu_alpha_dropout_backward_grad_input_fake(grad_output, result, p, rng_state, *,
+                                                 grad_input):
+    _selu_alpha_dropout_backward_fake(grad_output, result, p, rng_state)
+    _check_same(grad_output, grad_input, "selu_alpha_dropout_backward", "grad_output",
+                "grad_input")
+
+
 @torch.library.register_fake("selu_ext::dropout_keep_mask")
 def _dropout_keep_mask_fake(rng_state, numel, p):
     _check_dropout(p, rng_state, "dropout_keep_mask")

@@ -87,7 +87,6 @@ KEYS = {
     "cpu_capabilities_supported": str,
     "cpu_capability": str,
     "sanitize": (str, type(None)),
-    "debug": bool,
     "compiler": str,
     "cxx11_abi": (bool, type(None)),
 }

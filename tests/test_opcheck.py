@@ -85,6 +85,34 @@ def test_feature_dropout_ops(device, layout, shape, requires_grad):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("layout,shape", LAYOUTS, ids=IDS)
+@pytest.mark.parametrize("into_grad", [False, True], ids=["fresh", "into_grad_output"])
+def test_backward_grad_input_forms(device, layout, shape, into_grad):
+    """The backward ops' .grad_input forms, into a fresh contiguous buffer or into
+    grad_output itself, as the autograd nodes call them."""
+    require_device(device)
+    rng = _rng(device)
+    x = _x(layout, shape, device, False).contiguous()
+    y = OPS.selu(x)
+    z = OPS.selu_alpha_dropout(x, 0.3, rng)
+    cases = [
+        (OPS.selu_backward.grad_input, OPS.selu_backward, (y, True)),
+        (OPS.selu_backward.grad_input, OPS.selu_backward, (x, False)),
+        (OPS.alpha_dropout_backward.grad_input, OPS.alpha_dropout_backward, (0.3, rng)),
+        (OPS.selu_alpha_dropout_backward.grad_input, OPS.selu_alpha_dropout_backward,
+         (z, 0.3, rng)),
+    ]
+    for op, functional, rest in cases:
+        g = _x("contiguous", shape, device, False, seed=5)
+        out = g if into_grad else torch.empty_like(g)
+        # opcheck's schema test would see grad_output mutated through the alias.
+        _check(op, (g, *rest), kwargs={"grad_input": torch.empty_like(g)})
+        want = functional(g, *rest)
+        op(g, *rest, grad_input=out)
+        assert torch.equal(out, want)
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_dropout_ops_with_cpu_rng_state(device):
     # A CPU rng_state (a user-fixed seed) works with inputs on any device.
     require_device(device)

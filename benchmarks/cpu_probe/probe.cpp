@@ -51,17 +51,18 @@ int main(int argc, char** argv) {
     const void* G = es == 4 ? (void*)g.data() : (void*)gh.data();
     void* Y = es == 4 ? (void*)y.data() : (void*)yh.data();
     void* Z = es == 4 ? (void*)z.data() : (void*)zh.data();
-    k.selu_loop(d, X, Y, n);
+    const Loops& l = k.loops[(int)d];
+    l.selu_loop(X, Y, n);
     if (getenv("MARK")) {
       const std::pair<const char*, std::function<void()>> calls[] = {
           {"marks", [] {}},
-          {"selu_loop", [&] { k.selu_loop(d, X, Y, n); }},
-          {"selu_backward_loop", [&] { k.selu_backward_loop(d, G, Y, Z, n, true); }},
-          {"alpha_dropout_loop", [&] { k.alpha_dropout_loop(d, X, Z, 0, n, dl); }},
-          {"alpha_dropout_backward_loop", [&] { k.alpha_dropout_backward_loop(d, G, Z, 0, n, dl); }},
-          {"selu_alpha_dropout_loop", [&] { k.selu_alpha_dropout_loop(d, X, Z, 0, n, dl); }},
+          {"selu_loop", [&] { l.selu_loop(X, Y, n); }},
+          {"selu_backward_loop", [&] { l.selu_backward_loop(G, Y, Z, n, true); }},
+          {"alpha_dropout_loop", [&] { l.alpha_dropout_loop(X, Z, n, dl); }},
+          {"alpha_dropout_backward_loop", [&] { l.alpha_dropout_backward_loop(G, Z, n, dl); }},
+          {"selu_alpha_dropout_loop", [&] { l.selu_alpha_dropout_loop(X, Z, n, dl); }},
           {"selu_alpha_dropout_backward_loop",
-           [&] { k.selu_alpha_dropout_backward_loop(d, G, Z, Y, 0, n, dl); }}};
+           [&] { l.selu_alpha_dropout_backward_loop(G, Z, Y, n, dl); }}};
       for (const auto& [name, call] : calls) {
         std::printf("%d %s ", (int)d, name);
         std::fflush(stdout);
@@ -73,13 +74,13 @@ int main(int argc, char** argv) {
     }
     double tc = 0, tf = 0, tb = 0, tdf = 0, tdb = 0, tsf = 0, tsb = 0;
     tc = med([&] { std::memcpy(Y, X, n * es); }, reps);
-    tf = med([&] { k.selu_loop(d, X, Y, n); }, reps);
+    tf = med([&] { l.selu_loop(X, Y, n); }, reps);
     tc = std::min(tc, med([&] { std::memcpy(Z, X, n * es); }, reps));
-    tb = med([&] { k.selu_backward_loop(d, G, Y, Z, n, true); }, reps);
-    tdf = med([&] { k.alpha_dropout_loop(d, X, Z, 0, n, dl); }, reps);
-    tdb = med([&] { k.alpha_dropout_backward_loop(d, G, Z, 0, n, dl); }, reps);
-    tsf = med([&] { k.selu_alpha_dropout_loop(d, X, Z, 0, n, dl); }, reps);
-    tsb = med([&] { k.selu_alpha_dropout_backward_loop(d, G, Z, Y, 0, n, dl); }, reps);
+    tb = med([&] { l.selu_backward_loop(G, Y, Z, n, true); }, reps);
+    tdf = med([&] { l.alpha_dropout_loop(X, Z, n, dl); }, reps);
+    tdb = med([&] { l.alpha_dropout_backward_loop(G, Z, n, dl); }, reps);
+    tsf = med([&] { l.selu_alpha_dropout_loop(X, Z, n, dl); }, reps);
+    tsb = med([&] { l.selu_alpha_dropout_backward_loop(G, Z, Y, n, dl); }, reps);
     auto cyc = [&](double t) { return t * ghz * 1e9 / (n / 8.0); };
     std::printf("%s n=%lld dtype=%d  cycles/8: copy %.1fus %.2f | selu fwd %.1fus %.2f (%.0f%% of copy) | bwd %.1fus %.2f | alpha_dropout fwd %.2f bwd %.2f | fused fwd %.2f bwd %.2f\n",
       k.name, (long long)n, (int)d, tc*1e6, cyc(tc), tf*1e6, cyc(tf), 100*tc/tf, tb*1e6, cyc(tb), cyc(tdf), cyc(tdb), cyc(tsf), cyc(tsb));

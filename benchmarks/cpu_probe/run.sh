@@ -38,7 +38,7 @@ if command -v valgrind > /dev/null; then
     DT=$dt valgrind --tool=callgrind --callgrind-out-file="$OUT/cg.$dt" "$OUT/probe" 65536 10 avx2 1 > /dev/null 2>&1
     printf "  dtype %s:" $dt
     callgrind_annotate --inclusive=yes "$OUT/cg.$dt" 2>/dev/null |
-      sed -nE 's/^ *([0-9,]+) .*avx2::\(anonymous namespace\)::([a-z_]+)_e\(.*/\1 \2/p' |
+      sed -nE 's/^ *([0-9,]+) .*avx2::\(anonymous namespace\)::([a-z_]+)_t<.*/\1 \2/p' |
       while read -r c name; do
         calls=10; [ "$name" = selu_loop ] && calls=11  # + the warm-up call
         printf "  %s %.1f" "$name" "$(echo "${c//,/} / ($calls * 8192)" | bc -l)"

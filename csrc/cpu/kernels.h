@@ -1,5 +1,5 @@
 // selu_ext CPU kernels: the interface between the torch-facing host code
-// (selu_cpu.cpp) and the SIMD loops (vec_kernels.h), which are compiled once per
+// (host.h, selu_cpu.cpp) and the SIMD loops (vec_kernels.h), which are compiled once per
 // instruction set (kernels_*.cpp) and chosen at run time (dispatch.cpp).
 //
 // Everything here works on raw, dense buffers; torch never appears, so each
@@ -12,42 +12,15 @@
 
 namespace selu_ext::cpu {
 
-// One instruction-set variant. Dropout kernels take the logical index of their first
-// element (`begin`) because the mask of an element depends on its index; selu_cpu.cpp
-// splits the work at 256-element blocks, so it is a multiple of 256 there, but any
-// `begin` is handled. CPU dropout kernels read the (seed, offset) values of
-// DropoutLaunch::rng.
+// One instruction-set variant: its name and its loops, a row per DType (kernel_args.h's
+// Loops), each entry a loop template of cpu/vec_kernels.h (or scalar_kernels.h)
+// instantiated for that dtype. The dropout loops read the tensor index of their first
+// element from DropoutLaunch::begin (selu_cpu.cpp splits the work at 256-element
+// blocks, but any begin is handled) and the (seed, offset) values of DropoutLaunch::rng.
 struct Kernels {
   const char* name;
-  void (*selu_loop)(DType, const void* x, void* y, int64_t n);
-  // y: the forward's output (is_result) or input.
-  void (*selu_backward_loop)(DType, const void* grad, const void* y, void* grad_x, int64_t n,
-                             bool is_result);
-  void (*alpha_dropout_loop)(DType, const void* x, void* z, int64_t begin, int64_t n,
-                             const DropoutLaunch&);
-  void (*alpha_dropout_backward_loop)(DType, const void* grad, void* grad_x, int64_t begin,
-                                      int64_t n, const DropoutLaunch&);
-  void (*selu_alpha_dropout_loop)(DType, const void* x, void* z, int64_t begin, int64_t n,
-                                  const DropoutLaunch&);
-  void (*selu_alpha_dropout_backward_loop)(DType, const void* grad, const void* z, void* grad_x,
-                                           int64_t begin, int64_t n, const DropoutLaunch&);
-  void (*dropout_keep_mask_loop)(bool* out, int64_t begin, int64_t n, const DropoutLaunch&);
+  Loops loops[kDTypes];
 };
-
-// Defines the variant's table, kTable, in the variant's namespace from its functions
-// <loop>_e (cpu/vec_kernels.h or cpu/scalar_kernels.h).
-#define SELU_EXT_KERNEL_TABLE                                                        \
-  extern const Kernels kTable;                                                       \
-  const Kernels kTable = {                                                           \
-      .name = SELU_EXT_ISA_NAME,                                                     \
-      .selu_loop = selu_loop_e,                                                      \
-      .selu_backward_loop = selu_backward_loop_e,                                    \
-      .alpha_dropout_loop = alpha_dropout_loop_e,                                    \
-      .alpha_dropout_backward_loop = alpha_dropout_backward_loop_e,                  \
-      .selu_alpha_dropout_loop = selu_alpha_dropout_loop_e,                          \
-      .selu_alpha_dropout_backward_loop = selu_alpha_dropout_backward_loop_e,        \
-      .dropout_keep_mask_loop = dropout_keep_mask_loop_e,                            \
-  };
 
 // Defined by kernels_baseline.cpp / kernels_avx2.cpp / kernels_avx512.cpp /
 // kernels_avx512_bf16.cpp. A variant that this compiler or architecture cannot build

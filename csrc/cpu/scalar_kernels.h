@@ -76,12 +76,12 @@ void selu_backward_loop_t(const void* grad, const void* v_in, void* grad_x, int6
   }
 }
 
-// Calls f(i, keep) for i in [0, n), element begin + i's keep flag computed a
+// Calls f(i, keep) for i in [0, n), element args.begin + i's keep flag computed a
 // 256-element block at a time: 32 Philox calls, call t for elements 32j + t (selu.h).
 template <typename F>
-void for_each_keep(int64_t begin, int64_t n, const DropoutLaunch& args, uint32_t threshold, F f) {
+void for_each_keep(int64_t n, const DropoutLaunch& args, uint32_t threshold, F f) {
   bool keep[kDropoutBlock];
-  for_each_dropout_block(begin, n, [&](int64_t block_start, int64_t lead, int64_t done,
+  for_each_dropout_block(args.begin, n, [&](int64_t block_start, int64_t lead, int64_t done,
                                        int64_t count) {
     const uint64_t first_group = static_cast<uint64_t>(block_start / kDropoutBlock) * kDropoutLanes;
     dropout_keep_block(keep, true, args.rng.seed, args.rng.offset, threshold, first_group);
@@ -94,31 +94,29 @@ AlphaDropoutParams<A> params_for(const DropoutLaunch& args) {
   return make_alpha_dropout_params<A>(args.p, static_cast<A>(args.kept_bound));
 }
 
-// out[i] = f(in[i], keep, q) for the elements of [begin, begin + n), computed in the
-// compute type A with the call's parameters q.
+// out[i] = f(in[i], keep, q) for the elements of [args.begin, args.begin + n), computed in
+// the compute type A with the call's parameters q.
 template <DType D, typename F>
-void dropout_map(const void* x, void* y, int64_t begin, int64_t n, const DropoutLaunch& args,
-                 F f) {
+void dropout_map(const void* x, void* y, int64_t n, const DropoutLaunch& args, F f) {
   using T = typename Elem<D>::T;
   using A = typename Elem<D>::A;
   const T* in = static_cast<const T*>(x);
   T* out = static_cast<T*>(y);
   const AlphaDropoutParams<A> q = params_for<A>(args);
-  for_each_keep(begin, n, args, q.threshold,
+  for_each_keep(n, args, q.threshold,
                 [&](int64_t i, bool keep) { out[i] = T(f(A(in[i]), keep, q)); });
 }
 
 template <DType D>
-void alpha_dropout_loop_t(const void* x, void* z, int64_t begin, int64_t n,
-                          const DropoutLaunch& args) {
-  dropout_map<D>(x, z, begin, n, args,
+void alpha_dropout_loop_t(const void* x, void* z, int64_t n, const DropoutLaunch& args) {
+  dropout_map<D>(x, z, n, args,
                  [](auto v, bool keep, const auto& q) { return alpha_dropout_elem(v, keep, q); });
 }
 
 template <DType D>
-void alpha_dropout_backward_loop_t(const void* grad, void* grad_x, int64_t begin, int64_t n,
+void alpha_dropout_backward_loop_t(const void* grad, void* grad_x, int64_t n,
                                    const DropoutLaunch& args) {
-  dropout_map<D>(grad, grad_x, begin, n, args, [](auto g, bool keep, const auto& q) {
+  dropout_map<D>(grad, grad_x, n, args, [](auto g, bool keep, const auto& q) {
     return alpha_dropout_backward_elem(g, keep, q);
   });
 }
@@ -132,20 +130,19 @@ struct ElemRound {
 };
 
 template <DType D>
-void selu_alpha_dropout_loop_t(const void* x, void* z, int64_t begin, int64_t n,
-                               const DropoutLaunch& args) {
+void selu_alpha_dropout_loop_t(const void* x, void* z, int64_t n, const DropoutLaunch& args) {
   using T = typename Elem<D>::T;
   using A = typename Elem<D>::A;
   const A above = static_cast<A>(args.kept_above);
   const ElemRound<T, A> round;
-  dropout_map<D>(x, z, begin, n, args, [&](A v, bool keep, const AlphaDropoutParams<A>& q) {
+  dropout_map<D>(x, z, n, args, [&](A v, bool keep, const AlphaDropoutParams<A>& q) {
     return selu_alpha_dropout_elem(v, keep, q, above, round);
   });
 }
 
 template <DType D>
 void selu_alpha_dropout_backward_loop_t(const void* grad, const void* z, void* grad_x,
-                                        int64_t begin, int64_t n, const DropoutLaunch& args) {
+                                        int64_t n, const DropoutLaunch& args) {
   using T = typename Elem<D>::T;
   using A = typename Elem<D>::A;
   const T* g = static_cast<const T*>(grad);
@@ -153,60 +150,19 @@ void selu_alpha_dropout_backward_loop_t(const void* grad, const void* z, void* g
   T* out = static_cast<T*>(grad_x);
   const AlphaDropoutParams<A> q = params_for<A>(args);
   const SaturatedZ<A> saturated = saturated_z<A>(q, ElemRound<T, A>{});
-  for_each_keep(begin, n, args, q.threshold, [&](int64_t i, bool keep) {
+  for_each_keep(n, args, q.threshold, [&](int64_t i, bool keep) {
     out[i] = T(selu_alpha_dropout_backward_elem(A(g[i]), A(zv[i]), keep, q, saturated));
   });
 }
 
-void dropout_keep_mask_loop_e(bool* out, int64_t begin, int64_t n, const DropoutLaunch& args) {
+void dropout_keep_mask_loop(bool* out, int64_t n, const DropoutLaunch& args) {
   const uint32_t threshold = drop_threshold(args.p);
-  for_each_keep(begin, n, args, threshold, [&](int64_t i, bool keep) { out[i] = keep; });
+  for_each_keep(n, args, threshold, [&](int64_t i, bool keep) { out[i] = keep; });
 }
-
-// dtype dispatch, in one place: K<D>(args...) for the DType d.
-#define SELU_EXT_BY_DTYPE(K, d, ...)          \
-  switch (d) {                                \
-    case DType::kHalf:                        \
-      K<DType::kHalf>(__VA_ARGS__);           \
-      break;                                  \
-    case DType::kBFloat16:                    \
-      K<DType::kBFloat16>(__VA_ARGS__);       \
-      break;                                  \
-    case DType::kFloat:                       \
-      K<DType::kFloat>(__VA_ARGS__);          \
-      break;                                  \
-    case DType::kDouble:                      \
-      K<DType::kDouble>(__VA_ARGS__);         \
-      break;                                  \
-  }
-
-void selu_loop_e(DType d, const void* x, void* y, int64_t n) {
-  SELU_EXT_BY_DTYPE(selu_loop_t, d, x, y, n)
-}
-void selu_backward_loop_e(DType d, const void* g, const void* y, void* gx, int64_t n,
-                          bool is_result) {
-  SELU_EXT_BY_DTYPE(selu_backward_loop_t, d, g, y, gx, n, is_result)
-}
-void alpha_dropout_loop_e(DType d, const void* x, void* z, int64_t b, int64_t n,
-                          const DropoutLaunch& a) {
-  SELU_EXT_BY_DTYPE(alpha_dropout_loop_t, d, x, z, b, n, a)
-}
-void alpha_dropout_backward_loop_e(DType d, const void* g, void* gx, int64_t b, int64_t n,
-                                   const DropoutLaunch& a) {
-  SELU_EXT_BY_DTYPE(alpha_dropout_backward_loop_t, d, g, gx, b, n, a)
-}
-void selu_alpha_dropout_loop_e(DType d, const void* x, void* z, int64_t b, int64_t n,
-                               const DropoutLaunch& a) {
-  SELU_EXT_BY_DTYPE(selu_alpha_dropout_loop_t, d, x, z, b, n, a)
-}
-void selu_alpha_dropout_backward_loop_e(DType d, const void* g, const void* z, void* gx, int64_t b,
-                                        int64_t n, const DropoutLaunch& a) {
-  SELU_EXT_BY_DTYPE(selu_alpha_dropout_backward_loop_t, d, g, z, gx, b, n, a)
-}
-#undef SELU_EXT_BY_DTYPE
 
 }  // namespace
 
-SELU_EXT_KERNEL_TABLE
+// The variant's table, kTable.
+#include "loops_table.h"
 
 }  // namespace selu_ext::cpu::SELU_EXT_ISA

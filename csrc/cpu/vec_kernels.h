@@ -701,26 +701,25 @@ SELU_VI void dropout_loop(const void* const* in, void* out, int64_t begin, int64
 }
 
 template <DType D>
-void alpha_dropout_loop_t(const void* x, void* z, int64_t begin, int64_t n,
-                          const DropoutLaunch& args) {
+void alpha_dropout_loop_t(const void* x, void* z, int64_t n, const DropoutLaunch& args) {
   using P = Pack<D>;
   using S = typename P::S;
   const AlphaDropoutParams<S> q = params_for<S>(args);
   const void* in[1] = {x};
-  dropout_loop<D, 1>(in, z, begin, n, args, q.threshold,
+  dropout_loop<D, 1>(in, z, args.begin, n, args, q.threshold,
                      [&](typename P::I keep, const char* const* src, char* dst, int64_t off) {
                        P::st(dst + off, alpha_dropout_elem(P::ld(src[0] + off), keep, q));
                      });
 }
 
 template <DType D>
-void alpha_dropout_backward_loop_t(const void* grad, void* grad_x, int64_t begin, int64_t n,
+void alpha_dropout_backward_loop_t(const void* grad, void* grad_x, int64_t n,
                                    const DropoutLaunch& args) {
   using P = Pack<D>;
   using S = typename P::S;
   const AlphaDropoutParams<S> q = params_for<S>(args);
   const void* in[1] = {grad};
-  dropout_loop<D, 1>(in, grad_x, begin, n, args, q.threshold,
+  dropout_loop<D, 1>(in, grad_x, args.begin, n, args, q.threshold,
                      [&](typename P::I keep, const char* const* src, char* dst, int64_t off) {
                        P::st(dst + off, alpha_dropout_backward_elem(P::ld(src[0] + off), keep, q));
                      });
@@ -739,8 +738,7 @@ struct StoreRounds {
 };
 
 template <DType D>
-void selu_alpha_dropout_loop_t(const void* x, void* z, int64_t begin, int64_t n,
-                               const DropoutLaunch& args) {
+void selu_alpha_dropout_loop_t(const void* x, void* z, int64_t n, const DropoutLaunch& args) {
   using P = Pack<D>;
   using V = typename P::V;
   using S = typename P::S;
@@ -748,7 +746,7 @@ void selu_alpha_dropout_loop_t(const void* x, void* z, int64_t begin, int64_t n,
   const S above = static_cast<S>(args.kept_above);
   const StoreRounds round;
   const void* in[1] = {x};
-  dropout_loop<D, 1>(in, z, begin, n, args, q.threshold,
+  dropout_loop<D, 1>(in, z, args.begin, n, args, q.threshold,
                      [&](typename P::I keep, const char* const* src, char* dst, int64_t off) {
                        const V v = P::ld(src[0] + off);
                        P::st(dst + off, selu_alpha_dropout_elem(v, keep, q, above, round));
@@ -764,7 +762,7 @@ void selu_alpha_dropout_loop_t(const void* x, void* z, int64_t begin, int64_t n,
 // regenerates the mask.
 template <DType D>
 void selu_alpha_dropout_backward_loop_t(const void* grad, const void* z, void* grad_x,
-                                        int64_t begin, int64_t n, const DropoutLaunch& args) {
+                                        int64_t n, const DropoutLaunch& args) {
   using P = Pack<D>;
   using V = typename P::V;
   using S = typename P::S;
@@ -795,7 +793,7 @@ void selu_alpha_dropout_backward_loop_t(const void* grad, const void* z, void* g
   };
   const void* in[2] = {grad, z};
   dropout_loop<D, 2>(
-      in, grad_x, begin, n, args, q.threshold,
+      in, grad_x, args.begin, n, args, q.threshold,
       [&](I keep, const char* const* src, char* dst, int64_t off) {
         P::st(dst + off, selu_alpha_dropout_backward_elem(P::ld(src[0] + off), P::ld(src[1] + off),
                                                           keep, q, saturated));
@@ -803,86 +801,21 @@ void selu_alpha_dropout_backward_loop_t(const void* grad, const void* z, void* g
       nan_in_block);
 }
 
-void dropout_keep_mask_loop_e(bool* out, int64_t begin, int64_t n, const DropoutLaunch& args) {
+void dropout_keep_mask_loop(bool* out, int64_t n, const DropoutLaunch& args) {
   const uint32_t threshold = drop_threshold(args.p);
   alignas(64) int32_t keep[kDropoutBlock];
   const PhiloxKeys key(args, threshold);
-  for_each_dropout_block(begin, n, [&](int64_t block_start, int64_t lead, int64_t done,
-                                       int64_t count) {
+  for_each_dropout_block(args.begin, n, [&](int64_t block_start, int64_t lead, int64_t done,
+                                            int64_t count) {
     keep_block(keep, key, block_start);
     for (int64_t e = 0; e < count; ++e) out[done + e] = keep[lead + e] != 0;
   });
 }
 
-// ---------------------------------------------------------------------------
-// dtype dispatch, in one place.
-
-template <template <DType> class K, typename... A>
-void by_dtype(DType d, A... a) {
-  switch (d) {
-    case DType::kHalf:
-      K<DType::kHalf>::run(a...);
-      break;
-    case DType::kBFloat16:
-      K<DType::kBFloat16>::run(a...);
-      break;
-    case DType::kFloat:
-      K<DType::kFloat>::run(a...);
-      break;
-    case DType::kDouble:
-      K<DType::kDouble>::run(a...);
-      break;
-  }
-}
-
-#define SELU_EXT_KERNEL_ENTRY(name)                            \
-  template <DType D>                                           \
-  struct name##_k {                                            \
-    template <typename... A>                                   \
-    static void run(A... a) {                                  \
-      name##_t<D>(a...);                                       \
-    }                                                          \
-  };
-
-SELU_EXT_KERNEL_ENTRY(selu_loop)
-SELU_EXT_KERNEL_ENTRY(selu_backward_loop)
-SELU_EXT_KERNEL_ENTRY(alpha_dropout_loop)
-SELU_EXT_KERNEL_ENTRY(alpha_dropout_backward_loop)
-SELU_EXT_KERNEL_ENTRY(selu_alpha_dropout_loop)
-SELU_EXT_KERNEL_ENTRY(selu_alpha_dropout_backward_loop)
-#undef SELU_EXT_KERNEL_ENTRY
-
-void selu_loop_e(DType d, const void* x, void* y, int64_t n) {
-  by_dtype<selu_loop_k>(d, x, y, n);
-}
-void selu_backward_loop_e(DType d, const void* g, const void* v, void* gx, int64_t n,
-                          bool is_result) {
-  by_dtype<selu_backward_loop_k>(d, g, v, gx, n, is_result);
-}
-void alpha_dropout_loop_e(DType d, const void* x, void* z, int64_t b, int64_t n,
-                          const DropoutLaunch& a) {
-  by_dtype<alpha_dropout_loop_k, const void*, void*, int64_t, int64_t, const DropoutLaunch&>(
-      d, x, z, b, n, a);
-}
-void alpha_dropout_backward_loop_e(DType d, const void* g, void* gx, int64_t b, int64_t n,
-                                   const DropoutLaunch& a) {
-  by_dtype<alpha_dropout_backward_loop_k, const void*, void*, int64_t, int64_t,
-           const DropoutLaunch&>(d, g, gx, b, n, a);
-}
-void selu_alpha_dropout_loop_e(DType d, const void* x, void* z, int64_t b, int64_t n,
-                               const DropoutLaunch& a) {
-  by_dtype<selu_alpha_dropout_loop_k, const void*, void*, int64_t, int64_t,
-           const DropoutLaunch&>(d, x, z, b, n, a);
-}
-void selu_alpha_dropout_backward_loop_e(DType d, const void* g, const void* z, void* gx, int64_t b,
-                                        int64_t n, const DropoutLaunch& a) {
-  by_dtype<selu_alpha_dropout_backward_loop_k, const void*, const void*, void*, int64_t, int64_t,
-           const DropoutLaunch&>(d, g, z, gx, b, n, a);
-}
-
 }  // namespace
 
-SELU_EXT_KERNEL_TABLE
+// The variant's table, kTable.
+#include "loops_table.h"
 
 #undef SELU_VI
 }  // namespace selu_ext::cpu::SELU_EXT_ISA

@@ -9,6 +9,9 @@
 
 #include "selu_kernels.cu"
 
+// No streams on the host.
+cudaStream_t selu_ext::cuda::current_stream() { return nullptr; }
+
 namespace {
 
 using selu_ext::DropoutLaunch;
@@ -17,7 +20,7 @@ using selu_ext::DType;
 // rng_ptr non-null: the kernel reads (seed, offset) from it, as from a device tensor.
 DropoutLaunch dropout_args(double p, double kept_bound, double kept_above, uint64_t seed,
                            uint64_t offset, const int64_t* rng_ptr) {
-  DropoutLaunch d{p, kept_bound, kept_above, {}};
+  DropoutLaunch d{p, kept_bound, kept_above, {}, 0};
   d.rng.seed = seed;
   d.rng.offset = offset;
   d.rng.device_ptr = rng_ptr;
@@ -26,7 +29,8 @@ DropoutLaunch dropout_args(double p, double kept_bound, double kept_above, uint6
 
 }  // namespace
 
-namespace cu = selu_ext::cuda;
+// The launchers of dtype d.
+const selu_ext::Loops& loops(int d) { return selu_ext::cuda::loops(DType(d)); }
 
 #define SELU_EXT_DROPOUT_ARGS                                                          \
   double p, double kept_bound, double kept_above, uint64_t seed, uint64_t offset, \
@@ -36,37 +40,35 @@ namespace cu = selu_ext::cuda;
 extern "C" {
 
 void emu_selu(int d, const void* x, void* y, int64_t n) {
-  cu::launch_selu(DType(d), x, y, n, nullptr);
+  loops(d).selu_loop(x, y, n);
 }
 
 void emu_selu_backward(int d, const void* grad, const void* y, void* grad_x, int64_t n,
                        int is_result) {
-  cu::launch_selu_backward(DType(d), grad, y, grad_x, n, is_result != 0, nullptr);
+  loops(d).selu_backward_loop(grad, y, grad_x, n, is_result != 0);
 }
 
 void emu_alpha_dropout(int d, const void* x, void* z, int64_t n, SELU_EXT_DROPOUT_ARGS) {
-  cu::launch_alpha_dropout(DType(d), x, z, n, SELU_EXT_DROPOUT_PASS, nullptr);
+  loops(d).alpha_dropout_loop(x, z, n, SELU_EXT_DROPOUT_PASS);
 }
 
 void emu_alpha_dropout_backward(int d, const void* grad, void* grad_x, int64_t n,
                                 SELU_EXT_DROPOUT_ARGS) {
-  cu::launch_alpha_dropout_backward(DType(d), grad, grad_x, n, SELU_EXT_DROPOUT_PASS, nullptr);
+  loops(d).alpha_dropout_backward_loop(grad, grad_x, n, SELU_EXT_DROPOUT_PASS);
 }
 
 void emu_selu_alpha_dropout(int d, const void* x, void* z, int64_t n, SELU_EXT_DROPOUT_ARGS) {
-  cu::launch_selu_alpha_dropout(DType(d), x, z, n, SELU_EXT_DROPOUT_PASS, nullptr);
+  loops(d).selu_alpha_dropout_loop(x, z, n, SELU_EXT_DROPOUT_PASS);
 }
 
 void emu_selu_alpha_dropout_backward(int d, const void* grad, const void* z, void* grad_x,
                                      int64_t n, SELU_EXT_DROPOUT_ARGS) {
-  cu::launch_selu_alpha_dropout_backward(DType(d), grad, z, grad_x, n, SELU_EXT_DROPOUT_PASS,
-                                         nullptr);
+  loops(d).selu_alpha_dropout_backward_loop(grad, z, grad_x, n, SELU_EXT_DROPOUT_PASS);
 }
 
 void emu_dropout_keep_mask(bool* out, int64_t n, double p, uint64_t seed, uint64_t offset,
                            const int64_t* rng_ptr) {
-  cu::launch_dropout_keep_mask(out, n, dropout_args(p, 0.0, 0.0, seed, offset, rng_ptr),
-                               nullptr);
+  loops(0).dropout_keep_mask_loop(out, n, dropout_args(p, 0.0, 0.0, seed, offset, rng_ptr));
 }
 
 // captured: the state of a CUDA graph capture, whose seed and offset the kernel reads
@@ -76,7 +78,7 @@ void emu_write_rng_state(int captured, uint64_t seed, uint64_t offset, int64_t* 
   at::PhiloxCudaState state =
       captured ? at::PhiloxCudaState(seed_ptr, offset_ptr, offset_intragraph)
                : at::PhiloxCudaState(seed, offset);
-  cu::launch_write_rng_state(state, out, nullptr);
+  selu_ext::cuda::launch_write_rng_state(state, out, nullptr);
 }
 
 int64_t emu_invalid_launches() { return selu_ext::cuda::emulation::invalid_launches; }

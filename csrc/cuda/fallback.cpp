@@ -8,12 +8,9 @@
 #include <torch/library.h>
 
 #include "../host.h"
-#include "../op_list.h"
 #include "selu_ext_config.h"
 
 namespace selu_ext {
-// A named namespace: op_list.h's registration names each operator's function
-// fallback::<operator>.
 namespace fallback {
 namespace {
 
@@ -61,8 +58,8 @@ at::Tensor on_cpu(const char* name, const at::Tensor& like, A... args) {
 
 at::Tensor cpu(const at::Tensor& t) { return t.cpu(); }
 
+// The CPU operators check the arguments (the copies keep dtype and shape).
 at::Tensor alpha_dropout(const at::Tensor& self, double p, const at::Tensor& rng) {
-  check_tensor(self, "alpha_dropout", "self");
   return on_cpu<const at::Tensor&, double, const at::Tensor&>("selu_ext::alpha_dropout", self,
                                                               cpu(self), p, cpu(rng));
 }
@@ -74,22 +71,39 @@ void alpha_dropout_(at::Tensor& self, double p, const at::Tensor& rng) {
 }
 
 at::Tensor alpha_dropout_backward(const at::Tensor& grad, double p, const at::Tensor& rng) {
-  check_tensor(grad, "alpha_dropout_backward", "grad_output");
   return on_cpu<const at::Tensor&, double, const at::Tensor&>("selu_ext::alpha_dropout_backward",
                                                               grad, cpu(grad), p, cpu(rng));
 }
 
 at::Tensor selu_alpha_dropout(const at::Tensor& self, double p, const at::Tensor& rng) {
-  check_tensor(self, "selu_alpha_dropout", "self");
   return on_cpu<const at::Tensor&, double, const at::Tensor&>("selu_ext::selu_alpha_dropout", self,
                                                               cpu(self), p, cpu(rng));
 }
 
 at::Tensor selu_alpha_dropout_backward(const at::Tensor& grad, const at::Tensor& result, double p,
                                        const at::Tensor& rng) {
-  check_tensor(grad, "selu_alpha_dropout_backward", "grad_output");
   return on_cpu<const at::Tensor&, const at::Tensor&, double, const at::Tensor&>(
       "selu_ext::selu_alpha_dropout_backward", grad, cpu(grad), cpu(result), p, cpu(rng));
+}
+
+// The .grad_input forms: the result, copied in.
+void selu_backward_grad_input(const at::Tensor& grad, const at::Tensor& v, bool is_result,
+                              at::Tensor& grad_input) {
+  check_grad_input(grad_input, grad, "selu_backward", /*contiguous=*/false);
+  grad_input.copy_(selu_backward(grad, v, is_result));
+}
+
+void alpha_dropout_backward_grad_input(const at::Tensor& grad, double p, const at::Tensor& rng,
+                                       at::Tensor& grad_input) {
+  check_grad_input(grad_input, grad, "alpha_dropout_backward", /*contiguous=*/true);
+  grad_input.copy_(alpha_dropout_backward(grad, p, rng));
+}
+
+void selu_alpha_dropout_backward_grad_input(const at::Tensor& grad, const at::Tensor& result,
+                                            double p, const at::Tensor& rng,
+                                            at::Tensor& grad_input) {
+  check_grad_input(grad_input, grad, "selu_alpha_dropout_backward", /*contiguous=*/true);
+  grad_input.copy_(selu_alpha_dropout_backward(grad, result, p, rng));
 }
 
 at::Tensor dropout_keep_mask(const at::Tensor& rng, int64_t numel, double p) {
@@ -115,9 +129,19 @@ at::Tensor dropout_rng_state_for_cuda_eager(c10::Device /*device*/) {
 }
 
 TORCH_LIBRARY_IMPL(selu_ext, CUDA, m) {
-#define SELU_EXT_IMPL(name, kind, ...) m.impl(#name, &fallback::name);
-  SELU_EXT_OPS(SELU_EXT_IMPL)
-#undef SELU_EXT_IMPL
+  m.impl("selu", &fallback::selu);
+  m.impl("selu_", &fallback::selu_);
+  m.impl("selu_backward", &fallback::selu_backward);
+  m.impl("selu_backward.grad_input", &fallback::selu_backward_grad_input);
+  m.impl("alpha_dropout", &fallback::alpha_dropout);
+  m.impl("alpha_dropout_", &fallback::alpha_dropout_);
+  m.impl("alpha_dropout_backward", &fallback::alpha_dropout_backward);
+  m.impl("alpha_dropout_backward.grad_input", &fallback::alpha_dropout_backward_grad_input);
+  m.impl("selu_alpha_dropout", &fallback::selu_alpha_dropout);
+  m.impl("selu_alpha_dropout_backward", &fallback::selu_alpha_dropout_backward);
+  m.impl("selu_alpha_dropout_backward.grad_input",
+         &fallback::selu_alpha_dropout_backward_grad_input);
+  m.impl("dropout_keep_mask", &fallback::dropout_keep_mask);
 }
 
 }  // namespace selu_ext

@@ -1,7 +1,6 @@
 // selu_ext CUDA kernels: host-side launchers over raw device buffers, called by
-// selu_cuda.cpp (which does the torch side: checks, guard, stream, allocation).
-// Each launcher enqueues one kernel on `stream` and returns; the caller checks
-// the launch (C10_CUDA_KERNEL_LAUNCH_CHECK). No torch in here.
+// host.h's ops through selu_cuda.cpp's CudaBackend (the torch side: checks, guard,
+// allocation). No torch in here.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -16,20 +15,15 @@ struct PhiloxCudaState;
 
 namespace selu_ext::cuda {
 
-void launch_selu(DType d, const void* x, void* y, int64_t n, cudaStream_t stream);
-void launch_selu_backward(DType d, const void* grad, const void* y, void* grad_x, int64_t n,
-                          bool is_result, cudaStream_t stream);
-void launch_alpha_dropout(DType d, const void* x, void* z, int64_t n, const DropoutLaunch& args,
-                          cudaStream_t stream);
-void launch_alpha_dropout_backward(DType d, const void* grad, void* grad_x, int64_t n,
-                                   const DropoutLaunch& args, cudaStream_t stream);
-void launch_selu_alpha_dropout(DType d, const void* x, void* z, int64_t n,
-                               const DropoutLaunch& args, cudaStream_t stream);
-void launch_selu_alpha_dropout_backward(DType d, const void* grad, const void* z, void* grad_x,
-                                        int64_t n, const DropoutLaunch& args,
-                                        cudaStream_t stream);
-void launch_dropout_keep_mask(bool* out, int64_t n, const DropoutLaunch& args,
-                              cudaStream_t stream);
+// The launchers of one dtype (kernel_args.h's Loops): each enqueues one kernel on
+// current_stream() and returns; the caller checks the launch
+// (C10_CUDA_KERNEL_LAUNCH_CHECK).
+const Loops& loops(DType d);
+
+// The stream the launchers enqueue on: torch's current CUDA stream (selu_cuda.cpp), or
+// none under the host emulation (emulation.cpp).
+cudaStream_t current_stream();
+
 // Writes (seed, offset) of `state` to out[0], out[1] on the device, reading them at
 // run time when the state was taken during CUDA graph capture.
 void launch_write_rng_state(const at::PhiloxCudaState& state, int64_t* out, cudaStream_t stream);

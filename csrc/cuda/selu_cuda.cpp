@@ -1,6 +1,6 @@
-// selu_ext CUDA backend: device guard, current stream and launch check around the
-// launchers of selu_kernels.cu; registers the CUDA kernels. Compiled by the host
-// compiler: only the .cu file goes through nvcc.
+// selu_ext CUDA backend: what host.h's ops need from CUDA (device guard, the launchers
+// of selu_kernels.cu, current stream, launch check) and the registration of the CUDA
+// kernels. Compiled by the host compiler: only the .cu file goes through nvcc.
 #include <ATen/cuda/CUDAGeneratorImpl.h>
 #include <ATen/ops/empty.h>
 #include <c10/cuda/CUDAException.h>
@@ -12,81 +12,34 @@
 #include <mutex>
 
 #include "../host.h"
-#include "../op_list.h"
 #include "launch.h"
 
 namespace selu_ext {
-namespace {
 
-cudaStream_t stream() { return c10::cuda::getCurrentCUDAStream().stream(); }
+namespace cuda {
+cudaStream_t current_stream() { return c10::cuda::getCurrentCUDAStream().stream(); }
+}  // namespace cuda
+
+namespace {
 
 struct CudaBackend {
   using Guard = c10::cuda::OptionalCUDAGuard;
 
+  static const Loops& loops(at::ScalarType dtype) { return cuda::loops(kernel_dtype(dtype)); }
+
+  // One launch covers the whole tensor.
+  template <typename F>
+  static void run(int64_t n, F f) {
+    f(0, n);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
+  template <typename F>
+  static void run_blocks(int64_t n, F f) {
+    run(n, f);
+  }
+
   static void fresh_output(const at::Tensor&) {}
-
-  // Each thread reads its elements before writing them, at the same indices, so a
-  // backward can write into its incoming gradient (host.h's GradBufferOffer), as on
-  // the CPU (tests/test_cuda_emulation.py, test_in_place).
-  static constexpr bool kReusesGradBuffer = true;
-
-  static void selu_loop(DType d, const void* x, void* y, int64_t n) {
-    cuda::launch_selu(d, x, y, n, stream());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  }
-  static void selu_backward_loop(DType d, const void* g, const void* y, void* gx, int64_t n,
-                                 bool is_result) {
-    cuda::launch_selu_backward(d, g, y, gx, n, is_result, stream());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  }
-  static void alpha_dropout_loop(DType d, const void* x, void* z, int64_t n,
-                                 const DropoutLaunch& a) {
-    cuda::launch_alpha_dropout(d, x, z, n, a, stream());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  }
-  static void alpha_dropout_backward_loop(DType d, const void* g, void* gx, int64_t n,
-                                          const DropoutLaunch& a) {
-    cuda::launch_alpha_dropout_backward(d, g, gx, n, a, stream());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  }
-  static void selu_alpha_dropout_loop(DType d, const void* x, void* z, int64_t n,
-                                      const DropoutLaunch& a) {
-    cuda::launch_selu_alpha_dropout(d, x, z, n, a, stream());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  }
-  static void selu_alpha_dropout_backward_loop(DType d, const void* g, const void* z, void* gx,
-                                               int64_t n, const DropoutLaunch& a) {
-    cuda::launch_selu_alpha_dropout_backward(d, g, z, gx, n, a, stream());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  }
-  static void dropout_keep_mask_loop(bool* out, int64_t n, const DropoutLaunch& a) {
-    cuda::launch_dropout_keep_mask(out, n, a, stream());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  }
-
-  // A CPU rng_state is read here (a fixed, user-chosen seed); one on the input's
-  // device is read by the kernel, which keeps CUDA graph replays fresh.
-  static RngSource rng_source(const at::Tensor& rng_state, const at::Tensor& input,
-                              const char* op) {
-    RngSource r;
-    if (rng_state.device().is_cpu()) {
-      const int64_t* v = rng_state.const_data_ptr<int64_t>();
-      r.seed = static_cast<uint64_t>(v[0]);
-      r.offset = static_cast<uint64_t>(v[1]);
-      return r;
-    }
-    SELU_EXT_CHECK(rng_state.device() == input.device(),
-                   "selu_ext::%s: 'rng_state' must be on the CPU or on the input's device (%s), "
-                   "but it is on %s",
-                   op, input.device().str().c_str(), rng_state.device().str().c_str());
-    r.device_ptr = rng_state.const_data_ptr<int64_t>();
-    return r;
-  }
 };
-
-}  // namespace
-
-namespace {
 
 // (seed, offset) for one CUDA dropout call, from torch's CUDA generator for the
 // device: 4 offsets reserved, as one curand Philox call per thread would. Written
@@ -110,7 +63,7 @@ at::Tensor draw_rng_state(c10::Device device, bool on_host) {
     return out;
   }
   at::Tensor out = at::empty({2}, at::TensorOptions().dtype(at::kLong).device(at::kCUDA, index));
-  cuda::launch_write_rng_state(state, out.mutable_data_ptr<int64_t>(), stream());
+  cuda::launch_write_rng_state(state, out.mutable_data_ptr<int64_t>(), cuda::current_stream());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return out;
 }
@@ -125,10 +78,6 @@ at::Tensor dropout_rng_state_for_cuda_eager(c10::Device device) {
   return draw_rng_state(device, true);
 }
 
-TORCH_LIBRARY_IMPL(selu_ext, CUDA, m) {
-#define SELU_EXT_IMPL(name, kind, ...) m.impl(#name, &host::name<CudaBackend>);
-  SELU_EXT_OPS(SELU_EXT_IMPL)
-#undef SELU_EXT_IMPL
-}
+TORCH_LIBRARY_IMPL(selu_ext, CUDA, m) { host::register_kernels<CudaBackend>(m); }
 
 }  // namespace selu_ext

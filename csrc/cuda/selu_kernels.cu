@@ -1,5 +1,6 @@
 // selu_ext CUDA kernels. Read top to bottom: scalar helpers, the element-wise
-// kernels (selu forward/backward), the dropout kernels, then the launchers.
+// kernels (selu forward/backward), the dropout kernels, then the launchers and their
+// table (loops).
 //
 // Includes no torch header but the small PhiloxCudaState definition, so this
 // file compiles in seconds per architecture. The same file also compiles as host C++
@@ -238,7 +239,7 @@ void launch_binary(const void* a, const void* b, void* out, int64_t n, F f, cuda
 
 // ---------------------------------------------------------------------------
 // Dropout kernels: one thread per Philox counter group (selu.h): it computes one
-// Philox call and handles elements first + 32 j, j < 4, where first is the group's
+// Philox call and handles elements first + 32 j, j < 8, where first is the group's
 // first element. A warp's 32 threads cover 32 consecutive elements per j.
 
 __device__ __forceinline__ void read_rng(const RngSource& r, uint64_t* seed, uint64_t* offset) {
@@ -257,7 +258,6 @@ template <typename A>
 struct AlphaDropoutKernel {
   static constexpr bool kMaskFromOutput = false;
   AlphaDropoutParams<A> q;
-  A kept_above;
   template <typename T>
   __device__ __forceinline__ T operator()(T x, T, bool keep) const {
     return from_acc<T>(alpha_dropout_elem(to_acc(x), keep, q));
@@ -268,7 +268,6 @@ template <typename A>
 struct AlphaDropoutBackwardKernel {
   static constexpr bool kMaskFromOutput = false;
   AlphaDropoutParams<A> q;
-  A kept_above;
   template <typename T>
   __device__ __forceinline__ T operator()(T grad, T, bool keep) const {
     return from_acc<T>(alpha_dropout_backward_elem(to_acc(grad), keep, q));
@@ -295,7 +294,6 @@ template <typename A>
 struct SeluAlphaDropoutBackwardKernel {
   static constexpr bool kMaskFromOutput = true;
   AlphaDropoutParams<A> q;
-  A kept_above;
   template <typename T>
   __device__ __forceinline__ T operator()(T grad, T z, bool keep) const {
     return from_acc<T>(selu_alpha_dropout_backward_elem(to_acc(grad), to_acc(z), keep, q,
@@ -485,8 +483,11 @@ template <typename T, bool kTwoInputs, template <typename> class Op>
 void launch_dropout(const void* in0, const void* in1, void* out, int64_t n,
                     const DropoutLaunch& d, cudaStream_t stream) {
   using A = typename OpMath<T>::type;
-  const Op<A> op{make_alpha_dropout_params<A>(d.p, static_cast<A>(d.kept_bound)),
-                 static_cast<A>(d.kept_above)};
+  Op<A> op{make_alpha_dropout_params<A>(d.p, static_cast<A>(d.kept_bound))};
+  // Only the fused forward stores kept units above the bound (selu.h).
+  if constexpr (std::is_same_v<Op<A>, SeluAlphaDropoutKernel<A>>) {
+    op.kept_above = static_cast<A>(d.kept_above);
+  }
   const T* a = static_cast<const T*>(in0);
   const T* b = static_cast<const T*>(in1);
   T* o = static_cast<T*>(out);
@@ -502,81 +503,74 @@ void launch_dropout(const void* in0, const void* in1, void* out, int64_t n,
   }
 }
 
-// dtype dispatch, in one place.
-template <typename F>
-void by_dtype(DType d, F f) {
-  switch (d) {
-    case DType::kHalf:
-      f(__half{});
-      break;
-    case DType::kBFloat16:
-      f(__nv_bfloat16{});
-      break;
-    case DType::kFloat:
-      f(float{});
-      break;
-    case DType::kDouble:
-      f(double{});
-      break;
+// The launchers, one per Loops entry (kernel_args.h), each on the current stream.
+
+template <typename T>
+void launch_selu(const void* x, void* y, int64_t n) {
+  launch_unary<T>(x, y, n, SeluKernel<T>{}, current_stream());
+}
+
+template <typename T>
+void launch_selu_backward(const void* grad, const void* y, void* grad_x, int64_t n,
+                          bool is_result) {
+  if (is_result) {
+    launch_binary<T>(grad, y, grad_x, n, SeluBackwardKernel<T>{}, current_stream());
+  } else {
+    launch_binary<T>(grad, y, grad_x, n, SeluBackwardFromInputKernel<T>{}, current_stream());
   }
 }
 
-}  // namespace
-
-void launch_selu(DType d, const void* x, void* y, int64_t n, cudaStream_t stream) {
-  by_dtype(d, [&](auto t) {
-    launch_unary<decltype(t)>(x, y, n, SeluKernel<decltype(t)>{}, stream);
-  });
+template <typename T>
+void launch_alpha_dropout(const void* x, void* z, int64_t n, const DropoutLaunch& args) {
+  launch_dropout<T, false, AlphaDropoutKernel>(x, nullptr, z, n, args, current_stream());
 }
 
-void launch_selu_backward(DType d, const void* grad, const void* y, void* grad_x, int64_t n,
-                          bool is_result, cudaStream_t stream) {
-  by_dtype(d, [&](auto t) {
-    using T = decltype(t);
-    if (is_result) {
-      launch_binary<T>(grad, y, grad_x, n, SeluBackwardKernel<T>{}, stream);
-    } else {
-      launch_binary<T>(grad, y, grad_x, n, SeluBackwardFromInputKernel<T>{}, stream);
-    }
-  });
+template <typename T>
+void launch_alpha_dropout_backward(const void* grad, void* grad_x, int64_t n,
+                                   const DropoutLaunch& args) {
+  launch_dropout<T, false, AlphaDropoutBackwardKernel>(grad, nullptr, grad_x, n, args,
+                                                       current_stream());
 }
 
-void launch_alpha_dropout(DType d, const void* x, void* z, int64_t n, const DropoutLaunch& args,
-                          cudaStream_t stream) {
-  by_dtype(d, [&](auto t) {
-    launch_dropout<decltype(t), false, AlphaDropoutKernel>(x, nullptr, z, n, args, stream);
-  });
+template <typename T>
+void launch_selu_alpha_dropout(const void* x, void* z, int64_t n, const DropoutLaunch& args) {
+  launch_dropout<T, false, SeluAlphaDropoutKernel>(x, nullptr, z, n, args, current_stream());
 }
 
-void launch_alpha_dropout_backward(DType d, const void* grad, void* grad_x, int64_t n,
-                                   const DropoutLaunch& args, cudaStream_t stream) {
-  by_dtype(d, [&](auto t) {
-    launch_dropout<decltype(t), false, AlphaDropoutBackwardKernel>(grad, nullptr, grad_x, n, args,
-                                                                   stream);
-  });
+template <typename T>
+void launch_selu_alpha_dropout_backward(const void* grad, const void* z, void* grad_x, int64_t n,
+                                        const DropoutLaunch& args) {
+  launch_dropout<T, true, SeluAlphaDropoutBackwardKernel>(grad, z, grad_x, n, args,
+                                                          current_stream());
 }
 
-void launch_selu_alpha_dropout(DType d, const void* x, void* z, int64_t n,
-                               const DropoutLaunch& args, cudaStream_t stream) {
-  by_dtype(d, [&](auto t) {
-    launch_dropout<decltype(t), false, SeluAlphaDropoutKernel>(x, nullptr, z, n, args, stream);
-  });
-}
-
-void launch_selu_alpha_dropout_backward(DType d, const void* grad, const void* z, void* grad_x,
-                                        int64_t n, const DropoutLaunch& args,
-                                        cudaStream_t stream) {
-  by_dtype(d, [&](auto t) {
-    launch_dropout<decltype(t), true, SeluAlphaDropoutBackwardKernel>(grad, z, grad_x, n, args,
-                                                                      stream);
-  });
-}
-
-void launch_dropout_keep_mask(bool* out, int64_t n, const DropoutLaunch& args,
-                              cudaStream_t stream) {
-  launch(keep_mask_kernel, dropout_blocks(n), kThreads, stream, out, n, args.rng,
+void launch_dropout_keep_mask(bool* out, int64_t n, const DropoutLaunch& args) {
+  launch(keep_mask_kernel, dropout_blocks(n), kThreads, current_stream(), out, n, args.rng,
          drop_threshold(args.p));
 }
+
+template <typename T>
+constexpr Loops loops_for() {
+  return {
+      .selu_loop = launch_selu<T>,
+      .selu_backward_loop = launch_selu_backward<T>,
+      .alpha_dropout_loop = launch_alpha_dropout<T>,
+      .alpha_dropout_backward_loop = launch_alpha_dropout_backward<T>,
+      .selu_alpha_dropout_loop = launch_selu_alpha_dropout<T>,
+      .selu_alpha_dropout_backward_loop = launch_selu_alpha_dropout_backward<T>,
+      .dropout_keep_mask_loop = launch_dropout_keep_mask,
+  };
+}
+
+// Rows in DType order.
+static_assert(static_cast<int>(DType::kHalf) == 0 && static_cast<int>(DType::kBFloat16) == 1 &&
+              static_cast<int>(DType::kFloat) == 2 && static_cast<int>(DType::kDouble) == 3);
+const Loops kLoops[kDTypes] = {loops_for<__half>(), loops_for<__nv_bfloat16>(),
+                               loops_for<float>(), loops_for<double>()};
+
+}  // namespace
+
+const Loops& loops(DType d) { return kLoops[static_cast<int>(d)]; }
 
 void launch_write_rng_state(const at::PhiloxCudaState& state, int64_t* out, cudaStream_t stream) {
   launch(write_rng_state_kernel, 1, 1, stream, state, out);
