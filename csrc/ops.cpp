@@ -114,6 +114,12 @@ TORCH_LIBRARY(selu_ext, m) {
   // The keep mask (bool, flat) that the dropout ops with this rng_state and p apply,
   // element i of the row-major order. For FeatureAlphaDropout and for tests.
   m.def("dropout_keep_mask(Tensor rng_state, SymInt numel, float p) -> Tensor", pt2);
+  // FeatureAlphaDropout: whole channels, a mask of N x C from dropout_keep_mask applied
+  // with PyTorch's element-wise ops. CompositeImplicitAutograd (python_module.cpp, next
+  // to the eager entry point that shares its body): autograd, vmap and the compilers
+  // see those ops.
+  m.def("feature_alpha_dropout(Tensor self, float p, Tensor rng_state) -> Tensor");
+  m.def("feature_alpha_dropout_(Tensor(a!) self, float p, Tensor rng_state) -> ()");
 }
 
 TORCH_LIBRARY_IMPL(selu_ext, CompositeExplicitAutograd, m) {

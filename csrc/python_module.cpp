@@ -423,15 +423,8 @@ PyModuleDef kModule = {PyModuleDef_HEAD_INIT, "_C", "selu_ext operators (loaded 
 
 }  // namespace
 
-// feature_alpha_dropout_body as operators, for the general path of
-// selu_ext.functional.feature_alpha_dropout. CompositeImplicitAutograd: autograd,
-// vmap and the compilers see the ops of the body, as they saw them when the general
-// path ran a Python copy of it.
-TORCH_LIBRARY_FRAGMENT(selu_ext, m) {
-  m.def("feature_alpha_dropout(Tensor self, float p, Tensor rng_state) -> Tensor");
-  m.def("feature_alpha_dropout_(Tensor(a!) self, float p, Tensor rng_state) -> ()");
-}
-
+// feature_alpha_dropout_body as the operators ops.cpp declares, for the general path
+// of selu_ext.functional.feature_alpha_dropout.
 TORCH_LIBRARY_IMPL(selu_ext, CompositeImplicitAutograd, m) {
   m.impl("feature_alpha_dropout", [](const at::Tensor& self, double p, const at::Tensor& rng) {
     return feature_alpha_dropout_body(self, p, rng, false);
