@@ -93,7 +93,7 @@ def build_info() -> dict:
     CPU) / ``cpu_capability`` (in use; ``SELU_EXT_CPU_CAPABILITY`` overrides);
     ``cpu_variants_built`` (what setup.py compiled for this platform); ``openmp``
     (compiled with OpenMP) and ``cpu_parallel`` (how at::parallel_for runs, and why);
-    ``sanitize`` and ``debug`` build switches; ``compiler`` and ``compiler_built``
+    the ``sanitize`` build switch; ``compiler`` and ``compiler_built``
     (the compiler setup.py called); ``cxx11_abi`` (the std::string ABI it was
     compiled with, which must be torch's).
     """

@@ -91,7 +91,6 @@ def test_relative_links_resolve():
     pages = [ROOT / "README.md", ROOT / "benchmarks" / "RESULTS.md", *(ROOT / "docs").glob("*.md")]
     # Written on another branch (issue 23's path23); once merged it is checked as
     # every other target is, and this line can go.
-    pending = {ROOT / "docs" / "architecture.md"}
     checked = 0
     for page in pages:
         text = page.read_text()
@@ -100,8 +99,6 @@ def test_relative_links_resolve():
                 continue
             path, _, anchor = target.partition("#")
             dest = (page.parent / path).resolve() if path else page
-            if dest in pending and not dest.exists():
-                continue
             assert dest.exists(), f"{page.relative_to(ROOT)}: {target}"
             if anchor:
                 assert anchor in _anchors(dest.read_text()), f"{page.relative_to(ROOT)}: {target}"
