@@ -1,13 +1,14 @@
-"""What a run says about the machine it ran on: the metadata stored with the rows
-(versions, build_info, device, CPU capability, date, command line), the copy
-bandwidth the GB/s columns are compared with, the load average, and the expm1
-canary that shows whether PyTorch's eager kernels ran at one speed throughout."""
+"""What a run says about its machine: the metadata stored with the rows, the copy
+bandwidth the GB/s columns are compared with, the load average, and the expm1 canary
+that shows whether PyTorch's eager kernels ran at one speed throughout."""
 
 from __future__ import annotations
 
 import datetime
+import importlib.metadata
 import os
 import platform
+import statistics
 import time
 
 import torch
@@ -20,83 +21,56 @@ from . import timing
 def _cpu_name() -> str:
     try:
         with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+            return next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
 
 
 def collect_meta(cfg) -> dict:
     info = selu_ext.build_info()
     try:
-        torch_cap = torch.backends.cpu.get_cpu_capability()
-    except Exception:  # pragma: no cover - older torch
-        torch_cap = "unknown"
-    triton_version = None
-    try:
-        import importlib.metadata as md
-        triton_version = md.version("triton")
-    except Exception:
-        pass
-    if cfg.device == "cuda":
-        dev_name = torch.cuda.get_device_name(torch.cuda.current_device())
-    else:
-        dev_name = _cpu_name()
+        triton_version = importlib.metadata.version("triton")
+    except importlib.metadata.PackageNotFoundError:
+        triton_version = None
+    cuda = cfg.device == "cuda"
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "command": cfg.command,
-        "device": cfg.device,
-        "device_name": dev_name,
-        "torch_version": torch.__version__,
-        "torch_cuda": torch.version.cuda,
-        "triton_version": triton_version,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "version": selu_ext.__version__,
-        "build_info": info,
-        "torch_cpu_capability": torch_cap,
+        "command": cfg.command, "device": cfg.device,
+        "device_name": torch.cuda.get_device_name(torch.cuda.current_device()) if cuda else _cpu_name(),
+        "torch_version": torch.__version__, "torch_cuda": torch.version.cuda,
+        "triton_version": triton_version, "python": platform.python_version(),
+        "platform": platform.platform(), "version": selu_ext.__version__, "build_info": info,
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "selu_ext_cpu_capability": info.get("cpu_capability"),
-        "threads": list(cfg.threads),
-        "cpu_count": os.cpu_count(),
-        "p": cfg.p,
-        "seed": cfg.seed,
+        "threads": list(cfg.threads), "cpu_count": os.cpu_count(), "p": cfg.p, "seed": cfg.seed,
         "ops": list(cfg.ops), "modes": list(cfg.modes), "dtypes": list(cfg.dtypes),
-        "sizes": list(cfg.sizes), "percall_sizes": list(cfg.percall_sizes),
-        "quick": cfg.quick,
-        "rotate": cfg.rotate,
+        "sizes": list(cfg.sizes), "percall_sizes": list(cfg.percall_sizes), "quick": cfg.quick,
         "timing": "cuda-graph" if cfg.cuda_graphs else "launched",
-        "cache_bytes": timing.cache_bytes(cfg.device),
-        "copy_gbps": {},
+        "cache_bytes": timing.cache_bytes(cfg.device), "copy_gbps": {},
     }
 
 
 def measure_copy_bandwidth(runner) -> None:
-    cfg, out = runner.cfg, runner.out
+    cfg = runner.cfg
     if cfg.emit_rows:
         return
     cache = runner.meta["cache_bytes"]
-    nbytes = max(4 * cache, 128 * 2**20 if cfg.device == "cpu" else 512 * 2**20)
-    if cfg.quick:
-        nbytes = max(4 * cache, 32 * 2**20)
-    for t in cfg.threads if cfg.device == "cpu" else [cfg.threads[0]]:
+    nbytes = max(4 * cache, 32 * 2**20 if cfg.quick else 128 * 2**20 if cfg.device == "cpu"
+                 else 512 * 2**20)
+    for t in cfg.threads if cfg.device == "cpu" else cfg.threads[:1]:
         gbps, tm = timing.copy_bandwidth(cfg.device, threads=t, nbytes=nbytes,
                                          min_time=max(cfg.min_time, 0.05))
-        runner.copy_gbps[t] = gbps
-        runner.meta["copy_gbps"][str(t)] = gbps
-        print(f"copy bandwidth ({t} thread(s)): {gbps:.1f} GB/s  (dst.copy_(src), "
-              f"{nbytes / 2**20:.0f} MiB each, read + write counted, median {tm.median * 1e3:.3f} ms)",
-              file=out)
-    out.flush()
+        runner.copy_gbps[t] = runner.meta["copy_gbps"][str(t)] = gbps
+        runner.say(f"copy bandwidth ({t} thread(s)): {gbps:.1f} GB/s  (dst.copy_(src), "
+                   f"{nbytes / 2**20:.0f} MiB each, read + write counted, median "
+                   f"{tm.median * 1e3:.3f} ms)")
 
 
 def canary(meta: dict, device: str, label: str) -> None:
-    """Time PyTorch's own float32 expm1 (2^16 elements, one thread) between
-    blocks. On the AVX-512 machine these results were taken on, eager F.selu
-    (whose cost is expm1) ran ~12x faster in some processes after some earlier
-    work than in a fresh one, for reasons outside PyTorch's and selu_ext's code;
-    the canary shows whether the eager peers ran in one state throughout."""
+    """Time PyTorch's own float32 expm1 (2^16 elements, one thread) between blocks. On
+    the AVX-512 machine these results were taken on, eager F.selu (whose cost is
+    expm1) ran ~12x faster in some processes after some earlier work than in a fresh
+    one, for reasons outside PyTorch's and selu_ext's code."""
     if device != "cpu":
         return
     before = torch.get_num_threads()
@@ -109,23 +83,23 @@ def canary(meta: dict, device: str, label: str) -> None:
         torch.expm1(x)
         times.append(time.perf_counter() - t0)
     torch.set_num_threads(before)
-    meta.setdefault("expm1_canary_ms", []).append([label, round(timing.quantile(times, 0.5) * 1e3, 4)])
+    meta.setdefault("expm1_canary_ms", []).append([label, round(statistics.median(times) * 1e3, 4)])
 
 
 def canary_verdict(meta: dict, out) -> None:
+    from .report import wrap
+
     c = [ms for _, ms in meta.get("expm1_canary_ms", [])]
     if len(c) >= 2 and max(c) > 3 * min(c):
         msg = (f"PyTorch's expm1 ran at different speeds during this run ({min(c):.3f} to "
                f"{max(c):.3f} ms for 2^16 float32 elements; see meta.expm1_canary_ms): the "
                "eager F.selu rows of different blocks are not comparable with each other")
         meta["canary_warning"] = msg
-        print(f"\nWARNING: {msg}", file=out)
+        print(wrap(f"\nWARNING: {msg}"), file=out)
 
 
 def note_load(meta: dict, label: str) -> None:
-    """The machine's load average, kept in the run's meta: timings taken while other
-    processes compete for the cores are noisier (interleaving keeps the ratios fair)."""
-    try:
+    """The load average, kept in the run's meta: timings taken while other processes
+    compete for the cores are noisier (interleaving keeps the ratios fair)."""
+    if hasattr(os, "getloadavg"):
         meta.setdefault("loadavg", []).append([label, list(os.getloadavg())])
-    except (AttributeError, OSError):
-        pass

@@ -1,8 +1,5 @@
-"""The benchmark loop: for each thread count, op, dtype, size and mode, check every
-implementation against the float64 reference, then time the ones that passed, and
-store one row per (op, mode, dtype, size, device, threads, impl). The Runner holds
-the run's state (config, metadata, rows, copy bandwidth, budget) and the loop; the
-modes are measured by sweep.py (forward, backward, fwdbwd, percall), accuracy.py and
+"""The run: its state (config, metadata, rows, copy bandwidth, budget) and its loop
+over thread counts, ops, dtypes and sizes. The modes are measured by sweep.py and
 memory.py, the other parts by percall.py (--percall) and train.py (--train).
 """
 
@@ -10,51 +7,51 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shlex
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional, TextIO
 
 import torch
 
-from . import accuracy, avx2_peer, machine, memory, percall, report, sweep, targets, timing, train
-from .candidates import DTYPES, MODES, OP_DEFS, Impl, build_impls, compile_unavailable_reason
+from . import avx2_peer, machine, memory, percall, report, sweep, targets, timing, train
+from .candidates import MODES, OP_DEFS, Impl, build_impls, compile_unavailable_reason
 
 
 @dataclass
 class Config:
-    device: str = "cpu"
-    ops: list = field(default_factory=lambda: ["selu", "fused", "dropout"])
-    modes: list = field(default_factory=lambda: list(MODES))
-    dtypes: list = field(default_factory=lambda: list(DTYPES))
-    sizes: list = field(default_factory=list)
-    percall_sizes: list = field(default_factory=lambda: [4096, 16384, 65536])
-    threads: list = field(default_factory=lambda: [1])
-    p: float = 0.1
-    compile: Optional[bool] = None  # None: on, except --quick on CPU
-    avx2_peer: bool = True
-    cpu_variants: bool = False
-    impls: Optional[list] = None  # keep only these names or roles
-    min_time: float = 0.1
-    max_time: float = 2.0
-    min_samples: int = 7
-    rotate: bool = True  # rotate inputs through >= 2x the last-level cache
-    budget: Optional[float] = None  # seconds; rows after it are skipped
-    quick: bool = False
-    seed: int = 0
-    json: Optional[str] = None
-    csv: Optional[str] = None
-    plot: Optional[str] = None
-    cuda_graphs: bool = False  # CUDA: time replays of captured graphs (GPU time only)
-    emit_rows: bool = False  # internal: print rows as JSON lines (the avx2 peer subprocess)
-    per_call: bool = False  # per-call rows of every function and module (percall.py)
-    train: bool = False  # the training-step rows (train.py)
-    train_models: list = field(default_factory=lambda: list(train.MODELS))
-    train_batches: Optional[list] = None  # None: train.BATCHES (--quick: QUICK_BATCHES)
-    train_dtypes: Optional[list] = None  # None: train.DTYPES (--quick: QUICK_DTYPES)
-    train_compile: bool = True  # the torch.compile variants of the training step
-    command: str = ""
+    """A run's settings; cli.config_from_args makes one from flags and holds every
+    default (``python -m selu_ext.bench --help`` lists them)."""
+
+    device: str
+    ops: list
+    modes: list
+    dtypes: list
+    sizes: list
+    percall_sizes: list
+    threads: list
+    p: float
+    compile: Optional[bool]  # None: on, except --quick on CPU
+    avx2_peer: bool
+    cpu_variants: bool
+    min_time: float
+    max_time: float
+    min_samples: int
+    budget: Optional[float]  # seconds; rows after it are skipped
+    quick: bool
+    seed: int
+    json: Optional[str]
+    csv: Optional[str]
+    plot: Optional[str]
+    cuda_graphs: bool  # CUDA: time replays of captured graphs (GPU time only)
+    emit_rows: bool  # internal: the F.selu[avx2] subprocess (eager rows as JSON lines)
+    per_call: bool  # percall.py
+    train: bool  # train.py
+    train_models: list
+    train_batches: Optional[list]  # None: train.BATCHES (--quick: QUICK_BATCHES)
+    train_dtypes: Optional[list]  # None: train.DTYPES (--quick: QUICK_DTYPES)
+    train_compile: bool
+    command: str
 
 
 @dataclass
@@ -67,9 +64,7 @@ class Result:
 
 class Runner:
     def __init__(self, cfg: Config, out: TextIO, extra_impls: Optional[dict] = None):
-        self.cfg = cfg
-        self.out = out
-        self.extra_impls = extra_impls or {}
+        self.cfg, self.out, self.extra_impls = cfg, out, extra_impls or {}
         self.rows: list[dict] = []
         self.meta = machine.collect_meta(cfg)
         self.copy_gbps: dict = {}
@@ -78,9 +73,13 @@ class Runner:
         self.avx2_rows: dict = {}
         self.saved_cache: dict = {}
 
+    def say(self, text: str = "", indent: str = "") -> None:
+        print(report.wrap(text, indent), file=self.out)
+        self.out.flush()
+
     def emit(self, row: dict, show: bool = True) -> None:
-        """Store a row (``show``: and print it as a line of the table; the per-call and
-        training-step parts print their own)."""
+        """Store a row (``show``: and print it; the per-call and training-step parts
+        print their own)."""
         self.rows.append(row)
         key = lambda r: (r["op"], r["mode"], r["dtype"], r["size"], r.get("threads"))  # noqa: E731
         report.fill_speedups([r for r in self.rows[-64:] if key(r) == key(row)])
@@ -104,17 +103,16 @@ class Runner:
                               impl.role, **fields)
 
     def over_budget(self) -> bool:
-        if self.cfg.budget is None or self.budget_hit:
-            return self.budget_hit
-        if time.perf_counter() - self.t_start > self.cfg.budget:
-            self.budget_hit = True
-            print(f"\n*** time budget of {self.cfg.budget:.0f} s used up: the remaining rows are "
-                  "skipped ***\n", file=self.out)
-            self.meta["budget_hit"] = True
+        if self.cfg.budget is not None and not self.budget_hit and \
+                time.perf_counter() - self.t_start > self.cfg.budget:
+            self.budget_hit = self.meta["budget_hit"] = True
+            self.say(f"\n*** time budget of {self.cfg.budget:.0f} s used up: the remaining rows "
+                     "are skipped ***\n")
         return self.budget_hit
 
     def wanted(self, impl: Impl) -> bool:
-        return not self.cfg.impls or impl.role in self.cfg.impls or impl.name in self.cfg.impls
+        """The F.selu[avx2] subprocess times torch's eager rows only."""
+        return not self.cfg.emit_rows or impl.role == "eager"
 
     def impls_for(self, op: str) -> list[Impl]:
         cfg = self.cfg
@@ -122,11 +120,9 @@ class Runner:
             cmode = "compile skipped (--no-compile" + (", --quick on CPU)" if cfg.quick else ")")
         else:
             cmode = compile_unavailable_reason(cfg.device)
-            if cmode:
-                cmode = "compile unavailable: " + cmode
+            cmode = cmode and "compile unavailable: " + cmode
         impls = build_impls(op, cfg.device, cfg.p, compile_mode=cmode, cpu_variants=cfg.cpu_variants)
-        for e in self.extra_impls.get(op, []):
-            impls.insert(len(impls) - 1, e)
+        impls[-1:-1] = self.extra_impls.get(op, [])
         if cfg.device == "cpu" and self.avx2_rows:
             impls.insert(1, Impl(impls[0].name + "[avx2]", "eager_avx2", None, modes=tuple(MODES)))
         return [i for i in impls if self.wanted(i)]
@@ -135,15 +131,15 @@ class Runner:
         timing.sync(self.cfg.device)
 
     def run(self) -> Result:
-        cfg = self.cfg
-        if not cfg.emit_rows:
+        cfg, talk = self.cfg, not self.cfg.emit_rows
+        if talk:
             report.print_header(self.meta, self.out)
-        if cfg.device == "cpu" and cfg.avx2_peer and not cfg.emit_rows:
+        if cfg.device == "cpu" and cfg.avx2_peer and talk:
             avx2_peer.run(self)
         try:
             self.measure()
         except KeyboardInterrupt:
-            print("\ninterrupted: writing what was measured", file=self.out)
+            self.say("\ninterrupted: writing what was measured")
             self.meta["interrupted"] = True
         except Exception as e:  # a bug here should not lose the rows measured so far
             import traceback
@@ -152,15 +148,15 @@ class Runner:
             self.meta["error"] = report.first_line(e)
         machine.canary_verdict(self.meta, self.out)
         report.fill_speedups(self.rows)
-        tg = targets.evaluate(self.rows, self.meta) if not cfg.emit_rows else []
-        if not cfg.emit_rows:
+        tg = targets.evaluate(self.rows, self.meta) if talk else []
+        if talk:
             report.print_targets(tg, self.out)
+            self.meta["answer"] = report.answer(self.rows, self.meta)
         self.meta["elapsed_s"] = round(time.perf_counter() - self.t_start, 1)
         res = Result(self.meta, self.rows, tg)
         self.write(res)
-        if not cfg.emit_rows:
-            print(report.answer(self.rows, self.meta), file=self.out)
-            self.out.flush()
+        if talk:
+            report.print_answer(self.rows, self.meta, self.out)
         if "error" in self.meta:
             raise SystemExit(f"selu_ext.bench: stopped by an error ({self.meta['error']}); "
                              "the rows measured before it were written")
@@ -172,7 +168,7 @@ class Runner:
         machine.canary(self.meta, cfg.device, "start")
         print("\n" + report.HEADER, file=self.out)
         if "accuracy" in cfg.modes and "selu" in cfg.ops:
-            accuracy.run(self, cfg.threads[0])
+            sweep.run_accuracy(self, cfg.threads[0])
         if "memory" in cfg.modes and not cfg.emit_rows:
             memory.run(self, cfg.threads[0])
         if "percall" in cfg.modes and "selu" in cfg.ops:
@@ -183,10 +179,10 @@ class Runner:
             percall.run(self)
         if cfg.train:
             train.run(self)
-        # dtype, then op, then threads: a run cut short by its budget still has
-        # every op in the first dtypes (float32 first), and the thread counts of
-        # one op and dtype are measured next to each other, in the same state of
-        # the process (see machine.canary).
+        # dtype, then op, then threads: a run cut short by its budget still has every
+        # op in the first dtypes (float32 first), and the thread counts of one op and
+        # dtype are measured next to each other, in one state of the process (see
+        # machine.canary).
         for dtype in cfg.dtypes:
             for op in cfg.ops:
                 for threads in cfg.threads:
@@ -213,14 +209,13 @@ class Runner:
         cfg = self.cfg
         if cfg.json:
             report.write_json(cfg.json, res.meta, res.rows, res.targets, {})
-            print(f"JSON written to {cfg.json}", file=self.out)
+            self.say(f"JSON written to {cfg.json}")
         if cfg.csv:
             report.write_csv(cfg.csv, res.meta, res.rows)
-            print(f"CSV written to {cfg.csv}", file=self.out)
+            self.say(f"CSV written to {cfg.csv}")
         if cfg.plot:
             res.plot_ok = report.plot(cfg.plot, res.rows, res.meta, self.out)
-        print(f"done in {res.meta['elapsed_s']:.0f} s", file=self.out)
-        self.out.flush()
+        self.say(f"done in {res.meta['elapsed_s']:.0f} s")
 
     def set_threads(self, threads: int) -> None:
         torch.set_num_threads(threads)
@@ -239,9 +234,6 @@ class Runner:
                 from torch._inductor import config as ic
 
                 ic.cpp.threads = threads
-        except Exception:
-            pass
-        try:
             # AOTAutograd may donate saved buffers to the backward, which then refuses
             # retain_graph=True; the backward mode re-runs one graph's backward.
             from torch._functorch import config as fc
@@ -260,10 +252,3 @@ def run(cfg: Config, out: Optional[TextIO] = None, extra_impls: Optional[dict] =
         print("@meta " + json.dumps({"torch_cpu_capability": runner.meta["torch_cpu_capability"]}),
               file=out)
     return runner.run()
-
-
-def command_line(argv) -> str:
-    return "python -m selu_ext.bench " + " ".join(shlex.quote(a) for a in argv)
-
-
-__all__ = ["Config", "Result", "Runner", "run", "command_line"]

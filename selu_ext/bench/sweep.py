@@ -1,16 +1,16 @@
-"""One point of the sweep (op, dtype, size, threads): inputs, the float64 reference,
-and for each implementation and mode its check, then its timing, as one row each;
-also the percall mode of selu (wall clock per forward+backward of small tensors).
+"""The measured modes of the sweep, one point (op, dtype, size, threads) at a time:
+inputs, the float64 reference, then per implementation and mode its check and, if it
+passed, its timing, as one row each.
 
-    forward   y = f(x)                                x without grad
+    forward   y = f(x), x without grad
     backward  torch.autograd.grad(y, x, g, retain_graph=True) on a prepared graph
-              (only the backward runs), g dense
     fwdbwd    torch.autograd.grad(f(x), x, g)
-    percall   fwdbwd of small tensors (4K-64K), wall clock per call, no rotation
+    percall   fwdbwd of small tensors, wall clock per call, no rotation
+    accuracy  selu's float32 forward in ULP of the float64 reference
 
-Inputs are standard normal (both SELU branches; the statistics check of the dropout
-peers relies on it) and rotate through enough copies to overflow the last-level
-cache (2x the L2 on CUDA), so no call finds its input in cache from the previous one.
+Inputs are standard normal (both SELU branches; the dropout statistics check relies on
+it) and rotate through enough copies to overflow the last-level cache (2x the L2 on
+CUDA), so no call finds its input in cache from the previous one.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ import time
 
 import torch
 
+from ..testing import selu_reference, ulp32
 from . import avx2_peer, checks, memory, timing
-from .candidates import DTYPES, OP_DEFS, SWEEP_MODES, Impl, keep_mask
+from .candidates import DTYPES, OP_DEFS, SWEEP_MODES, Impl, build_impls, keep_mask
 from .report import first_line
 
 # Rotation copies at most: 4K float32 elements with their gradient are 32 KB, so
@@ -41,33 +42,23 @@ def make_inputs(runner, dtype, size, n_sets):
     return [x] + [x.clone() for _ in range(n_sets - 1)], [g] + [g.clone() for _ in range(n_sets - 1)]
 
 
-def n_sets(runner, size, dtype) -> int:
-    if not runner.cfg.rotate:
-        return 1
-    per_set = 2 * size * torch.empty((), dtype=dtype).element_size()
-    return int(min(MAX_BUFFERS[runner.cfg.device],
-                   max(1, math.ceil(2 * runner.meta["cache_bytes"] / per_set))))
-
-
 def run_point(runner, opname, impls, dname, size, threads) -> None:
     cfg = runner.cfg
-    dtype = DTYPES[dname]
-    op = OP_DEFS[opname]
-    n = n_sets(runner, size, dtype)
+    dtype, op = DTYPES[dname], OP_DEFS[opname]
+    per_set = 2 * size * torch.empty((), dtype=dtype).element_size()
+    n = int(min(MAX_BUFFERS[cfg.device], max(1, math.ceil(2 * runner.meta["cache_bytes"] / per_set))))
+    modes = [m for m in SWEEP_MODES if m in cfg.modes]
     try:
         xs, gs = make_inputs(runner, dtype, size, n)
     except RuntimeError as e:  # out of memory, say
-        for mode in cfg.modes:
-            if mode in SWEEP_MODES:
-                for impl in impls:
-                    runner.emit(runner.new_row(opname, mode, dname, size, threads, impl,
-                                               status="ERROR: inputs: " + first_line(e)))
+        for mode in modes:
+            for impl in impls:
+                runner.emit(runner.new_row(opname, mode, dname, size, threads, impl,
+                                           status="ERROR: inputs: " + first_line(e)))
         return
     known = keep_mask(size, cfg.p, cfg.device) if op.has_dropout else None
     ref = checks.Reference(op, xs[0], gs[0], cfg.p, known)
-    for mode in SWEEP_MODES:
-        if mode not in cfg.modes:
-            continue
+    for mode in modes:
         for impl in impls:
             if mode not in impl.modes:
                 continue
@@ -83,12 +74,11 @@ def run_point(runner, opname, impls, dname, size, threads) -> None:
 
 
 def check(runner, ref, y, gx, random) -> checks.Check:
-    """checks.check with every CPU thread (the float64 reference is the slow part
-    of a row at large sizes); the timing sets its own thread count."""
-    if runner.cfg.device != "cpu":
-        return checks.check(ref, y, gx, random)
+    """checks.check with every CPU thread (the float64 reference is the slow part of
+    a row at large sizes); the timing sets its own thread count."""
     before = torch.get_num_threads()
-    torch.set_num_threads(max(runner.cfg.threads + [before]))
+    if runner.cfg.device == "cpu":
+        torch.set_num_threads(max(runner.cfg.threads + [before]))
     try:
         return checks.check(ref, y, gx, random)
     finally:
@@ -97,10 +87,10 @@ def check(runner, ref, y, gx, random) -> checks.Check:
 
 @contextlib.contextmanager
 def timing_stream(cfg):
-    """With --cuda-graphs, a row's whole measurement (autograd graphs built for the
-    backward mode included) runs on one non-default stream, the one its calls are
-    captured on: autograd runs each backward op on its forward op's stream, and
-    capture cannot use the default stream."""
+    """With --cuda-graphs, a row's whole measurement runs on the one non-default
+    stream its calls are captured on: autograd runs each backward op on its forward
+    op's stream (the graphs of the backward mode are built here too), and capture
+    cannot use the default stream."""
     if not (cfg.device == "cuda" and cfg.cuda_graphs):
         yield
         return
@@ -116,26 +106,24 @@ def timing_stream(cfg):
 
 
 def timed(cfg, call, threads, period=1) -> timing.Timing:
-    if cfg.device == "cuda" and cfg.cuda_graphs:
-        return timing.time_cuda_graph(call, period=period, min_time=cfg.min_time,
-                                      max_time=cfg.max_time, min_samples=max(cfg.min_samples, 10))
-    if cfg.device == "cuda":
-        return timing.time_cuda(call, min_time=cfg.min_time, max_time=cfg.max_time,
-                                min_samples=max(cfg.min_samples, 10))
-    return timing.time_cpu(call, threads=threads, min_time=cfg.min_time, max_time=cfg.max_time,
-                           min_samples=cfg.min_samples)
+    if cfg.device == "cpu":
+        return timing.time_cpu(call, threads=threads, min_time=cfg.min_time, max_time=cfg.max_time,
+                               min_samples=cfg.min_samples)
+    kw = dict(min_time=cfg.min_time, max_time=cfg.max_time, min_samples=max(cfg.min_samples, 10))
+    if cfg.cuda_graphs:
+        return timing.time_cuda_graph(call, period=period, **kw)
+    return timing.time_cuda(call, **kw)
 
 
 def _first_call(runner, fn, mode, xs, gs):
     """Run ``mode`` once (the call that is checked): (y, input gradient, seconds,
-    the timed call that rotates through the inputs)."""
+    the timed call that rotates through the inputs, its rotation state)."""
     state = {"i": 0}
-    n = len(xs)
 
     def rotating(body):
         def call():
             i = state["i"]
-            state["i"] = i + 1 if i + 1 < n else 0
+            state["i"] = i + 1 if i + 1 < len(xs) else 0
             return body(i)
         return call
 
@@ -160,21 +148,17 @@ def _first_call(runner, fn, mode, xs, gs):
 
 def measure(runner, row, op, impl: Impl, mode, xs, gs, ref, threads) -> None:
     cfg = runner.cfg
-    if impl.unavailable:
-        row["status"] = impl.unavailable
-        return
     fkey = (row["dtype"], mode != "forward")
-    if fkey in impl.failures:
-        row["status"] = impl.failures[fkey]
+    if impl.unavailable or fkey in impl.failures:
+        row["status"] = impl.unavailable or impl.failures[fkey]
         return
     try:
         with impl.context(), timing_stream(cfg):
             y, gx, first, call, state = _first_call(runner, impl.fn, mode, xs, gs)
             chk = check(runner, ref, y, gx, impl.random)
             del y, gx
-            row["check"] = chk.kind
-            row["max_err"] = chk.max_err
-            if impl.compiled and first > 0.5:
+            row["check"], row["max_err"] = chk.kind, chk.max_err
+            if impl.role == "compile" and first > 0.5:
                 row["note"] = f"first call {first:.1f} s (compile)"
             if not chk.ok:
                 row["status"] = "WRONG"
@@ -189,12 +173,10 @@ def measure(runner, row, op, impl: Impl, mode, xs, gs, ref, threads) -> None:
     except timing.GraphCaptureError as e:
         row["status"] = "ERROR: " + str(e).splitlines()[0][:200]
     except Exception as e:
-        if impl.compiled:
-            reason = "compile unavailable: " + first_line(e)
-            impl.failures[fkey] = reason
-            row["status"] = reason
-        else:
+        if impl.role != "compile":
             row["status"] = "ERROR: " + first_line(e)
+            return
+        impl.failures[fkey] = row["status"] = "compile unavailable: " + first_line(e)
 
 
 def fill_saved(runner, row, impl: Impl, x) -> None:
@@ -220,14 +202,13 @@ def fill_timing(runner, row, tm: timing.Timing, nbytes, threads) -> None:
 def run_percall(runner, impls, threads) -> None:
     """The percall mode of selu: wall clock per forward+backward with autograd."""
     cfg = runner.cfg
-    op = OP_DEFS["selu"]
     for dname in cfg.dtypes:
         for size in cfg.percall_sizes:
             if runner.over_budget():
                 return
             xs, gs = make_inputs(runner, DTYPES[dname], size, 1)
             x, g = xs[0].detach().requires_grad_(), gs[0]
-            ref = checks.Reference(op, xs[0], g, cfg.p, None)
+            ref = checks.Reference(OP_DEFS["selu"], xs[0], g, cfg.p, None)
             for impl in impls:
                 if "percall" not in impl.modes:
                     continue
@@ -239,15 +220,49 @@ def run_percall(runner, impls, threads) -> None:
                     row["status"] = impl.unavailable
                     runner.emit(row)
                     continue
-                fn = impl.fn
                 with runner.measuring(row), impl.context():
-                    y = fn(x)
+                    y = impl.fn(x)
                     chk = check(runner, ref, y, torch.autograd.grad(y, x, g)[0], False)
                     row["check"], row["max_err"] = chk.kind, chk.max_err
                     if not chk.ok:
                         row["status"], row["note"] = "WRONG", chk.detail
                         continue
-                    tm = timing.time_wall(lambda: torch.autograd.grad(fn(x), x, g), cfg.device,
-                                          threads=threads, min_time=cfg.min_time)
+                    call = lambda fn=impl.fn: torch.autograd.grad(fn(x), x, g)  # noqa: E731
+                    tm = timing.time_interleaved({"": call}, cfg.device, threads=threads, rounds=15,
+                                                 block_s=2e-3, warmup=20, budget_s=cfg.min_time,
+                                                 max_rounds=200)[""]
                     fill_timing(runner, row, tm, None, threads)
                     row["note"] = "wall clock per call, forward+backward with autograd"
+
+
+def run_accuracy(runner, threads) -> None:
+    """selu's float32 forward over linspace(-100, 100, 1e6) and +-logspace(-30, 2, 1e5)
+    (tiny arguments, where expm1(x) ~ x), in ULP of the float64 reference, for F.selu,
+    selu_ext and each of selu_ext's CPU kernel variants."""
+    cfg = runner.cfg
+    torch.set_num_threads(threads)
+    log = torch.logspace(-30, 2, 100_000, dtype=torch.float64)
+    x = torch.cat([torch.linspace(-100, 100, 1_000_000, dtype=torch.float64), log, -log,
+                   torch.zeros(1, dtype=torch.float64)]).to(device=cfg.device, dtype=torch.float32)
+    ref = selu_reference(x)
+    impls = [i for i in build_impls("selu", cfg.device, cfg.p, compile_mode="skipped",
+                                    cpu_variants=cfg.device == "cpu")
+             if i.role in ("eager", "ext") or (i.role == "ext_variant" and "forward" in i.modes)]
+    impls += runner.extra_impls.get("selu", [])
+    if cfg.device == "cpu" and runner.avx2_rows:
+        impls.insert(1, Impl("F.selu[avx2]", "eager_avx2", None))
+    for impl in impls:
+        if not runner.wanted(impl):
+            continue
+        if impl.role == "eager_avx2":
+            avx2_peer.emit(runner, "selu", "accuracy", "float32", x.numel(), threads)
+            continue
+        with runner.measuring(runner.new_row("selu", "accuracy", "float32", x.numel(), threads,
+                                             impl)) as row:
+            with impl.context():
+                y = impl.fn(x)
+            err = ((y.to(torch.float64) - ref).abs() / ulp32(ref)).nan_to_num(nan=math.inf)
+            i = int(torch.argmax(err))
+            row["max_ulp"], row["check"] = float(err[i]), "ulp-sweep"
+            row["note"] = (f"max at x={float(x[i]):.7g}; sweep linspace(-100,100,1e6) and "
+                           f"+-logspace(-30,2,1e5)")

@@ -1,10 +1,9 @@
 """The performance targets, evaluated from stored rows only.
 
-Each target names the rows it reads (op, mode, role, dtypes, sizes, threads) and a
-threshold; its measured value is the worst of those rows, so a PASS holds for every
-row it covers. With no rows to read (a filtered or quick run), the result is n/a.
-Pure Python on plain dicts: benchmarks/summarize.py and ``--from-json`` use it on a
-stored run.
+Each target names the rows it reads and a threshold; its value is the worst of those
+rows, so a PASS holds for every row it covers; with no rows (a filtered or quick run)
+it is n/a. Pure Python on plain dicts: benchmarks/summarize.py and ``--from-json`` use
+it on a stored run.
 """
 
 from __future__ import annotations
@@ -12,6 +11,11 @@ from __future__ import annotations
 from typing import Callable, Iterable, Optional
 
 M = 2**20
+# The CPU sizes the copy-bandwidth targets read (issue 14): one in cache-sized
+# territory, one streaming from memory.
+CPU_COPY_SIZES = (2**16, M)
+# Issue 24: selu_ext's MLP step over the floor's, one thread.
+TRAIN_VS_FLOOR = {"float32": 1.04, "bfloat16": 1.06}
 
 
 def size_str(n) -> str:
@@ -19,16 +23,11 @@ def size_str(n) -> str:
     size formatter of the tables, the targets and benchmarks/summarize.py."""
     if not n:
         return "-"
-    if n & (n - 1) == 0:
-        return f"2^{n.bit_length() - 1}"
-    return str(n)
+    return f"2^{n.bit_length() - 1}" if n & (n - 1) == 0 else str(n)
 
 
 def _where(r: dict) -> str:
-    s = f"{r['dtype']} {size_str(r['size'])}"
-    if r["device"] == "cpu":
-        s += f" {r['threads']}thr"
-    return s
+    return f"{r['dtype']} {size_str(r['size'])}" + (f" {r['threads']}thr" if r["device"] == "cpu" else "")
 
 
 def _ok(r: dict) -> bool:
@@ -36,16 +35,13 @@ def _ok(r: dict) -> bool:
 
 
 def _select(rows, **kw) -> list[dict]:
-    out = []
-    for r in rows:
-        if all((v(r.get(k)) if callable(v) else r.get(k) == v) for k, v in kw.items()):
-            out.append(r)
-    return out
+    return [r for r in rows if all(v(r.get(k)) if callable(v) else r.get(k) == v for k, v in kw.items())]
 
 
 def _target(name: str, device: str, text: str, rows: list[dict], value: Callable[[dict], Optional[float]],
-            threshold: float, unit: str, higher_is_better: bool = True, info: bool = False) -> dict:
-    """The worst row's value against the threshold."""
+            threshold: float, unit: str, higher_is_better: bool = True, info: bool = False,
+            where: Callable[[dict], str] = _where) -> dict:
+    """The worst row's value against the threshold; ``where`` names that row."""
     vals = [(value(r), r) for r in rows if _ok(r)]
     vals = [(v, r) for v, r in vals if v is not None]
     res = {"target": name, "device": device, "text": text, "threshold": threshold, "unit": unit,
@@ -56,11 +52,9 @@ def _target(name: str, device: str, text: str, rows: list[dict], value: Callable
                    detail=("rows not ok: " + ", ".join(f"{r['impl']} {_where(r)}: {r['status']}"
                                                      for r in bad[:3])) if bad else "no rows")
         return res
-    worst = min(vals, key=lambda vr: vr[0]) if higher_is_better else max(vals, key=lambda vr: vr[0])
-    v, r = worst
+    v, r = (min if higher_is_better else max)(vals, key=lambda vr: vr[0])
     passed = v >= threshold if higher_is_better else v <= threshold
-    res.update(value=v, where=_where(r),
-               result=("info" if info else ("PASS" if passed else "MISS")),
+    res.update(value=v, where=where(r), result="info" if info else "PASS" if passed else "MISS",
                detail=f"worst of {len(vals)} rows" if len(vals) > 1 else "")
     return res
 
@@ -69,13 +63,16 @@ def _speedup(role: str):
     return lambda r: r.get(f"speedup_vs_{role}")
 
 
+def _pct_copy(r: dict):
+    return r.get("pct_copy_bw")
+
+
 def evaluate(rows: Iterable[dict], meta: Optional[dict] = None) -> list[dict]:
-    """The targets of every device in ``rows``. ``meta`` (the run's header) names
-    the CPU path torch used, which sets the CPU forward target against eager."""
+    """The targets of every device in ``rows``. ``meta`` (the run's header) names the
+    CPU path torch used, which sets the CPU forward target against eager."""
     rows = list(rows)
     out: list[dict] = []
-    devices = sorted({r["device"] for r in rows})
-    for dev in devices:
+    for dev in sorted({r["device"] for r in rows}):
         d = _select(rows, device=dev)
         ext = lambda **kw: _select(d, role="ext", **kw)  # noqa: E731
         if dev == "cuda":
@@ -84,8 +81,8 @@ def evaluate(rows: Iterable[dict], meta: Optional[dict] = None) -> list[dict]:
                     out.append(_target(
                         f"cuda.selu.{mode}.copy_bw.{dtype}", dev,
                         f"selu_ext {mode} >= 92% of copy bandwidth at >= 16M elements ({dtype})",
-                        ext(op="selu", mode=mode, dtype=dtype, size=lambda s: s >= 16 * M),
-                        lambda r: r.get("pct_copy_bw"), 92.0, "%"))
+                        ext(op="selu", mode=mode, dtype=dtype, size=lambda s: s >= 16 * M), _pct_copy,
+                        92.0, "%"))
             for peer, what in (("eager", "eager F.selu"), ("compile", "torch.compile(F.selu)")):
                 for mode in ("forward", "backward", "fwdbwd"):
                     out.append(_target(
@@ -94,14 +91,15 @@ def evaluate(rows: Iterable[dict], meta: Optional[dict] = None) -> list[dict]:
                         ext(op="selu", mode=mode, size=lambda s: s >= M), _speedup(peer), 1.0, "x"))
             out.append(_percall_target(d, dev))
             for mode, thr in (("forward", 5.0), ("fwdbwd", 3.5)):
+                sel = ext(op="fused", mode=mode, size=lambda s: s >= M)
                 out.append(_target(
                     f"cuda.fused.{mode}.vs_eager", dev,
                     f"selu_alpha_dropout {mode} >= {thr}x eager F.selu+F.alpha_dropout (sizes >= 1M)",
-                    ext(op="fused", mode=mode, size=lambda s: s >= M), _speedup("eager"), thr, "x"))
+                    sel, _speedup("eager"), thr, "x"))
                 out.append(_target(
                     f"cuda.fused.{mode}.vs_compile", dev,
                     f"selu_alpha_dropout {mode} >= 1.0x torch.compile(F.selu+F.alpha_dropout) (sizes >= 1M)",
-                    ext(op="fused", mode=mode, size=lambda s: s >= M), _speedup("compile"), 1.0, "x"))
+                    sel, _speedup("compile"), 1.0, "x"))
             out.append(_target(
                 "cuda.dropout.forward.vs_eager", dev,
                 "selu_ext.alpha_dropout forward >= 4x eager F.alpha_dropout (sizes >= 1M)",
@@ -109,25 +107,18 @@ def evaluate(rows: Iterable[dict], meta: Optional[dict] = None) -> list[dict]:
         if dev == "cpu":
             out += _cpu_targets(d, meta or {})
         # Accuracy and memory, on every device.
+        ulp = lambda r: r.get("max_ulp")  # noqa: E731
         out.append(_target(
             f"{dev}.selu.accuracy", dev, "selu_ext float32 forward within 2 ULP of the float64 reference",
-            ext(op="selu", mode="accuracy"), lambda r: r.get("max_ulp"), 2.0, "ULP",
-            higher_is_better=False))
+            ext(op="selu", mode="accuracy"), ulp, 2.0, "ULP", higher_is_better=False))
         for r in _select(d, op="selu", mode="accuracy"):
             if r["role"] != "ext" and _ok(r):
                 out.append(_target(f"{dev}.selu.accuracy.{r['impl']}", dev,
-                                   f"{r['impl']} float32 forward max error", [r],
-                                   lambda r: r.get("max_ulp"), 2.0, "ULP", higher_is_better=False,
-                                   info=True))
+                                   f"{r['impl']} float32 forward max error", [r], ulp, 2.0, "ULP",
+                                   higher_is_better=False, info=True))
         out.append(_memory_target(d, dev))
         out += _step_targets(d, dev)
     return out
-
-
-# The CPU sizes the copy-bandwidth targets read (issue 14): one in cache-sized
-# territory, one streaming from memory.
-CPU_COPY_SIZES = (2**16, M)
-SLOWER_THAN_EAGER = 1.0
 
 
 def torch_cpu_path(meta: dict) -> str:
@@ -142,22 +133,22 @@ def _cpu_targets(d: list[dict], meta: dict) -> list[dict]:
     ext = lambda **kw: _select(d, role="ext", **kw)  # noqa: E731
     threads = sorted({r["threads"] for r in d if r.get("threads")})
     path = torch_cpu_path(meta)
-    # torch's AVX-512 SELU takes a slow expm1 path, where 10x was measured; on its
-    # AVX2 (and other) paths the forward is held to never being slower, and to the
-    # copy bandwidth below.
+    # torch's AVX-512 SELU takes a slow expm1 path, where 10x was measured; on its AVX2
+    # (and other) paths the forward is held to never being slower, and to the copy
+    # bandwidth below.
     fwd_thr = 10.0 if "AVX512" in path else 1.0
     for size in (M, 16 * M):
         for t in threads:
             sel = ext(op="selu", mode="forward", dtype="float32", size=size, threads=t)
+            at = f"float32, {size_str(size)}, {t} thread(s)"
             out.append(_target(
                 f"cpu.selu.forward.vs_eager.{size_str(size)}.{t}thr", dev,
-                f"selu_ext forward >= {fwd_thr:g}x eager F.selu on torch's {path} path "
-                f"(float32, {size_str(size)}, {t} thread(s))",
+                f"selu_ext forward >= {fwd_thr:g}x eager F.selu on torch's {path} path ({at})",
                 sel, _speedup("eager"), fwd_thr, "x"))
             if any(r.get("speedup_vs_eager_avx2") is not None for r in sel):
                 out.append(_target(
                     f"cpu.selu.forward.vs_avx2.{size_str(size)}.{t}thr", dev,
-                    f"selu_ext forward vs F.selu under ATEN_CPU_CAPABILITY=avx2 (float32, {size_str(size)}, {t} thread(s))",
+                    f"selu_ext forward vs F.selu under ATEN_CPU_CAPABILITY=avx2 ({at})",
                     sel, _speedup("eager_avx2"), 1.0, "x", info=True))
     for mode, thr in (("forward", 50.0), ("backward", 90.0)):
         for dtype in ("float32", "bfloat16", "float16"):
@@ -165,19 +156,17 @@ def _cpu_targets(d: list[dict], meta: dict) -> list[dict]:
                 f"cpu.selu.{mode}.copy_bw.{dtype}.1thr", dev,
                 f"selu_ext {mode} >= {thr:g}% of the copy bandwidth at 2^16 and 2^20 ({dtype}, 1 thread)",
                 ext(op="selu", mode=mode, dtype=dtype, size=lambda s: s in CPU_COPY_SIZES, threads=1),
-                lambda r: r.get("pct_copy_bw"), thr, "%"))
+                _pct_copy, thr, "%"))
     # Issue 24's bfloat16 forward, where AVX512_BF16 rounds in one instruction.
     out.append(_target(
         "cpu.selu.forward.copy_bw.bfloat16.2^20.1thr", dev,
         "selu_ext forward >= 60% of the copy bandwidth (bfloat16, 2^20, 1 thread)",
-        ext(op="selu", mode="forward", dtype="bfloat16", size=M, threads=1),
-        lambda r: r.get("pct_copy_bw"), 60.0, "%"))
+        ext(op="selu", mode="forward", dtype="bfloat16", size=M, threads=1), _pct_copy, 60.0, "%"))
     for peer in ("eager", "compile"):
         out.append(_target(
             f"cpu.selu.forward.vs_{peer}.bfloat16.2^16.1thr", dev,
             f"selu_ext forward >= 4x {peer} F.selu (bfloat16, 2^16, 1 thread)",
-            ext(op="selu", mode="forward", dtype="bfloat16", size=2**16, threads=1),
-            _speedup(peer), 4.0, "x"))
+            ext(op="selu", mode="forward", dtype="bfloat16", size=2**16, threads=1), _speedup(peer), 4.0, "x"))
     for size in (M, 16 * M):
         for t in threads:
             out.append(_target(
@@ -196,14 +185,13 @@ def _cpu_targets(d: list[dict], meta: dict) -> list[dict]:
     for op in ("selu", "fused", "dropout"):
         for mode in ("forward", "backward", "fwdbwd"):
             sel = [r for r in ext(op=op, mode=mode) if r.get("speedup_vs_eager") is not None]
-            slower = [r for r in sel if r["speedup_vs_eager"] < SLOWER_THAN_EAGER]
+            slower = sorted((r for r in sel if r["speedup_vs_eager"] < 1.0), key=lambda r: r["speedup_vs_eager"])
             t = _target(f"cpu.{op}.{mode}.never_slower", dev,
                         f"selu_ext {op} {mode} >= 1x eager in every row (all dtypes, sizes, threads)",
-                        sel, _speedup("eager"), SLOWER_THAN_EAGER, "x")
+                        sel, _speedup("eager"), 1.0, "x")
             if slower:
                 t["detail"] = f"{len(slower)} of {len(sel)} rows slower: " + ", ".join(
-                    f"{_where(r)} {r['speedup_vs_eager']:.2f}x"
-                    for r in sorted(slower, key=lambda r: r["speedup_vs_eager"])[:4]) + (
+                    f"{_where(r)} {r['speedup_vs_eager']:.2f}x" for r in slower[:4]) + (
                     ", ..." if len(slower) > 4 else "")
             out.append(t)
     # Thread scaling, measured: the most threads against one.
@@ -211,12 +199,10 @@ def _cpu_targets(d: list[dict], meta: dict) -> list[dict]:
         many = threads[-1]
         for size in (M, 16 * M):
             for op, mode in (("selu", "forward"), ("fused", "fwdbwd")):
-                pairs = []
-                for r in ext(op=op, mode=mode, dtype="float32", size=size, threads=many):
-                    one = [q for q in ext(op=op, mode=mode, dtype="float32", size=size, threads=1)
-                           if _ok(q) and q.get("median_ms")]
-                    if _ok(r) and r.get("median_ms") and one:
-                        pairs.append(dict(r, _scale=one[0]["median_ms"] / r["median_ms"]))
+                sel = lambda t: [r for r in ext(op=op, mode=mode, dtype="float32", size=size, threads=t)  # noqa: E731
+                                 if _ok(r) and r.get("median_ms")]
+                one = sel(1)
+                pairs = [dict(r, _scale=one[0]["median_ms"] / r["median_ms"]) for r in sel(many) if one]
                 out.append(_target(
                     f"cpu.{op}.{mode}.scaling.{size_str(size)}", dev,
                     f"selu_ext {op} {mode}: {many} threads vs 1 (float32, {size_str(size)})",
@@ -238,68 +224,57 @@ def _percall_target(d: list[dict], dev: str) -> dict:
 
 
 def _memory_target(d: list[dict], dev: str) -> dict:
-    """Bytes the fused op keeps beyond what the next Linear keeps <= 1/3 of
-    PyTorch's SELU followed by AlphaDropout."""
-    ext = [r for r in _select(d, op="fused", mode="memory", role="ext") if _ok(r)]
+    """Bytes the fused op keeps beyond what the next Linear keeps <= 1/3 of PyTorch's
+    SELU followed by AlphaDropout."""
     ref = [r for r in _select(d, op="fused", mode="memory", role="eager") if _ok(r)]
     pairs = []
-    for r in ext:
+    for r in _select(d, op="fused", mode="memory", role="ext"):
         q = [q for q in ref if q["dtype"] == r["dtype"] and q["size"] == r["size"]]
-        if q and q[0]["saved_bytes"]:
+        if _ok(r) and q and q[0]["saved_bytes"]:
             pairs.append(dict(r, _ratio=r["saved_bytes"] / q[0]["saved_bytes"]))
     return _target(f"{dev}.fused.memory", dev,
                    "fused op: bytes kept for backward beyond the next Linear <= 1/3 of nn.SELU+nn.AlphaDropout",
                    pairs, lambda r: r["_ratio"], 1 / 3, "ratio", higher_is_better=False)
 
 
-# Issue 24: selu_ext's MLP step over the floor's, one thread.
-TRAIN_VS_FLOOR = {"float32": 1.04, "bfloat16": 1.06}
-
-
 def _step_targets(d: list[dict], dev: str) -> list[dict]:
-    """Per-call rows (percall.py) and training-step rows (train.py); their worst
-    row is named by op, mode and size (size = batch for a training step)."""
-    def named(res: dict, rows: list[dict], value, higher_is_better: bool = True) -> dict:
-        vals = [(value(r), r) for r in rows if _ok(r) and value(r) is not None]
-        if vals:
-            r = (min if higher_is_better else max)(vals, key=lambda vr: vr[0])[1]
-            res["where"] = f"{r['op']} {r['mode']} {size_str(r['size'])}"
-        return res
-
+    """Per-call rows (percall.py) and training-step rows (train.py); their worst row is
+    named by op, mode and size (size = batch for a training step)."""
+    named = lambda r: f"{r['op']} {r['mode']} {size_str(r['size'])}"  # noqa: E731
     calls = [r for r in d if r.get("role") == "ext" and str(r.get("mode")).startswith("call_")]
     speed, share = _speedup("eager"), lambda r: r.get("share_time_pct")  # noqa: E731
     out = []
     if dev == "cpu":
-        rows = [r for r in calls if r["size"] in (16, 4096) and r.get("threads") == 1]
-        out.append(named(_target(
+        out.append(_target(
             "cpu.call.vs_torch", dev,
             "per call, every function, module and mode at 16 and 4096 float32 elements, 1 thread: "
-            "selu_ext's speedup over torch (torch time / selu_ext time)", rows, speed, 1.0, "x"),
-            rows, speed))
-        rows = _select(d, op="train_mlp", mode="step", role="ext", size=256, dtype="float32")
-        out.append(named(_target(
+            "selu_ext's speedup over torch (torch time / selu_ext time)",
+            [r for r in calls if r["size"] in (16, 4096) and r.get("threads") == 1], speed, 1.0, "x",
+            where=named))
+        out.append(_target(
             "cpu.train_mlp.share_time.256", dev,
             "training step, MLP at batch 256, float32: selu_ext captures >= 90% of the attainable "
-            "time saving (torch - floor)", rows, share, 90.0, "%"), rows, share))
-        vs_floor = lambda r: r.get("vs_floor")  # noqa: E731
+            "time saving (torch - floor)",
+            _select(d, op="train_mlp", mode="step", role="ext", size=256, dtype="float32"), share, 90.0,
+            "%", where=named))
         for dtype, limit in TRAIN_VS_FLOOR.items():
-            rows = _select(d, op="train_mlp", mode="step", role="ext", size=256, dtype=dtype)
-            out.append(named(_target(
+            out.append(_target(
                 f"cpu.train_mlp.vs_floor.256.{dtype}", dev,
                 f"training step, MLP at batch 256, {dtype}: selu_ext's step <= {limit:g}x the "
-                "floor's (SELU and AlphaDropout as nn.Identity)", rows, vs_floor, limit, "ratio",
-                higher_is_better=False), rows, vs_floor, higher_is_better=False))
+                "floor's (SELU and AlphaDropout as nn.Identity)",
+                _select(d, op="train_mlp", mode="step", role="ext", size=256, dtype=dtype),
+                lambda r: r.get("vs_floor"), limit, "ratio", higher_is_better=False, where=named))
     else:
-        out.append(named(_target(
+        out.append(_target(
             f"{dev}.call.vs_torch", dev, "per call, every function, module, mode and size: "
             "selu_ext's speedup over torch (torch time / selu_ext time)", calls, speed, 1.0, "x",
-            info=True), calls, speed))
+            info=True, where=named))
     rows = [r for r in d if str(r.get("op")).startswith("train_") and r.get("role") == "ext"]
     for key, what in (("share_time_pct", "time"), ("share_mem_pct", "memory")):
-        val = lambda r, key=key: r.get(key)  # noqa: E731
-        out.append(named(_target(
+        out.append(_target(
             f"{dev}.train.share_{what}", dev, f"training step, every model and batch: share of the "
-            f"attainable {what} saving captured", rows, val, 90.0, "%", info=True), rows, val))
+            f"attainable {what} saving captured", rows, lambda r, key=key: r.get(key), 90.0, "%",
+            info=True, where=named))
     return out
 
 
@@ -309,10 +284,8 @@ _FORMATS = {"x": ("{:.2f}x", ">= {:g}x"), "%": ("{:.1f}%", ">= {:g}%"), "us": ("
 
 
 def format_value(t: dict) -> str:
-    v = t.get("value")
-    if v is None:
-        return "-"
-    return _FORMATS[t["unit"]][0].format(v) if t["unit"] in _FORMATS else f"{v:.3g} {t['unit']}"
+    v, unit = t.get("value"), t["unit"]
+    return "-" if v is None else _FORMATS[unit][0].format(v) if unit in _FORMATS else f"{v:.3g} {unit}"
 
 
 def format_threshold(t: dict) -> str:

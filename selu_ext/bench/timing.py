@@ -1,35 +1,23 @@
-"""Timers. Every timer returns a Timing: per-call times in seconds (one per sample),
-summarized as the median with the 20th and 80th percentiles.
+"""Timers. Each returns a Timing: seconds per call, one entry per sample, summarized
+as the median with the 20th and 80th percentiles.
 
-CUDA: CUDA events around blocks of back-to-back calls, all events read after one
-final synchronize (the CPU runs ahead, so launch latency hides wherever the GPU is
-the bottleneck, as in a real model); with --cuda-graphs, events around replays of
-a captured graph of calls instead (GPU time only, no host cost). CPU: time.perf_counter around blocks of
-back-to-back calls of >= 1 ms, with the thread count set (see time_cpu for why not
-blocked_autorange). Per-call time of small tensors: wall clock over many calls
-(the CPU-bound regime, where per-call overhead is what a user pays), alone or
-interleaved with its peers (time_interleaved).
+CUDA: events around blocks of back-to-back calls, all read after one final
+synchronize (the host runs ahead, so launch latency hides where the GPU is the
+bottleneck, as in a model); with --cuda-graphs, events around replays of a captured
+graph (GPU time only). CPU: perf_counter around blocks of >= 1 ms. Small calls: wall
+clock, interleaved with their peers (time_interleaved).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import statistics
 import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
-
-
-def quantile(values, q: float) -> float:
-    """Linear-interpolation quantile (numpy's default) without numpy."""
-    v = sorted(values)
-    if not v:
-        return math.nan
-    pos = (len(v) - 1) * q
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return v[lo] + (v[hi] - v[lo]) * (pos - lo)
 
 
 @dataclass
@@ -39,19 +27,12 @@ class Timing:
 
     @property
     def median(self) -> float:
-        return quantile(self.times, 0.5)
-
-    @property
-    def p20(self) -> float:
-        return quantile(self.times, 0.2)
-
-    @property
-    def p80(self) -> float:
-        return quantile(self.times, 0.8)
+        return statistics.median(self.times)
 
     def fields(self) -> dict:
-        """The row fields of this timing."""
-        return {"median_ms": self.median * 1e3, "p20_ms": self.p20 * 1e3, "p80_ms": self.p80 * 1e3,
+        """The row fields of this timing (percentiles interpolated as numpy's default)."""
+        p20, _, _, p80 = statistics.quantiles(self.times, n=5, method="inclusive")
+        return {"median_ms": self.median * 1e3, "p20_ms": p20 * 1e3, "p80_ms": p80 * 1e3,
                 "samples": len(self.times), "calls_per_sample": self.calls_per_sample}
 
 
@@ -60,34 +41,41 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def _n_samples(per_sample: float, min_time: float, max_time: float, min_samples: int,
+               max_samples: int) -> int:
+    """Enough samples for ``min_time``, at most ``max_time`` (but never fewer than 3)."""
+    n = int(min(max_samples, max(min_samples, min_time / per_sample)))
+    return max(min(n, int(max_time / per_sample)), 3)
+
+
+def _event_times(body: Callable[[], None], samples: int, calls: int) -> list:
+    """Per-call seconds of ``samples`` runs of ``body`` (``calls`` calls each), timed
+    with CUDA events that are read only after the last run."""
+    events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+              for _ in range(samples)]
+    for s, e in events:
+        s.record()
+        body()
+        e.record()
+    torch.cuda.synchronize()
+    return [s.elapsed_time(e) / 1e3 / calls for s, e in events]
+
+
 def time_cuda(call: Callable[[], object], *, min_time: float, max_time: float,
               min_samples: int = 10, max_samples: int = 200, warmup: int = 3) -> Timing:
     """Median per-call GPU time of ``call`` (which rotates its own inputs)."""
     for _ in range(warmup):
         call()
     torch.cuda.synchronize()
-    # Estimate one call, then size the samples: each sample at least ~0.1 ms of
-    # work (event resolution is ~0.5 us), as many samples as min_time allows.
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    n_est = 3
-    start.record()
-    for _ in range(n_est):
-        call()
-    end.record()
-    end.synchronize()
-    est = max(start.elapsed_time(end) / 1e3 / n_est, 1e-7)
+    # Samples of >= ~0.1 ms of work each: event resolution is ~0.5 us.
+    est = max(_event_times(lambda: [call() for _ in range(3)], 1, 3)[0], 1e-7)
     per_sample = max(1, min(1000, int(math.ceil(1e-4 / est))))
-    samples = int(min(max_samples, max(min_samples, min_time / (est * per_sample))))
-    samples = max(min(samples, int(max_time / (est * per_sample))), 3)
-    events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
-              for _ in range(samples)]
-    for s, e in events:
-        s.record()
+
+    def body():
         for _ in range(per_sample):
             call()
-        e.record()
-    torch.cuda.synchronize()
-    return Timing([s.elapsed_time(e) / 1e3 / per_sample for s, e in events], per_sample)
+    samples = _n_samples(est * per_sample, min_time, max_time, min_samples, max_samples)
+    return Timing(_event_times(body, samples, per_sample), per_sample)
 
 
 class GraphCaptureError(RuntimeError):
@@ -99,21 +87,16 @@ def time_cuda_graph(call: Callable[[], object], *, period: int, min_time: float,
                     max_time: float, min_samples: int = 10, max_samples: int = 200,
                     warmup: int = 3, max_calls: int = 512) -> Timing:
     """Median per-call GPU time of ``call`` with the host taken out: a batch of calls
-    is captured once into a CUDA graph, and CUDA events time replays of it. What is
-    left is the kernels themselves and the gaps between them inside the GPU, so
-    comparing it with time_cuda separates a kernel's speed from per-call host cost.
-
-    ``period`` is the number of input buffers ``call`` rotates through: a graph holds
-    a whole number of rotations, so every replay touches the same buffers in the
-    same order as the launched calls do.
+    is captured once into a CUDA graph and replays of it are timed, which separates a
+    kernel's speed from per-call host cost. A graph holds a whole number of rotations
+    through the ``period`` input buffers, so a replay touches the buffers the launched
+    calls do.
 
     Capture cannot run on the default stream, and autograd runs each backward op on
-    the stream its forward op ran on: the warm-up and the capture run on the
-    caller's current stream when that is not the default one (a caller timing
-    backward passes of autograd graphs it built beforehand builds them on such a
-    stream, as the runner does), else on a new side stream. Warm-up runs before
-    capture because lazy initialisation, compilation and autotuning must not happen
-    during it.
+    its forward op's stream: warm-up and capture run on the caller's current stream
+    when it is not the default one (the runner builds the graphs of the backward mode
+    on it), else on a side stream. Warm-up comes first because lazy initialisation,
+    compilation and autotuning must not happen during capture.
     """
     period = max(1, int(period))
     caller = torch.cuda.current_stream()
@@ -134,52 +117,28 @@ def time_cuda_graph(call: Callable[[], object], *, period: int, min_time: float,
             raise GraphCaptureError(f"CUDA graph capture failed: {type(e).__name__}: {e}") from e
         return graph
 
-    def replay_time(graph, n_calls: int, reps: int) -> float:
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        graph.replay()
-        start.record()
-        for _ in range(reps):
-            graph.replay()
-        end.record()
-        end.synchronize()
-        return start.elapsed_time(end) / 1e3 / (reps * n_calls)
-
-    # One rotation first, to estimate a call; then a graph of enough rotations that a
-    # replay takes >= ~0.2 ms (event resolution is ~0.5 us).
+    # One rotation to estimate a call, then enough rotations that a replay takes
+    # >= ~0.2 ms (event resolution is ~0.5 us).
     graph = capture(period)
-    est = max(replay_time(graph, period, 3), 1e-8)
-    rotations = max(1, min(max_calls // period, int(math.ceil(2e-4 / (est * period)))))
-    n_calls = rotations * period
+    graph.replay()
+    est = max(_event_times(lambda: [graph.replay() for _ in range(3)], 1, 3 * period)[0], 1e-8)
+    n_calls = max(1, min(max_calls // period, int(math.ceil(2e-4 / (est * period))))) * period
     if n_calls != period:
         del graph
         graph = capture(n_calls)
-    per_replay = est * n_calls
-    samples = int(min(max_samples, max(min_samples, min_time / per_replay)))
-    samples = max(min(samples, int(max_time / per_replay)), 3)
-    events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
-              for _ in range(samples)]
+    samples = _n_samples(est * n_calls, min_time, max_time, min_samples, max_samples)
     graph.replay()
-    for s, e in events:
-        s.record()
-        graph.replay()
-        e.record()
-    torch.cuda.synchronize()
-    times = [s.elapsed_time(e) / 1e3 / n_calls for s, e in events]
+    times = _event_times(graph.replay, samples, n_calls)
     del graph
     return Timing(times, n_calls)
 
 
 def time_cpu(call: Callable[[], object], *, threads: int, min_time: float, max_time: float,
              min_samples: int = 7, warmup: int = 2) -> Timing:
-    """Median per-call wall time on the CPU with ``threads`` intra-op threads: blocks
-    of back-to-back calls of >= 1 ms each (timer overhead < 0.1%), at least
-    ``min_samples`` blocks and ``min_time`` seconds, at most ``max_time`` (but
-    never fewer than 3 blocks).
-
-    Not torch.utils.benchmark's blocked_autorange: its block-size rule (timer
-    overhead <= 1e-4 of a block) makes blocks of 10-20 ms, so a call of a few ms
-    gets one or two samples and no spread. Both time with time.perf_counter.
-    """
+    """Median per-call wall time with ``threads`` intra-op threads, over blocks of
+    back-to-back calls of >= 1 ms (timer overhead < 0.1%). Not torch.utils.benchmark's
+    blocked_autorange: its 10-20 ms blocks leave a call of a few ms one or two samples
+    and no spread."""
     torch.set_num_threads(threads)
     t0 = time.perf_counter()
     call()
@@ -189,47 +148,15 @@ def time_cpu(call: Callable[[], object], *, threads: int, min_time: float, max_t
         for _ in range(warmup):
             call()
         est = (time.perf_counter() - t0) / warmup
-    est = max(est, 1e-8)
-    per_block = max(1, int(math.ceil(1e-3 / est)))
-    block = est * per_block
-    samples = max(min_samples, int(min_time / block))
-    samples = max(3, min(samples, int(max_time / block), 1000))
-    times = []
-    clock = time.perf_counter
-    for _ in range(samples):
-        t0 = clock()
-        for _ in range(per_block):
-            call()
-        times.append((clock() - t0) / per_block)
-    return Timing(times, per_block)
-
-
-def time_wall(call: Callable[[], object], device: str, *, threads: int, min_time: float,
-              calls_per_sample: int = 0, min_samples: int = 15) -> Timing:
-    """Per-call wall-clock time over blocks of back-to-back calls, synchronized at
-    the end of each block (for CUDA: what the calling thread waits for)."""
-    if device == "cpu":
-        torch.set_num_threads(threads)
-    for _ in range(20):
-        call()
-    sync(device)
-    t0 = time.perf_counter()
-    for _ in range(20):
-        call()
-    sync(device)
-    est = max((time.perf_counter() - t0) / 20, 1e-7)
-    if not calls_per_sample:
-        calls_per_sample = max(10, min(2000, int(2e-3 / est)))
-    samples = max(min_samples, int(min_time / (est * calls_per_sample)))
-    samples = min(samples, 200)
+    per_block = max(1, int(math.ceil(1e-3 / max(est, 1e-8))))
+    samples = _n_samples(max(est, 1e-8) * per_block, min_time, max_time, min_samples, 1000)
     times = []
     for _ in range(samples):
         t0 = time.perf_counter()
-        for _ in range(calls_per_sample):
+        for _ in range(per_block):
             call()
-        sync(device)
-        times.append((time.perf_counter() - t0) / calls_per_sample)
-    return Timing(times, calls_per_sample)
+        times.append((time.perf_counter() - t0) / per_block)
+    return Timing(times, per_block)
 
 
 def cache_bytes(device: str) -> int:
@@ -240,22 +167,18 @@ def cache_bytes(device: str) -> int:
         return int(getattr(props, "L2_cache_size", 0) or 50 * 2**20)
     best = 0
     base = "/sys/devices/system/cpu/cpu0/cache"
-    try:
-        for idx in os.listdir(base):
-            try:
-                with open(os.path.join(base, idx, "size")) as f:
-                    s = f.read().strip()
-                mult = {"K": 2**10, "M": 2**20, "G": 2**30}.get(s[-1:], 1)
-                best = max(best, int(s.rstrip("KMG")) * mult)
-            except (OSError, ValueError):
-                continue
-    except OSError:
-        pass
+    for idx in os.listdir(base) if os.path.isdir(base) else []:
+        try:
+            with open(os.path.join(base, idx, "size")) as f:
+                s = f.read().strip()
+            best = max(best, int(s.rstrip("KMG")) * {"K": 2**10, "M": 2**20, "G": 2**30}.get(s[-1:], 1))
+        except (OSError, ValueError):
+            continue
     return best or 32 * 2**20
 
 
 def copy_bandwidth(device: str, *, threads: int, nbytes: int, min_time: float) -> tuple[float, Timing]:
-    """Device copy bandwidth in GB/s (bytes read + bytes written per second) of
+    """Copy bandwidth in GB/s (bytes read + bytes written per second) of
     ``dst.copy_(src)`` on float32 buffers of ``nbytes`` each."""
     n = max(nbytes // 4, 1024)
     src = torch.randn(n, device=device)
@@ -272,26 +195,20 @@ def time_interleaved(calls: dict[str, Callable[[], object]], device: str, *,
                      threads: Optional[int], rounds: int, block_s: float,
                      warmup: int = 3, budget_s: Optional[float] = None,
                      max_rounds: Optional[int] = None, lead: int = 0) -> dict[str, Timing]:
-    """Per-call Timing of each named call, timed interleaved: a few candidates that
-    do the same work (torch against selu_ext, or training steps of several models).
-    Timing one after the other lets a drift of the machine (another process, clock
-    changes, a cache warming up) land on one side only; here every round times one
-    block of each, the order rotating from round to round. A block is the same
-    number of back-to-back calls for every candidate, sized from the fastest so that
-    its block takes about ``block_s``, synchronized once at its end on CUDA (what
-    the calling thread waits for, as in a training loop). ``warmup`` calls of each
-    first (for a compiled model, its compilation), then an estimate.
+    """Per-call Timing of each named call (candidates doing the same work), timed
+    interleaved: timing one after the other lets a drift of the machine (another
+    process, clock changes, a cache warming up) land on one side only. Every round
+    times one block of each, the order rotating from round to round; a block is the
+    same number of back-to-back calls for every candidate, sized so the fastest's
+    takes about ``block_s``, synchronized once at its end on CUDA (what the calling
+    thread waits for). With ``budget_s``, as many rounds as fit in it (at least
+    ``rounds``, at most ``max_rounds``).
 
-    With ``budget_s``, as many rounds as fit in that time (at least ``rounds``, at
-    most ``max_rounds``) are run instead of exactly ``rounds``.
-
-    ``lead`` untimed calls of the candidate come before each of its blocks, so that a
-    timed call follows a call of the same candidate, as in a loop over it. Without
-    them a block of one slow call (a training step) pays for what the previous
-    candidate left behind: a model that needs more memory than the one timed before
-    it re-grows the heap that glibc trimmed when that one freed its tensors, page
-    fault by page fault, which a loop over one model does not pay
-    (benchmarks/train_faults.py counts them)."""
+    ``lead`` untimed calls of the candidate precede each of its blocks, so a timed
+    call follows one of its own, as in a loop over it. Without them a block of one
+    slow call (a training step) pays for what the previous candidate left: a model
+    needing more memory than the one before it re-grows the heap glibc trimmed,
+    page fault by page fault (benchmarks/train_faults.py counts them)."""
     if device == "cpu" and threads:
         torch.set_num_threads(threads)
     est = {}
@@ -313,18 +230,17 @@ def time_interleaved(calls: dict[str, Callable[[], object]], device: str, *,
         n_rounds = max(rounds, min(max_rounds or rounds, int(budget_s / per_round)))
     names = list(calls)
     times: dict[str, list] = {name: [] for name in names}
-    clock = time.perf_counter
     for r in range(n_rounds):
         k = r % len(names)
         for name in names[k:] + names[:k]:
             call = calls[name]
+            for _ in range(lead):
+                call()
             if lead:
-                for _ in range(lead):
-                    call()
                 sync(device)
-            t0 = clock()
+            t0 = time.perf_counter()
             for _ in range(n_calls):
                 call()
             sync(device)
-            times[name].append((clock() - t0) / n_calls)
+            times[name].append((time.perf_counter() - t0) / n_calls)
     return {name: Timing(times[name], n_calls) for name in names}
