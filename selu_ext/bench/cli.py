@@ -74,114 +74,87 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m selu_ext.bench", formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
-            "Benchmark selu_ext against PyTorch: eager F.selu / nn.SELU, torch.compile and, on the\n"
-            "CPU, F.selu with PyTorch's AVX2 kernels (a subprocess with ATEN_CPU_CAPABILITY=avx2);\n"
-            "SELU+AlphaDropout fused against F.selu+F.alpha_dropout; AlphaDropout against\n"
-            "F.alpha_dropout. Every result is checked against a float64 reference before it is\n"
-            "timed (a wrong one is reported WRONG, not timed). Prints a table as it goes, then the\n"
-            "targets (PASS/MISS) evaluated from the rows.\n\n"
-            "A run has three parts: the sweep (--ops, --modes, --dtypes, --sizes), the per-call\n"
-            "rows (--percall) and the training step (--train). The default run has all three;\n"
-            "--percall and --train run only the parts they name, --ops or --modes add the sweep."),
-        epilog=(
-            "modes: forward (y = f(x)); backward (only the backward, on a prepared graph, via\n"
-            "  torch.autograd.grad(..., retain_graph=True)); fwdbwd (both); percall (wall-clock\n"
-            "  time per forward+backward call with autograd on 4K-64K elements); accuracy (float32\n"
-            "  max error in ULP against float64); memory (bytes kept for backward in\n"
-            "  Linear -> act -> Linear beyond the Linears).\n"
-            "GB/s counts each input read once and each output written once; %copy compares it\n"
-            "with dst.copy_(src) measured in the same run.\n\n"
-            "examples:\n"
-            "  python -m selu_ext.bench --quick\n"
-            "  python -m selu_ext.bench --device cuda --json out/bench.json --csv out/bench.csv\n"
-            "  python -m selu_ext.bench --ops selu --modes forward --dtypes fp32 --sizes 2^16..2^24\n"
-            "  python -m selu_ext.bench --percall --train --no-compile --json out/step.json\n"
-            "  python -m selu_ext.bench --from-json out/bench.json --plot out/bench.png"))
+            "Benchmark selu_ext against PyTorch: eager F.selu / nn.SELU, torch.compile and, on the CPU,\n"
+            "F.selu with torch's AVX2 kernels (a subprocess with ATEN_CPU_CAPABILITY=avx2); fused\n"
+            "SELU+AlphaDropout and AlphaDropout against their F.* forms. Every result is checked against a\n"
+            "float64 reference before it is timed (a wrong one is reported WRONG). Prints a table as it\n"
+            "goes, then the targets (PASS/MISS) evaluated from the rows.\n\n"
+            "A run has three parts: the sweep (--ops, --modes, --dtypes, --sizes), the per-call rows\n"
+            "(--percall) and the training step (--train). The default run has all three; --percall and\n"
+            "--train run only the parts they name, --ops or --modes add the sweep."),
+        epilog="examples:\n  python -m selu_ext.bench --quick\n"
+               "  python -m selu_ext.bench --ops selu --modes forward --dtypes fp32 --sizes 2^16..2^24\n"
+               "  python -m selu_ext.bench --device cuda --json out/bench.json --csv out/bench.csv\n"
+               "  python -m selu_ext.bench --from-json out/bench.json --plot out/bench.png")
     a = p.add_argument
     a("--device", choices=["cpu", "cuda", "auto"], default="auto",
       help="where to run (default: auto = cuda if available, else cpu)")
-    a("--ops", type=_choices(OPS),
-      help="comma-separated ops: selu, fused (SELU then AlphaDropout), dropout (AlphaDropout); default all")
-    a("--modes", type=_choices(MODES), help=f"comma-separated modes: {', '.join(MODES)}; default all")
+    a("--ops", type=_choices(OPS), help="ops: selu, fused (SELU then AlphaDropout), dropout (AlphaDropout)")
+    a("--modes", type=_choices(MODES),
+      help="forward (y = f(x)); backward (only the backward, on a prepared graph); fwdbwd (both); "
+           "percall (wall clock per forward+backward call on small tensors); accuracy (float32 max "
+           "error in ULP of float64); memory (bytes kept for backward in Linear -> act -> Linear beyond "
+           "the Linears). GB/s counts each input read and each output written once; %%copy compares it "
+           "with dst.copy_(src) measured in the same run. Default all, as for --ops and --dtypes")
     a("--dtypes", type=_choices(tuple(DTYPES), _DTYPE_ALIASES),
-      help="comma-separated dtypes: float32, bfloat16, float16, float64 (or fp32, bf16, fp16, fp64); "
-           "default all")
+      help="float32, bfloat16, float16, float64 (or fp32, bf16, fp16, fp64)")
     a("--sizes", type=parse_sizes,
       help=f"elements per tensor: a list (4096,64K,1M,2^20,1<<20) and/or power-of-two ranges 2^12..2^24 "
            f"(every power) or 2^12..2^24:2 (every 2nd). Default: CUDA {_sizes(CUDA_SIZES)}; CPU "
            f"{_sizes(CPU_SIZES)}")
     a("--threads", type=int, nargs="+",
-      help="CPU intra-op thread counts, one sweep each (default: 1 and the machine's count); ignored on CUDA")
+      help="CPU intra-op thread counts, one sweep each (default: 1 and the machine's count)")
     a("--p", type=float, default=0.1, help="dropout probability (default %(default)s)")
     a("--percall", action="store_true",
-      help=f"per-call rows: every public function and module ({', '.join(c.op for c in percall.CASES)}) "
-           f"against its torch equivalent at {_sizes(percall.SIZES)} float32 elements, under no_grad, "
-           "inference_mode, with grad and forward+backward, interleaved, one CPU thread (in the "
-           "default run)")
+      help=f"per-call rows: every public function and module against its torch equivalent at "
+           f"{_sizes(percall.SIZES)} float32 elements, in the modes {', '.join(percall.MODES)}")
     a("--train", action="store_true",
-      help="training step (forward, backward, optimizer step, zero_grad) of a 784-8x512-10 SELU MLP "
-           "and the tutorial's ConvNet, for torch.nn, selu_ext.nn.convert, the floor (SELU and "
-           "AlphaDropout as nn.Identity) and torch.compile of each: step time, bytes kept for "
-           "backward (CUDA: peak memory) and the share of the attainable saving selu_ext captures "
-           "(in the default run)")
+      help="training step of a 784-8x512-10 SELU MLP and the tutorial's ConvNet: torch.nn, "
+           "selu_ext.nn.convert, the floor (SELU and AlphaDropout as nn.Identity), torch.compile of "
+           "each: step time, bytes kept for backward and the share of the attainable saving captured")
     a("--train-models", type=_choices(train.MODELS),
       help=f"training-step models: {', '.join(train.MODELS)} (default all; --quick mlp)")
     a("--train-batches", type=parse_sizes,
       help=f"training-step batch sizes (default {','.join(map(str, train.BATCHES))}; --quick "
            f"{','.join(map(str, train.QUICK_BATCHES))})")
     a("--train-dtypes", type=_choices(train.DTYPES),
-      help=f"training-step dtypes of the parameters and input: {', '.join(train.DTYPES)} (default all; "
-           f"--quick {','.join(train.QUICK_DTYPES)})")
+      help=f"training-step dtypes: {', '.join(train.DTYPES)} (default all; --quick {train.QUICK_DTYPES[0]})")
     a("--no-train-compile", dest="train_compile", action="store_false",
-      help="skip the torch.compile variants of the training step only (their compilation took "
-           "5-100 s per model on a loaded 2-core CPU; each row's first_step_s says how long)")
+      help="skip the torch.compile variants of the training step only (5-100 s of compilation per "
+           "model on a loaded 2-core CPU; each row's first_step_s says how long)")
     a("--quick", action="store_true",
       help=f"a short run (CPU: under 30 s): sizes {_sizes(QUICK_SIZES['cpu'])} (CUDA: "
            f"{_sizes(QUICK_SIZES['cuda'])}), float32 (CUDA: and bfloat16), fewer samples, no "
            "torch.compile on CPU; explicit flags still apply")
-    a("--compile", dest="compile", action="store_true", default=None,
-      help="include the torch.compile peers (the default, except with --quick on CPU, where one "
-           "compile takes longer than the whole quick run)")
-    a("--no-compile", dest="compile", action="store_false", help="skip the torch.compile peers")
-    a("--no-avx2-peer", dest="avx2_peer", action="store_false",
-      help="CPU: skip the F.selu[avx2] peer subprocess")
+    a("--no-compile", action="store_true",
+      help="skip the torch.compile peers (--quick on CPU skips them: one compile takes longer than "
+           "the whole quick run)")
+    a("--no-avx2-peer", dest="avx2_peer", action="store_false", help="CPU: skip the F.selu[avx2] peer")
     a("--cpu-variants", action="store_true",
-      help="CPU: also time selu_ext's other CPU kernel variants (avx512, avx2, baseline) as rows "
-           "selu_ext[avx2] ... (accuracy rows always cover every variant)")
+      help="CPU: also time selu_ext's other CPU kernels (avx512, avx2, baseline) as rows selu_ext[avx2] ...")
     a("--min-time", type=float,
-      help="seconds of timing per row (default 0.1 on CPU, 0.05 on CUDA; --quick 0.02); slow calls "
-           "still get --min-samples samples")
+      help="seconds of timing per row (default 0.1 on CPU, 0.05 on CUDA; --quick 0.02)")
     a("--max-time", type=float, help="cap on seconds of timing per row (default 2; --quick 0.3)")
-    a("--min-samples", type=int,
-      help="fewest timing samples per row (default 7 on CPU, 10 on CUDA; --quick 5)")
+    a("--min-samples", type=int, help="fewest timing samples per row (default 7, CUDA 10; --quick 5)")
     a("--cuda-graphs", action="store_true",
-      help="CUDA: time replays of a captured CUDA graph of each row's calls instead of the calls "
-           "as launched: GPU time only, without the per-call host cost (Python, dispatcher, "
-           "autograd, launch) that a user of eager mode pays and that dominates small and "
-           "mid-size tensors. The header says which timing a run used")
+      help="CUDA: time replays of a captured CUDA graph of each row's calls: GPU time only, without "
+           "the per-call host cost (Python, dispatcher, autograd, launch) an eager user pays")
     a("--budget", type=float,
-      help=f"stop measuring after this many seconds, keeping what was measured (default: "
-           f"{CUDA_BUDGET_S:.0f} on CUDA, none on CPU; 0 = none)")
+      help=f"stop measuring after this many seconds, keeping the rows (default {CUDA_BUDGET_S:.0f} on "
+           "CUDA, none on CPU; 0 = none)")
     a("--seed", type=int, default=0, help="seed of the input data (default 0)")
-    a("--json", metavar="FILE",
-      help="write meta, rows and targets as JSON (rewritten as the run goes, so a run cut short "
-           "keeps its rows)")
-    a("--csv", metavar="FILE", help="write the rows as CSV, run metadata repeated in every line")
-    a("--plot", metavar="FILE.png",
-      help="plot GB/s against size from the rows (needs matplotlib: pip install matplotlib)")
+    a("--json", metavar="FILE", help="write meta, rows and targets as JSON (rewritten as the run goes)")
+    a("--csv", metavar="FILE", help="write the rows as CSV, the run's metadata in every line")
+    a("--plot", metavar="FILE.png", help="plot GB/s against size (needs matplotlib)")
     a("--from-json", metavar="FILE",
-      help="measure nothing: load the rows of a stored run, print its table and targets, and "
-           "write --csv / --plot / --json from them")
+      help="measure nothing: print a stored run's rows and targets, write --csv / --plot / --json")
     a("--emit-rows", action="store_true",
-      help="internal: time torch's eager rows only and print each as a JSON line (the "
-           "F.selu[avx2] subprocess)")
+      help="internal: torch's eager rows only, each as a JSON line (the F.selu[avx2] subprocess)")
     return p
 
 
 def config_from_args(ns: argparse.Namespace, argv):
     import torch
-
-    from .runner import Config
 
     device = ns.device if ns.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
@@ -197,33 +170,27 @@ def config_from_args(ns: argparse.Namespace, argv):
     if ns.cuda_graphs and not cuda:
         raise SystemExit("selu_ext.bench: --cuda-graphs times CUDA graphs; it needs --device cuda "
                          "(and a GPU)")
-    if not 0.0 <= ns.p < 1.0:
-        raise SystemExit("selu_ext.bench: --p must be in [0, 1)")
     # The parts of the run: all three by default; otherwise those named.
-    sweep = bool(ns.ops or ns.modes) or not (ns.percall or ns.train)
     whole = not (ns.ops or ns.modes or ns.percall or ns.train)
+    sweep = whole or bool(ns.ops or ns.modes)
     budget = ns.budget if ns.budget is not None else CUDA_BUDGET_S if cuda and not ns.emit_rows else None
-    same = ("p", "avx2_peer", "cpu_variants", "cuda_graphs", "quick", "seed", "json", "csv", "plot",
-            "emit_rows", "train_batches", "train_dtypes", "train_compile")
-    return Config(
-        device=device,
+    cfg = argparse.Namespace(**vars(ns))
+    cfg.__dict__.update(
+        device=device, threads=threads,
         ops=(ns.ops or list(OPS)) if sweep else [],
         modes=(ns.modes or list(MODES)) if sweep else [],
-        per_call=ns.percall or whole,
-        train=ns.train or whole,
+        per_call=ns.percall or whole, train=ns.train or whole,
         train_models=ns.train_models or (["mlp"] if quick else list(train.MODELS)),
         dtypes=ns.dtypes or ((["float32", "bfloat16"] if cuda else ["float32"]) if quick else list(DTYPES)),
         sizes=ns.sizes or (QUICK_SIZES[device] if quick else CUDA_SIZES if cuda else CPU_SIZES),
         percall_sizes=QUICK_PERCALL_SIZES if quick else PERCALL_SIZES,
-        threads=threads,
-        compile=ns.compile if ns.compile is not None else (False if quick and not cuda else None),
+        compile=False if ns.no_compile or (quick and not cuda) else None,
         min_time=ns.min_time if ns.min_time is not None else 0.02 if quick else 0.05 if cuda else 0.1,
         max_time=ns.max_time if ns.max_time is not None else 0.3 if quick else 2.0,
         min_samples=ns.min_samples or (5 if quick else 7),
         budget=budget or None,  # 0: none
-        command="python -m selu_ext.bench " + " ".join(shlex.quote(a) for a in argv),
-        **{k: getattr(ns, k) for k in same},
-    )
+        command="python -m selu_ext.bench " + " ".join(shlex.quote(a) for a in argv))
+    return cfg
 
 
 def from_json(ns, out) -> int:
@@ -245,11 +212,7 @@ def from_json(ns, out) -> int:
     tg = targets.evaluate(rows, meta)
     report.print_targets(tg, out)
     report.print_answer(rows, meta, out)
-    if ns.json:
-        report.write_json(ns.json, meta, rows, tg, {})
-    if ns.csv:
-        report.write_csv(ns.csv, meta, rows)
-    return 3 if ns.plot and not report.plot(ns.plot, rows, meta, out) else 0
+    return 0 if report.write(ns, meta, rows, tg, out) else 3
 
 
 def main(argv: Optional[list] = None, out=None, extra_impls: Optional[dict] = None) -> int:

@@ -254,15 +254,22 @@ def write_json(path: str, meta: dict, rows: list[dict], tgts: list[dict], extra:
     os.replace(tmp, path)
 
 
-def write_csv(path: str, meta: dict, rows: list[dict]) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    m = {k: meta.get(k) for k in META_FIELDS}
-    m["build_info"] = json.dumps(meta.get("build_info", {}), sort_keys=True)
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=ROW_FIELDS + META_FIELDS, extrasaction="ignore")
-        w.writeheader()
-        for r in rows:
-            w.writerow({**{k: r.get(k) for k in ROW_FIELDS}, **m})
+def write(cfg, meta: dict, rows: list[dict], tgts: list[dict], out: TextIO) -> bool:
+    """The stored forms ``cfg`` (the flags) asks for; False if the plot's matplotlib is missing."""
+    if cfg.json:
+        write_json(cfg.json, meta, rows, tgts, {})
+        print(f"JSON written to {cfg.json}", file=out)
+    if cfg.csv:
+        os.makedirs(os.path.dirname(os.path.abspath(cfg.csv)), exist_ok=True)
+        m = {k: meta.get(k) for k in META_FIELDS}
+        m["build_info"] = json.dumps(meta.get("build_info", {}), sort_keys=True)
+        with open(cfg.csv, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=ROW_FIELDS + META_FIELDS, extrasaction="ignore")
+            w.writeheader()
+            for r in rows:
+                w.writerow({**{k: r.get(k) for k in ROW_FIELDS}, **m})
+        print(f"CSV written to {cfg.csv}", file=out)
+    return plot(cfg.plot, rows, meta, out) if cfg.plot else True
 
 
 def plot(path: str, rows: list[dict], meta: dict, out: TextIO) -> bool:

@@ -5,6 +5,7 @@ memory.py, the other parts by percall.py (--percall) and train.py (--train).
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import sys
@@ -18,40 +19,9 @@ from . import avx2_peer, machine, memory, percall, report, sweep, targets, timin
 from .candidates import MODES, OP_DEFS, Impl, build_impls, compile_unavailable_reason
 
 
-@dataclass
-class Config:
-    """A run's settings; cli.config_from_args makes one from flags and holds every
-    default (``python -m selu_ext.bench --help`` lists them)."""
-
-    device: str
-    ops: list
-    modes: list
-    dtypes: list
-    sizes: list
-    percall_sizes: list
-    threads: list
-    p: float
-    compile: Optional[bool]  # None: on, except --quick on CPU
-    avx2_peer: bool
-    cpu_variants: bool
-    min_time: float
-    max_time: float
-    min_samples: int
-    budget: Optional[float]  # seconds; rows after it are skipped
-    quick: bool
-    seed: int
-    json: Optional[str]
-    csv: Optional[str]
-    plot: Optional[str]
-    cuda_graphs: bool  # CUDA: time replays of captured graphs (GPU time only)
-    emit_rows: bool  # internal: the F.selu[avx2] subprocess (eager rows as JSON lines)
-    per_call: bool  # percall.py
-    train: bool  # train.py
-    train_models: list
-    train_batches: Optional[list]  # None: train.BATCHES (--quick: QUICK_BATCHES)
-    train_dtypes: Optional[list]  # None: train.DTYPES (--quick: QUICK_DTYPES)
-    train_compile: bool
-    command: str
+# A run's settings: the flags' values, made by cli.config_from_args, which holds every
+# default (``python -m selu_ext.bench --help`` lists them).
+Config = argparse.Namespace
 
 
 @dataclass
@@ -153,8 +123,8 @@ class Runner:
             report.print_targets(tg, self.out)
             self.meta["answer"] = report.answer(self.rows, self.meta)
         self.meta["elapsed_s"] = round(time.perf_counter() - self.t_start, 1)
-        res = Result(self.meta, self.rows, tg)
-        self.write(res)
+        res = Result(self.meta, self.rows, tg, report.write(cfg, self.meta, self.rows, tg, self.out))
+        self.say(f"done in {self.meta['elapsed_s']:.0f} s")
         if talk:
             report.print_answer(self.rows, self.meta, self.out)
         if "error" in self.meta:
@@ -174,7 +144,11 @@ class Runner:
         if "percall" in cfg.modes and "selu" in cfg.ops:
             for threads in cfg.threads:
                 self.set_threads(threads)
-                sweep.run_percall(self, self.impls_for("selu"), threads)
+                impls = self.impls_for("selu")
+                for dtype in cfg.dtypes:
+                    for size in cfg.percall_sizes:
+                        if not self.over_budget():
+                            sweep.run_point(self, "selu", impls, dtype, size, threads, ("percall",))
         if cfg.per_call:
             percall.run(self)
         if cfg.train:
@@ -204,18 +178,6 @@ class Runner:
         if self.cfg.json:
             report.fill_speedups(self.rows)
             report.write_json(self.cfg.json, self.meta, self.rows, [], {"partial": True})
-
-    def write(self, res: Result) -> None:
-        cfg = self.cfg
-        if cfg.json:
-            report.write_json(cfg.json, res.meta, res.rows, res.targets, {})
-            self.say(f"JSON written to {cfg.json}")
-        if cfg.csv:
-            report.write_csv(cfg.csv, res.meta, res.rows)
-            self.say(f"CSV written to {cfg.csv}")
-        if cfg.plot:
-            res.plot_ok = report.plot(cfg.plot, res.rows, res.meta, self.out)
-        self.say(f"done in {res.meta['elapsed_s']:.0f} s")
 
     def set_threads(self, threads: int) -> None:
         torch.set_num_threads(threads)

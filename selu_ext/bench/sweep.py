@@ -42,12 +42,15 @@ def make_inputs(runner, dtype, size, n_sets):
     return [x] + [x.clone() for _ in range(n_sets - 1)], [g] + [g.clone() for _ in range(n_sets - 1)]
 
 
-def run_point(runner, opname, impls, dname, size, threads) -> None:
+def run_point(runner, opname, impls, dname, size, threads, modes=SWEEP_MODES) -> None:
+    """Every implementation in every mode of ``modes`` the run has; the percall mode
+    on one buffer, the others rotating through the cache."""
     cfg = runner.cfg
     dtype, op = DTYPES[dname], OP_DEFS[opname]
     per_set = 2 * size * torch.empty((), dtype=dtype).element_size()
-    n = int(min(MAX_BUFFERS[cfg.device], max(1, math.ceil(2 * runner.meta["cache_bytes"] / per_set))))
-    modes = [m for m in SWEEP_MODES if m in cfg.modes]
+    n = 1 if "percall" in modes else int(min(MAX_BUFFERS[cfg.device],
+                                             max(1, math.ceil(2 * runner.meta["cache_bytes"] / per_set))))
+    modes = [m for m in modes if m in cfg.modes]
     try:
         xs, gs = make_inputs(runner, dtype, size, n)
     except RuntimeError as e:  # out of memory, say
@@ -105,7 +108,10 @@ def timing_stream(cfg):
         outer.wait_stream(stream)
 
 
-def timed(cfg, call, threads, period=1) -> timing.Timing:
+def timed(cfg, call, threads, mode, period=1) -> timing.Timing:
+    if mode == "percall":  # wall clock, what the calling thread waits for
+        return timing.time_interleaved({"": call}, cfg.device, threads=threads, rounds=15, block_s=2e-3,
+                                       warmup=20, budget_s=cfg.min_time, max_rounds=200)[""]
     if cfg.device == "cpu":
         return timing.time_cpu(call, threads=threads, min_time=cfg.min_time, max_time=cfg.max_time,
                                min_samples=cfg.min_samples)
@@ -137,7 +143,7 @@ def _first_call(runner, fn, mode, xs, gs):
         y = graphs[0]
         gx = torch.autograd.grad(y, xr[0], gs[0], retain_graph=True)[0]
         call = rotating(lambda i: torch.autograd.grad(graphs[i], xr[i], gs[i], retain_graph=True))
-    else:  # fwdbwd
+    else:  # fwdbwd, percall
         xr = [x.detach().requires_grad_() for x in xs]
         y = fn(xr[0])
         gx = torch.autograd.grad(y, xr[0], gs[0])[0]
@@ -164,8 +170,12 @@ def measure(runner, row, op, impl: Impl, mode, xs, gs, ref, threads) -> None:
                 row["status"] = "WRONG"
                 row["note"] = (row["note"] + "; " if row["note"] else "") + chk.detail
                 return
+            if mode == "percall":
+                fill_timing(runner, row, timed(cfg, call, threads, mode), None, threads)
+                row["note"] = "wall clock per call, forward+backward with autograd"
+                return
             fill_saved(runner, row, impl, xs[0])
-            tm = timed(cfg, call, threads, period=len(xs))
+            tm = timed(cfg, call, threads, mode, period=len(xs))
             fill_timing(runner, row, tm, op.passes[mode] * xs[0].numel() * xs[0].element_size(),
                         threads)
             state["i"] = 0
@@ -197,42 +207,6 @@ def fill_timing(runner, row, tm: timing.Timing, nbytes, threads) -> None:
         copy = runner.copy_gbps.get(threads) or next(iter(runner.copy_gbps.values()), None)
         if copy:
             row["pct_copy_bw"] = 100 * row["gbps"] / copy
-
-
-def run_percall(runner, impls, threads) -> None:
-    """The percall mode of selu: wall clock per forward+backward with autograd."""
-    cfg = runner.cfg
-    for dname in cfg.dtypes:
-        for size in cfg.percall_sizes:
-            if runner.over_budget():
-                return
-            xs, gs = make_inputs(runner, DTYPES[dname], size, 1)
-            x, g = xs[0].detach().requires_grad_(), gs[0]
-            ref = checks.Reference(OP_DEFS["selu"], xs[0], g, cfg.p, None)
-            for impl in impls:
-                if "percall" not in impl.modes:
-                    continue
-                if impl.role == "eager_avx2":
-                    avx2_peer.emit(runner, "selu", "percall", dname, size, threads)
-                    continue
-                row = runner.new_row("selu", "percall", dname, size, threads, impl, n_buffers=1)
-                if impl.unavailable:
-                    row["status"] = impl.unavailable
-                    runner.emit(row)
-                    continue
-                with runner.measuring(row), impl.context():
-                    y = impl.fn(x)
-                    chk = check(runner, ref, y, torch.autograd.grad(y, x, g)[0], False)
-                    row["check"], row["max_err"] = chk.kind, chk.max_err
-                    if not chk.ok:
-                        row["status"], row["note"] = "WRONG", chk.detail
-                        continue
-                    call = lambda fn=impl.fn: torch.autograd.grad(fn(x), x, g)  # noqa: E731
-                    tm = timing.time_interleaved({"": call}, cfg.device, threads=threads, rounds=15,
-                                                 block_s=2e-3, warmup=20, budget_s=cfg.min_time,
-                                                 max_rounds=200)[""]
-                    fill_timing(runner, row, tm, None, threads)
-                    row["note"] = "wall clock per call, forward+backward with autograd"
 
 
 def run_accuracy(runner, threads) -> None:

@@ -1,12 +1,7 @@
-"""Timers. Each returns a Timing: seconds per call, one entry per sample, summarized
-as the median with the 20th and 80th percentiles.
-
-CUDA: events around blocks of back-to-back calls, all read after one final
-synchronize (the host runs ahead, so launch latency hides where the GPU is the
-bottleneck, as in a model); with --cuda-graphs, events around replays of a captured
-graph (GPU time only). CPU: perf_counter around blocks of >= 1 ms. Small calls: wall
-clock, interleaved with their peers (time_interleaved).
-"""
+"""Timers, each returning a Timing (seconds per call, a sample each: median, p20, p80).
+CUDA: events around blocks of calls, read after one final synchronize (the host runs
+ahead, as in a model); CPU: perf_counter around blocks of >= 1 ms; small calls: wall
+clock, interleaved with their peers."""
 
 from __future__ import annotations
 
@@ -86,18 +81,12 @@ class GraphCaptureError(RuntimeError):
 def time_cuda_graph(call: Callable[[], object], *, period: int, min_time: float,
                     max_time: float, min_samples: int = 10, max_samples: int = 200,
                     warmup: int = 3, max_calls: int = 512) -> Timing:
-    """Median per-call GPU time of ``call`` with the host taken out: a batch of calls
-    is captured once into a CUDA graph and replays of it are timed, which separates a
-    kernel's speed from per-call host cost. A graph holds a whole number of rotations
-    through the ``period`` input buffers, so a replay touches the buffers the launched
-    calls do.
-
-    Capture cannot run on the default stream, and autograd runs each backward op on
-    its forward op's stream: warm-up and capture run on the caller's current stream
-    when it is not the default one (the runner builds the graphs of the backward mode
-    on it), else on a side stream. Warm-up comes first because lazy initialisation,
-    compilation and autotuning must not happen during capture.
-    """
+    """Median per-call GPU time of ``call`` without the host: replays of a CUDA graph of
+    a whole number of rotations through the ``period`` input buffers. Capture needs a
+    non-default stream and autograd runs a backward op on its forward op's stream, so
+    warm-up (lazy init, compilation, autotuning: never during capture) and capture run on
+    the caller's stream when it is not the default one (sweep.timing_stream), else on a
+    side stream."""
     period = max(1, int(period))
     caller = torch.cuda.current_stream()
     stream = caller if caller != torch.cuda.default_stream() else torch.cuda.Stream()
@@ -195,20 +184,13 @@ def time_interleaved(calls: dict[str, Callable[[], object]], device: str, *,
                      threads: Optional[int], rounds: int, block_s: float,
                      warmup: int = 3, budget_s: Optional[float] = None,
                      max_rounds: Optional[int] = None, lead: int = 0) -> dict[str, Timing]:
-    """Per-call Timing of each named call (candidates doing the same work), timed
-    interleaved: timing one after the other lets a drift of the machine (another
-    process, clock changes, a cache warming up) land on one side only. Every round
-    times one block of each, the order rotating from round to round; a block is the
-    same number of back-to-back calls for every candidate, sized so the fastest's
-    takes about ``block_s``, synchronized once at its end on CUDA (what the calling
-    thread waits for). With ``budget_s``, as many rounds as fit in it (at least
-    ``rounds``, at most ``max_rounds``).
-
-    ``lead`` untimed calls of the candidate precede each of its blocks, so a timed
-    call follows one of its own, as in a loop over it. Without them a block of one
-    slow call (a training step) pays for what the previous candidate left: a model
-    needing more memory than the one before it re-grows the heap glibc trimmed,
-    page fault by page fault (benchmarks/train_faults.py counts them)."""
+    """Per-call Timing of each named call, candidates doing the same work, interleaved so
+    that a drift of the machine does not land on one side only: each round times a block of
+    each (the order rotating), a block being the same number of calls for all, sized so the
+    fastest's takes ``block_s``, synchronized at its end. With ``budget_s``, as many rounds
+    as fit (``rounds`` .. ``max_rounds``). ``lead`` untimed calls precede each block, so a
+    timed training step follows one of its own: else it pays for re-growing the heap glibc
+    trimmed after the previous model (benchmarks/train_faults.py counts the page faults)."""
     if device == "cpu" and threads:
         torch.set_num_threads(threads)
     est = {}
