@@ -69,10 +69,8 @@ class Impl:
 def compile_unavailable_reason(device: str) -> Optional[str]:
     """Why torch.compile cannot be tried here, or None (a failure at the first call
     is reported then)."""
-    try:
-        import torch._dynamo
-    except Exception as e:  # pragma: no cover - depends on the install
-        return f"torch._dynamo failed to import ({type(e).__name__}: {e})"
+    import torch._dynamo
+
     if not torch._dynamo.is_dynamo_supported():
         return "torch._dynamo does not support this Python"
     if device == "cuda" and importlib.util.find_spec("triton") is None:

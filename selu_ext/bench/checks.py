@@ -74,15 +74,10 @@ class Reference:
         return (self.kept_y - self.dropped).abs_() <= 2 * self.drop_bound
 
     def y_ref(self, keep: Optional[Tensor]) -> Tensor:
-        if keep is None:
-            return self.kept_y
-        return torch.where(keep, self.kept_y, torch.full((), self.dropped, dtype=torch.float64,
-                                                         device=keep.device))
+        return self.kept_y if keep is None else torch.where(keep, self.kept_y, self.dropped)
 
     def g_ref(self, keep: Optional[Tensor]) -> Tensor:
-        if keep is None:
-            return self.kept_g
-        return torch.where(keep, self.kept_g, torch.zeros((), dtype=torch.float64, device=keep.device))
+        return self.kept_g if keep is None else torch.where(keep, self.kept_g, 0.0)
 
     def y_bound(self, ref: Tensor) -> Tensor:
         return ref.abs().mul_(self.rtol).add_(self.atol + self.floor)

@@ -1,16 +1,13 @@
-"""The measured modes of the sweep, one point (op, dtype, size, threads) at a time:
-inputs, the float64 reference, then per implementation and mode its check and, if it
-passed, its timing, as one row each.
+"""The sweep, one point (op, dtype, size, threads) at a time: inputs, the float64
+reference, then per implementation and mode its check and, if it passed, its timing.
 
     forward   y = f(x), x without grad
     backward  torch.autograd.grad(y, x, g, retain_graph=True) on a prepared graph
-    fwdbwd    torch.autograd.grad(f(x), x, g)
-    percall   fwdbwd of small tensors, wall clock per call, no rotation
+    fwdbwd    torch.autograd.grad(f(x), x, g); percall: the same on small tensors, wall clock
     accuracy  selu's float32 forward in ULP of the float64 reference
 
-Inputs are standard normal (both SELU branches; the dropout statistics check relies on
-it) and rotate through enough copies to overflow the last-level cache (2x the L2 on
-CUDA), so no call finds its input in cache from the previous one.
+Inputs are standard normal (the dropout statistics check relies on it) and rotate
+through enough copies to overflow the last-level cache (2x the L2 on CUDA).
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ it on a stored run.
 
 from __future__ import annotations
 
+import itertools
 from typing import Callable, Iterable, Optional
 
 M = 2**20
@@ -38,13 +39,14 @@ def _select(rows, **kw) -> list[dict]:
     return [r for r in rows if all(v(r.get(k)) if callable(v) else r.get(k) == v for k, v in kw.items())]
 
 
-def _target(name: str, device: str, text: str, rows: list[dict], value: Callable[[dict], Optional[float]],
-            threshold: float, unit: str, higher_is_better: bool = True, info: bool = False,
+def _target(name: str, text: str, rows: list[dict], value: Callable[[dict], Optional[float]], threshold: float,
+            unit: str, higher_is_better: bool = True, info: bool = False,
             where: Callable[[dict], str] = _where) -> dict:
-    """The worst row's value against the threshold; ``where`` names that row."""
+    """The worst row's value against the threshold (the device is the name's first part);
+    ``where`` names that row."""
     vals = [(value(r), r) for r in rows if _ok(r)]
     vals = [(v, r) for v, r in vals if v is not None]
-    res = {"target": name, "device": device, "text": text, "threshold": threshold, "unit": unit,
+    res = {"target": name, "device": name.split(".")[0], "text": text, "threshold": threshold, "unit": unit,
            "kind": "info" if info else "target", "n_rows": len(vals)}
     if not vals:
         bad = [r for r in rows if not _ok(r)]
@@ -72,50 +74,43 @@ def evaluate(rows: Iterable[dict], meta: Optional[dict] = None) -> list[dict]:
     CPU path torch used, which sets the CPU forward target against eager."""
     rows = list(rows)
     out: list[dict] = []
+    vs_eager, ulp = _speedup("eager"), lambda r: r.get("max_ulp")  # noqa: E731
     for dev in sorted({r["device"] for r in rows}):
         d = _select(rows, device=dev)
         ext = lambda **kw: _select(d, role="ext", **kw)  # noqa: E731
+        big = lambda s: s >= M  # noqa: E731
         if dev == "cuda":
-            for mode in ("forward", "backward"):
-                for dtype in ("float32", "bfloat16", "float16", "float64"):
-                    out.append(_target(
-                        f"cuda.selu.{mode}.copy_bw.{dtype}", dev,
-                        f"selu_ext {mode} >= 92% of copy bandwidth at >= 16M elements ({dtype})",
-                        ext(op="selu", mode=mode, dtype=dtype, size=lambda s: s >= 16 * M), _pct_copy,
-                        92.0, "%"))
+            for mode, dtype in itertools.product(("forward", "backward"),
+                                                 ("float32", "bfloat16", "float16", "float64")):
+                out.append(_target(f"cuda.selu.{mode}.copy_bw.{dtype}",
+                                   f"selu_ext {mode} >= 92% of copy bandwidth at >= 16M elements ({dtype})",
+                                   ext(op="selu", mode=mode, dtype=dtype, size=lambda s: s >= 16 * M),
+                                   _pct_copy, 92.0, "%"))
             for peer, what in (("eager", "eager F.selu"), ("compile", "torch.compile(F.selu)")):
                 for mode in ("forward", "backward", "fwdbwd"):
-                    out.append(_target(
-                        f"cuda.selu.{mode}.vs_{peer}", dev,
-                        f"selu_ext {mode} >= 1.0x {what} at every size >= 1M (all dtypes)",
-                        ext(op="selu", mode=mode, size=lambda s: s >= M), _speedup(peer), 1.0, "x"))
+                    out.append(_target(f"cuda.selu.{mode}.vs_{peer}",
+                                       f"selu_ext {mode} >= 1.0x {what} at every size >= 1M (all dtypes)",
+                                       ext(op="selu", mode=mode, size=big), _speedup(peer), 1.0, "x"))
             out.append(_percall_target(d, dev))
             for mode, thr in (("forward", 5.0), ("fwdbwd", 3.5)):
-                sel = ext(op="fused", mode=mode, size=lambda s: s >= M)
-                out.append(_target(
-                    f"cuda.fused.{mode}.vs_eager", dev,
-                    f"selu_alpha_dropout {mode} >= {thr}x eager F.selu+F.alpha_dropout (sizes >= 1M)",
-                    sel, _speedup("eager"), thr, "x"))
-                out.append(_target(
-                    f"cuda.fused.{mode}.vs_compile", dev,
-                    f"selu_alpha_dropout {mode} >= 1.0x torch.compile(F.selu+F.alpha_dropout) (sizes >= 1M)",
-                    sel, _speedup("compile"), 1.0, "x"))
-            out.append(_target(
-                "cuda.dropout.forward.vs_eager", dev,
-                "selu_ext.alpha_dropout forward >= 4x eager F.alpha_dropout (sizes >= 1M)",
-                ext(op="dropout", mode="forward", size=lambda s: s >= M), _speedup("eager"), 4.0, "x"))
+                sel = ext(op="fused", mode=mode, size=big)
+                out.append(_target(f"cuda.fused.{mode}.vs_eager", f"selu_alpha_dropout {mode} >= {thr}x eager "
+                                   "F.selu+F.alpha_dropout (sizes >= 1M)", sel, vs_eager, thr, "x"))
+                out.append(_target(f"cuda.fused.{mode}.vs_compile", f"selu_alpha_dropout {mode} >= 1.0x "
+                                   "torch.compile(F.selu+F.alpha_dropout) (sizes >= 1M)", sel,
+                                   _speedup("compile"), 1.0, "x"))
+            out.append(_target("cuda.dropout.forward.vs_eager",
+                               "selu_ext.alpha_dropout forward >= 4x eager F.alpha_dropout (sizes >= 1M)",
+                               ext(op="dropout", mode="forward", size=big), vs_eager, 4.0, "x"))
         if dev == "cpu":
             out += _cpu_targets(d, meta or {})
         # Accuracy and memory, on every device.
-        ulp = lambda r: r.get("max_ulp")  # noqa: E731
-        out.append(_target(
-            f"{dev}.selu.accuracy", dev, "selu_ext float32 forward within 2 ULP of the float64 reference",
-            ext(op="selu", mode="accuracy"), ulp, 2.0, "ULP", higher_is_better=False))
+        out.append(_target(f"{dev}.selu.accuracy", "selu_ext float32 forward within 2 ULP of the float64 "
+                           "reference", ext(op="selu", mode="accuracy"), ulp, 2.0, "ULP", higher_is_better=False))
         for r in _select(d, op="selu", mode="accuracy"):
             if r["role"] != "ext" and _ok(r):
-                out.append(_target(f"{dev}.selu.accuracy.{r['impl']}", dev,
-                                   f"{r['impl']} float32 forward max error", [r], ulp, 2.0, "ULP",
-                                   higher_is_better=False, info=True))
+                out.append(_target(f"{dev}.selu.accuracy.{r['impl']}", f"{r['impl']} float32 forward max error",
+                                   [r], ulp, 2.0, "ULP", higher_is_better=False, info=True))
         out.append(_memory_target(d, dev))
         out += _step_targets(d, dev)
     return out
@@ -129,84 +124,70 @@ def torch_cpu_path(meta: dict) -> str:
 
 def _cpu_targets(d: list[dict], meta: dict) -> list[dict]:
     out: list[dict] = []
-    dev = "cpu"
     ext = lambda **kw: _select(d, role="ext", **kw)  # noqa: E731
     threads = sorted({r["threads"] for r in d if r.get("threads")})
-    path = torch_cpu_path(meta)
+    path, vs_eager = torch_cpu_path(meta), _speedup("eager")
     # torch's AVX-512 SELU takes a slow expm1 path, where 10x was measured; on its AVX2
     # (and other) paths the forward is held to never being slower, and to the copy
     # bandwidth below.
     fwd_thr = 10.0 if "AVX512" in path else 1.0
-    for size in (M, 16 * M):
-        for t in threads:
-            sel = ext(op="selu", mode="forward", dtype="float32", size=size, threads=t)
-            at = f"float32, {size_str(size)}, {t} thread(s)"
-            out.append(_target(
-                f"cpu.selu.forward.vs_eager.{size_str(size)}.{t}thr", dev,
-                f"selu_ext forward >= {fwd_thr:g}x eager F.selu on torch's {path} path ({at})",
-                sel, _speedup("eager"), fwd_thr, "x"))
-            if any(r.get("speedup_vs_eager_avx2") is not None for r in sel):
-                out.append(_target(
-                    f"cpu.selu.forward.vs_avx2.{size_str(size)}.{t}thr", dev,
-                    f"selu_ext forward vs F.selu under ATEN_CPU_CAPABILITY=avx2 ({at})",
-                    sel, _speedup("eager_avx2"), 1.0, "x", info=True))
-    for mode, thr in (("forward", 50.0), ("backward", 90.0)):
-        for dtype in ("float32", "bfloat16", "float16"):
-            out.append(_target(
-                f"cpu.selu.{mode}.copy_bw.{dtype}.1thr", dev,
-                f"selu_ext {mode} >= {thr:g}% of the copy bandwidth at 2^16 and 2^20 ({dtype}, 1 thread)",
-                ext(op="selu", mode=mode, dtype=dtype, size=lambda s: s in CPU_COPY_SIZES, threads=1),
-                _pct_copy, thr, "%"))
+    for size, t in itertools.product((M, 16 * M), threads):
+        sel = ext(op="selu", mode="forward", dtype="float32", size=size, threads=t)
+        at = f"float32, {size_str(size)}, {t} thread(s)"
+        out.append(_target(f"cpu.selu.forward.vs_eager.{size_str(size)}.{t}thr",
+                           f"selu_ext forward >= {fwd_thr:g}x eager F.selu on torch's {path} path ({at})",
+                           sel, vs_eager, fwd_thr, "x"))
+        if any(r.get("speedup_vs_eager_avx2") is not None for r in sel):
+            out.append(_target(f"cpu.selu.forward.vs_avx2.{size_str(size)}.{t}thr",
+                               f"selu_ext forward vs F.selu under ATEN_CPU_CAPABILITY=avx2 ({at})",
+                               sel, _speedup("eager_avx2"), 1.0, "x", info=True))
+    for (mode, thr), dtype in itertools.product((("forward", 50.0), ("backward", 90.0)),
+                                                ("float32", "bfloat16", "float16")):
+        out.append(_target(f"cpu.selu.{mode}.copy_bw.{dtype}.1thr", f"selu_ext {mode} >= {thr:g}% of the copy "
+                           f"bandwidth at 2^16 and 2^20 ({dtype}, 1 thread)",
+                           ext(op="selu", mode=mode, dtype=dtype, size=lambda s: s in CPU_COPY_SIZES, threads=1),
+                           _pct_copy, thr, "%"))
     # Issue 24's bfloat16 forward, where AVX512_BF16 rounds in one instruction.
-    out.append(_target(
-        "cpu.selu.forward.copy_bw.bfloat16.2^20.1thr", dev,
-        "selu_ext forward >= 60% of the copy bandwidth (bfloat16, 2^20, 1 thread)",
-        ext(op="selu", mode="forward", dtype="bfloat16", size=M, threads=1), _pct_copy, 60.0, "%"))
+    out.append(_target("cpu.selu.forward.copy_bw.bfloat16.2^20.1thr",
+                       "selu_ext forward >= 60% of the copy bandwidth (bfloat16, 2^20, 1 thread)",
+                       ext(op="selu", mode="forward", dtype="bfloat16", size=M, threads=1), _pct_copy, 60.0, "%"))
     for peer in ("eager", "compile"):
-        out.append(_target(
-            f"cpu.selu.forward.vs_{peer}.bfloat16.2^16.1thr", dev,
-            f"selu_ext forward >= 4x {peer} F.selu (bfloat16, 2^16, 1 thread)",
-            ext(op="selu", mode="forward", dtype="bfloat16", size=2**16, threads=1), _speedup(peer), 4.0, "x"))
-    for size in (M, 16 * M):
-        for t in threads:
-            out.append(_target(
-                f"cpu.selu.backward.vs_eager.{size_str(size)}.{t}thr", dev,
-                f"selu_ext backward >= 1.5x eager F.selu (float32, {size_str(size)}, {t} thread(s))",
-                ext(op="selu", mode="backward", dtype="float32", size=size, threads=t),
-                _speedup("eager"), 1.5, "x"))
-    for op, mode, thr, what in (
+        out.append(_target(f"cpu.selu.forward.vs_{peer}.bfloat16.2^16.1thr",
+                           f"selu_ext forward >= 4x {peer} F.selu (bfloat16, 2^16, 1 thread)",
+                           ext(op="selu", mode="forward", dtype="bfloat16", size=2**16, threads=1),
+                           _speedup(peer), 4.0, "x"))
+    for size, t in itertools.product((M, 16 * M), threads):
+        out.append(_target(f"cpu.selu.backward.vs_eager.{size_str(size)}.{t}thr",
+                           f"selu_ext backward >= 1.5x eager F.selu (float32, {size_str(size)}, {t} thread(s))",
+                           ext(op="selu", mode="backward", dtype="float32", size=size, threads=t), vs_eager,
+                           1.5, "x"))
+    for (op, mode, thr, what), t in itertools.product((
             ("fused", "fwdbwd", 5.0, "selu_alpha_dropout forward+backward >= 5x eager F.selu+F.alpha_dropout"),
-            ("dropout", "backward", 1.0, "selu_ext.alpha_dropout backward >= 1x eager F.alpha_dropout")):
-        for t in threads:
-            out.append(_target(
-                f"cpu.{op}.{mode}.vs_eager.2^20.{t}thr", dev, f"{what} (float32, 2^20, {t} thread(s))",
-                ext(op=op, mode=mode, dtype="float32", size=M, threads=t), _speedup("eager"), thr, "x"))
+            ("dropout", "backward", 1.0, "selu_ext.alpha_dropout backward >= 1x eager F.alpha_dropout")), threads):
+        out.append(_target(f"cpu.{op}.{mode}.vs_eager.2^20.{t}thr", f"{what} (float32, 2^20, {t} thread(s))",
+                           ext(op=op, mode=mode, dtype="float32", size=M, threads=t), vs_eager, thr, "x"))
     # Every op x mode: no row (any dtype, size, thread count) slower than eager.
-    for op in ("selu", "fused", "dropout"):
-        for mode in ("forward", "backward", "fwdbwd"):
-            sel = [r for r in ext(op=op, mode=mode) if r.get("speedup_vs_eager") is not None]
-            slower = sorted((r for r in sel if r["speedup_vs_eager"] < 1.0), key=lambda r: r["speedup_vs_eager"])
-            t = _target(f"cpu.{op}.{mode}.never_slower", dev,
-                        f"selu_ext {op} {mode} >= 1x eager in every row (all dtypes, sizes, threads)",
-                        sel, _speedup("eager"), 1.0, "x")
-            if slower:
-                t["detail"] = f"{len(slower)} of {len(sel)} rows slower: " + ", ".join(
-                    f"{_where(r)} {r['speedup_vs_eager']:.2f}x" for r in slower[:4]) + (
-                    ", ..." if len(slower) > 4 else "")
-            out.append(t)
+    for op, mode in itertools.product(("selu", "fused", "dropout"), ("forward", "backward", "fwdbwd")):
+        sel = [r for r in ext(op=op, mode=mode) if r.get("speedup_vs_eager") is not None]
+        slower = sorted((r for r in sel if r["speedup_vs_eager"] < 1.0), key=lambda r: r["speedup_vs_eager"])
+        t = _target(f"cpu.{op}.{mode}.never_slower",
+                    f"selu_ext {op} {mode} >= 1x eager in every row (all dtypes, sizes, threads)", sel, vs_eager,
+                    1.0, "x")
+        if slower:
+            t["detail"] = f"{len(slower)} of {len(sel)} rows slower: " + ", ".join(
+                f"{_where(r)} {r['speedup_vs_eager']:.2f}x" for r in slower[:4]) + ", ..." * (len(slower) > 4)
+        out.append(t)
     # Thread scaling, measured: the most threads against one.
-    if len(threads) > 1:
-        many = threads[-1]
-        for size in (M, 16 * M):
-            for op, mode in (("selu", "forward"), ("fused", "fwdbwd")):
-                sel = lambda t: [r for r in ext(op=op, mode=mode, dtype="float32", size=size, threads=t)  # noqa: E731
-                                 if _ok(r) and r.get("median_ms")]
-                one = sel(1)
-                pairs = [dict(r, _scale=one[0]["median_ms"] / r["median_ms"]) for r in sel(many) if one]
-                out.append(_target(
-                    f"cpu.{op}.{mode}.scaling.{size_str(size)}", dev,
-                    f"selu_ext {op} {mode}: {many} threads vs 1 (float32, {size_str(size)})",
-                    pairs, lambda r: r["_scale"], 1.0, "x", info=True))
+    for size, (op, mode) in itertools.product((M, 16 * M), (("selu", "forward"), ("fused", "fwdbwd"))):
+        if len(threads) < 2:
+            break
+        sel = lambda t: [r for r in ext(op=op, mode=mode, dtype="float32", size=size, threads=t)  # noqa: E731
+                         if _ok(r) and r.get("median_ms")]
+        one = sel(1)
+        out.append(_target(f"cpu.{op}.{mode}.scaling.{size_str(size)}",
+                           f"selu_ext {op} {mode}: {threads[-1]} threads vs 1 (float32, {size_str(size)})",
+                           [dict(r, _scale=one[0]["median_ms"] / r["median_ms"]) for r in sel(threads[-1]) if one],
+                           lambda r: r["_scale"], 1.0, "x", info=True))
     return out
 
 
@@ -218,7 +199,7 @@ def _percall_target(d: list[dict], dev: str) -> dict:
                                 size=r["size"], threads=r["threads"]) if _ok(q)]
         if _ok(r) and e and 4096 <= r["size"] <= 65536:
             pairs.append(dict(r, _delta_us=(r["median_ms"] - e[0]["median_ms"]) * 1e3))
-    return _target(f"{dev}.selu.percall", dev,
+    return _target(f"{dev}.selu.percall",
                    "small tensors (4K-64K) forward+backward with autograd: selu_ext per call <= eager F.selu + 3 us",
                    pairs, lambda r: r["_delta_us"], 3.0, "us", higher_is_better=False)
 
@@ -232,7 +213,7 @@ def _memory_target(d: list[dict], dev: str) -> dict:
         q = [q for q in ref if q["dtype"] == r["dtype"] and q["size"] == r["size"]]
         if _ok(r) and q and q[0]["saved_bytes"]:
             pairs.append(dict(r, _ratio=r["saved_bytes"] / q[0]["saved_bytes"]))
-    return _target(f"{dev}.fused.memory", dev,
+    return _target(f"{dev}.fused.memory",
                    "fused op: bytes kept for backward beyond the next Linear <= 1/3 of nn.SELU+nn.AlphaDropout",
                    pairs, lambda r: r["_ratio"], 1 / 3, "ratio", higher_is_better=False)
 
@@ -246,33 +227,33 @@ def _step_targets(d: list[dict], dev: str) -> list[dict]:
     out = []
     if dev == "cpu":
         out.append(_target(
-            "cpu.call.vs_torch", dev,
+            "cpu.call.vs_torch",
             "per call, every function, module and mode at 16 and 4096 float32 elements, 1 thread: "
             "selu_ext's speedup over torch (torch time / selu_ext time)",
             [r for r in calls if r["size"] in (16, 4096) and r.get("threads") == 1], speed, 1.0, "x",
             where=named))
         out.append(_target(
-            "cpu.train_mlp.share_time.256", dev,
+            "cpu.train_mlp.share_time.256",
             "training step, MLP at batch 256, float32: selu_ext captures >= 90% of the attainable "
             "time saving (torch - floor)",
             _select(d, op="train_mlp", mode="step", role="ext", size=256, dtype="float32"), share, 90.0,
             "%", where=named))
         for dtype, limit in TRAIN_VS_FLOOR.items():
             out.append(_target(
-                f"cpu.train_mlp.vs_floor.256.{dtype}", dev,
+                f"cpu.train_mlp.vs_floor.256.{dtype}",
                 f"training step, MLP at batch 256, {dtype}: selu_ext's step <= {limit:g}x the "
                 "floor's (SELU and AlphaDropout as nn.Identity)",
                 _select(d, op="train_mlp", mode="step", role="ext", size=256, dtype=dtype),
                 lambda r: r.get("vs_floor"), limit, "ratio", higher_is_better=False, where=named))
     else:
         out.append(_target(
-            f"{dev}.call.vs_torch", dev, "per call, every function, module, mode and size: "
+            f"{dev}.call.vs_torch", "per call, every function, module, mode and size: "
             "selu_ext's speedup over torch (torch time / selu_ext time)", calls, speed, 1.0, "x",
             info=True, where=named))
     rows = [r for r in d if str(r.get("op")).startswith("train_") and r.get("role") == "ext"]
     for key, what in (("share_time_pct", "time"), ("share_mem_pct", "memory")):
         out.append(_target(
-            f"{dev}.train.share_{what}", dev, f"training step, every model and batch: share of the "
+            f"{dev}.train.share_{what}", f"training step, every model and batch: share of the "
             f"attainable {what} saving captured", rows, lambda r, key=key: r.get(key), 90.0, "%",
             info=True, where=named))
     return out

@@ -31,26 +31,16 @@ from . import memory, report
 from .timing import time_interleaved
 from .machine import note_load
 
-MODELS = ("mlp", "convnet")
-BATCHES = (64, 256, 1024)
-QUICK_BATCHES = (64,)
-DTYPES = ("float32", "bfloat16")
-QUICK_DTYPES = ("float32",)
+MODELS, DTYPES, QUICK_DTYPES = ("mlp", "convnet"), ("float32", "bfloat16"), ("float32",)
+BATCHES, QUICK_BATCHES = (64, 256, 1024), (64,)
+DESCRIPTION = {"mlp": "MLP 784-8x512-10, AlphaDropout 0.05, SGD(momentum 0.9)",
+               "convnet": "tutorial ConvNet on 1x28x28, AlphaDropout 0.25, Adam"}
 # impl name -> (role, variant it compiles or None)
-VARIANTS = {
-    "torch.nn": ("eager", None),
-    "selu_ext": ("ext", None),
-    "floor": ("floor", None),
-    "compile(torch.nn)": ("compile", "torch.nn"),
-    "compile(selu_ext)": ("ext_compile", "selu_ext"),
-    "compile(floor)": ("floor_compile", "floor"),
-}
+VARIANTS = {"torch.nn": ("eager", None), "selu_ext": ("ext", None), "floor": ("floor", None),
+            "compile(torch.nn)": ("compile", "torch.nn"), "compile(selu_ext)": ("ext_compile", "selu_ext"),
+            "compile(floor)": ("floor_compile", "floor")}
 # selu_ext's role -> (torch's role, floor's role) for the shares.
 SHARE_PEERS = {"ext": ("eager", "floor"), "ext_compile": ("compile", "floor_compile")}
-DESCRIPTION = {
-    "mlp": "MLP 784-8x512-10, AlphaDropout 0.05, SGD(momentum 0.9)",
-    "convnet": "tutorial ConvNet on 1x28x28, AlphaDropout 0.25, Adam",
-}
 
 
 def build_model(name: str) -> nn.Sequential:
@@ -119,7 +109,7 @@ def share(torch_value: Optional[float], ext_value: Optional[float],
           floor_value: Optional[float]) -> Optional[float]:
     """Percent of the attainable saving (torch - floor) that selu_ext captures
     (torch - selu_ext); None when a value is missing or the floor saves nothing."""
-    if torch_value is None or ext_value is None or floor_value is None or torch_value <= floor_value:
+    if None in (torch_value, ext_value, floor_value) or torch_value <= floor_value:
         return None
     return 100.0 * (torch_value - ext_value) / (torch_value - floor_value)
 
@@ -141,21 +131,19 @@ def eval_check(variants: dict, x) -> str:
 def fill_shares(rows: list[dict], device: str) -> None:
     """share_time_pct, share_mem_pct and vs_floor on selu_ext's rows, and a note saying so."""
     by_role = {r["role"]: r for r in rows if r["status"] == "ok"}
-    mem_key = "peak_mem" if device == "cuda" else "saved_bytes"
+    mem = "peak_mem" if device == "cuda" else "saved_bytes"
+    pct = lambda v: "-" if v is None else f"{v:.1f}%"  # noqa: E731
     for role, (torch_role, floor_role) in SHARE_PEERS.items():
         r, t, f = by_role.get(role), by_role.get(torch_role), by_role.get(floor_role)
         if r is None or t is None or f is None:
             continue
         r["share_time_pct"] = share(t["median_ms"], r["median_ms"], f["median_ms"])
-        r["share_mem_pct"] = share(t.get(mem_key), r.get(mem_key), f.get(mem_key))
-        r["vs_floor"] = (r["median_ms"] / f["median_ms"]
-                         if r.get("median_ms") and f.get("median_ms") else None)
-        fmt = lambda v: "-" if v is None else f"{v:.1f}%"  # noqa: E731
-        ratio = "-" if r["vs_floor"] is None else f"{r['vs_floor']:.3f}x"
+        r["share_mem_pct"] = share(t.get(mem), r.get(mem), f.get(mem))
+        r["vs_floor"] = r["median_ms"] / f["median_ms"] if r.get("median_ms") and f.get("median_ms") else None
         r["note"] = (r["note"] + "; " if r["note"] else "") + (
-            f"captures {fmt(r['share_time_pct'])} of the attainable time saving and "
-            f"{fmt(r['share_mem_pct'])} of the memory saving ({t['impl']} -> {f['impl']}); "
-            f"{ratio} the floor's step")
+            f"captures {pct(r['share_time_pct'])} of the attainable time saving and "
+            f"{pct(r['share_mem_pct'])} of the memory saving ({t['impl']} -> {f['impl']}); "
+            + ("-" if r["vs_floor"] is None else f"{r['vs_floor']:.3f}x") + " the floor's step")
 
 
 def measure_point(runner, name: str, variants: dict, batch: int, threads: int,
@@ -194,23 +182,22 @@ def measure_point(runner, name: str, variants: dict, batch: int, threads: int,
             steps[impl] = step
         except Exception as e:
             r["status"] = "ERROR: " + report.first_line(e)
-    try:
+    try:  # a step that ran once and then failed: none is timed
         tms = time_interleaved(steps, cfg.device, threads=threads if cfg.device == "cpu" else None,
                                rounds=3 if cfg.quick else 7, block_s=2e-3, warmup=1,
-                               budget_s=1.0 if cfg.quick else 10.0,
-                               max_rounds=5 if cfg.quick else 40, lead=1) if steps else {}
-    except Exception as e:  # a step that ran once and then failed: none is timed
+                               budget_s=1.0 if cfg.quick else 10.0, max_rounds=5 if cfg.quick else 40,
+                               lead=1) if steps else {}
+    except Exception as e:
         tms = {}
         for r in rows:
             if r["impl"] in steps:
                 r["status"] = f"ERROR: timing: {type(e).__name__}: {str(e)[:200]}"
     for r in rows:
-        tm = tms.get(r["impl"])
-        if tm is not None:
+        if (tm := tms.get(r["impl"])) is not None:
             r.update(tm.fields())
             if r["role"].endswith("compile") and r["first_step_s"] > 3 * tm.median:
-                r["note"] = f"first step {r['first_step_s']:.1f} s (compile)" + (
-                    "; " + r["note"] if r["note"] else "")
+                r["note"] = "; ".join(filter(None, [f"first step {r['first_step_s']:.1f} s (compile)",
+                                                    r["note"]]))
     fill_shares(rows, cfg.device)
     return rows
 
