@@ -1,13 +1,8 @@
-"""``python -m selu_ext.bench``: selu_ext against PyTorch, checked, timed and stored
-as rows (``--help`` for every flag; ``--quick`` for a look, under 30 s on a CPU).
-
-Each row is one (op, mode, dtype, size, device, threads, impl) with its status, median
-and p20/p80 time, GB/s, percent of the copy bandwidth measured in the same run,
-speedups against each peer, peak memory and bytes saved for backward; the run's
-metadata goes with them. Targets are evaluated from the rows (targets.py, pure
-Python); plots and the README summary are drawn from stored rows.
-
-From Python, with your own implementation next to the others::
+"""``python -m selu_ext.bench``: selu_ext against PyTorch, checked, timed and stored as
+rows (``--help`` for every flag; ``--quick`` for a look). A row is one (op, mode, dtype,
+size, device, threads, impl): status, median and p20/p80 time, GB/s, percent of the copy
+bandwidth, speedups against each peer, memory; targets, plots and the README summary are
+drawn from stored rows. From Python, with your own implementation next to the others::
 
     from selu_ext import bench
     bench.main(["--quick", "--json", "out.json"],

@@ -1,19 +1,12 @@
-"""What is benchmarked: three ops and the implementations of each.
-
-    op        what                      peers                                selu_ext
-    selu      SELU                      F.selu, nn.SELU, compile(F.selu)     selu_ext.selu
-    fused     SELU then AlphaDropout    F.selu+F.alpha_dropout, its compile  selu_ext.selu_alpha_dropout
-    dropout   AlphaDropout              F.alpha_dropout, its compile         selu_ext.alpha_dropout
-
-selu_ext's dropout runs with a fixed seed, so its mask is known and its output is
-checked element by element; PyTorch's draws its mask from torch's generator, so the
-checker reads the mask back from the output and checks statistics (checks.py).
+"""What is benchmarked: the ops (selu, fused = SELU then AlphaDropout, dropout =
+AlphaDropout) and their implementations, PyTorch's peers and selu_ext. selu_ext's dropout
+runs with a fixed seed, so its mask is known and checked element by element; PyTorch's
+comes from torch's generator (checks.py reads it back).
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 from dataclasses import dataclass, field
 from typing import Callable, NamedTuple, Optional
 
@@ -64,18 +57,6 @@ class Impl:
     unavailable: Optional[str] = None
     # A compile that failed once, by (dtype, with grad), fails at every size: not retried.
     failures: dict = field(default_factory=dict)
-
-
-def compile_unavailable_reason(device: str) -> Optional[str]:
-    """Why torch.compile cannot be tried here, or None (a failure at the first call
-    is reported then)."""
-    import torch._dynamo
-
-    if not torch._dynamo.is_dynamo_supported():
-        return "torch._dynamo does not support this Python"
-    if device == "cuda" and importlib.util.find_spec("triton") is None:
-        return "triton is not installed (inductor needs it for CUDA)"
-    return None
 
 
 @contextlib.contextmanager

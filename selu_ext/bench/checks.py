@@ -1,13 +1,8 @@
-"""Correctness before timing: a candidate's forward output and input gradient against
-the float64 reference, within selu_ext.testing.COMPOSITE_TOL (the bound every
-implementation, PyTorch's composites included, meets).
-
-PyTorch's dropout draws its mask from torch's generator: the mask is read back from
-the output (every dropped unit holds the same value), kept units are compared element
-by element, and drop rate, mean and variance are checked as statistics (on
-standard-normal input SELU and AlphaDropout keep mean 0 and variance 1). A unit whose
-kept value rounds onto the dropped value (bfloat16 makes a few) passes with either.
-"""
+"""Correctness before timing: output and input gradient against the float64 reference
+within selu_ext.testing.COMPOSITE_TOL. PyTorch's dropout mask is unknown: it is read back
+from the output (dropped units hold one value), and drop rate, mean and variance are
+checked as statistics; a unit whose kept value rounds onto the dropped one passes with
+either."""
 
 from __future__ import annotations
 

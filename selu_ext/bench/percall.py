@@ -1,10 +1,7 @@
 """Per-call cost of every public function and module against its torch equivalent
-(``--percall``; part of the default run). At the sizes self-normalizing networks use,
-a step is bound by what each call costs on the host (Python wrapper, dispatcher,
-autograd node), not by the kernel. Single calls on 16, 4096 and 65536 float32
-elements, in four modes (MODE_TEXT), torch and selu_ext timed interleaved
-(timing.time_interleaved) on one CPU thread (CUDA: synchronized once per block):
-torch's row has role "eager", selu_ext's role "ext" and its speedup_vs_eager.
+(``--percall``): at the sizes self-normalizing networks use, a step is bound by what each
+call costs on the host (Python, dispatcher, autograd node), not by the kernel. torch
+(role eager) and selu_ext (role ext) are timed interleaved, on one CPU thread.
 """
 
 from __future__ import annotations

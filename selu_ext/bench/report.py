@@ -1,10 +1,6 @@
-"""Output: the terminal table (a line per row, printed as it is measured), the run
-header, the targets, the answer, and the stored forms: JSON (meta + rows + targets),
-CSV (a line per row, run metadata repeated in each) and a plot drawn from the rows.
-
-Every printed line fits WIDTH columns; what does not fit (build_info, the answer's
-details) is in the JSON's meta.
-"""
+"""Output: the terminal tables, header, targets and answer, every line within WIDTH
+columns (what does not fit, build_info and the answer in one line, is in the JSON's
+meta), and the stored forms: JSON, CSV (run metadata in every line) and a plot."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from typing import Optional, TextIO
 import torch
 
 from . import avx2_peer, machine, memory, percall, report, sweep, targets, timing, train
-from .candidates import MODES, OP_DEFS, Impl, build_impls, compile_unavailable_reason
+from .candidates import MODES, OP_DEFS, Impl, build_impls
 
 
 # A run's settings: the flags' values, made by cli.config_from_args, which holds every
@@ -86,11 +86,9 @@ class Runner:
 
     def impls_for(self, op: str) -> list[Impl]:
         cfg = self.cfg
-        if cfg.compile is False:
-            cmode = "compile skipped (--no-compile" + (", --quick on CPU)" if cfg.quick else ")")
-        else:
-            cmode = compile_unavailable_reason(cfg.device)
-            cmode = cmode and "compile unavailable: " + cmode
+        # None: try torch.compile; a failure at the first call is the row's status.
+        cmode = None if cfg.compile is not False else (
+            "compile skipped (--no-compile" + (", --quick on CPU)" if cfg.quick else ")"))
         impls = build_impls(op, cfg.device, cfg.p, compile_mode=cmode, cpu_variants=cfg.cpu_variants)
         impls[-1:-1] = self.extra_impls.get(op, [])
         if cfg.device == "cpu" and self.avx2_rows:

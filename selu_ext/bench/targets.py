@@ -1,10 +1,6 @@
-"""The performance targets, evaluated from stored rows only.
-
-Each target names the rows it reads and a threshold; its value is the worst of those
-rows, so a PASS holds for every row it covers; with no rows (a filtered or quick run)
-it is n/a. Pure Python on plain dicts: benchmarks/summarize.py and ``--from-json`` use
-it on a stored run.
-"""
+"""The performance targets, evaluated from stored rows only: each reads its rows and
+holds the worst of them to a threshold (n/a without rows). Pure Python on plain dicts,
+so benchmarks/summarize.py and ``--from-json`` evaluate stored runs with it."""
 
 from __future__ import annotations
 

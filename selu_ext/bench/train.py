@@ -1,17 +1,10 @@
-"""One optimizer step of a self-normalizing network, as users run it (``--train``;
-part of the default run): forward, cross-entropy, backward, optimizer step, zero_grad.
-
-    mlp      784 -> 8 x (Linear 512, SELU, AlphaDropout 0.05) -> 10, SGD with momentum
-    convnet  the tutorial's MNIST ConvNet: Conv2d(1, 32, 3), SELU, AlphaDropout 0.25,
-             Flatten, Linear(21632, 256), SELU, Linear(256, 10); Adam (lr 1e-3)
-
-Variants of one model (VARIANTS): torch.nn as written, selu_ext.nn.convert of it, the
-floor (SELU and AlphaDropout as nn.Identity: the most any activation library could
-save) and torch.compile of each, in every dtype of --train-dtypes (parameters and
-input). The variants of one (model, dtype, batch) are timed interleaved, each timed
-step right after an untimed one of the same variant (timing.time_interleaved's
-``lead``). selu_ext's rows carry the share of the attainable saving it captures,
-(torch - selu_ext) / (torch - floor), for time and memory, and vs_floor.
+"""One optimizer step (forward, cross-entropy, backward, step, zero_grad) of a
+self-normalizing network as users run it (``--train``): the MLP 784 -> 8 x (Linear 512,
+SELU, AlphaDropout 0.05) -> 10 with SGD, and the tutorial's MNIST ConvNet with Adam, each
+as torch.nn, selu_ext.nn.convert of it, the floor (SELU and AlphaDropout as nn.Identity:
+the most any activation library could save) and torch.compile of each (VARIANTS). The
+variants of one (model, dtype, batch) are timed interleaved; selu_ext's rows carry the
+share of the attainable saving captured, (torch - selu_ext) / (torch - floor).
 """
 
 from __future__ import annotations
