@@ -198,7 +198,7 @@ def _clauses(rows: list[dict], meta: dict) -> list[tuple[str, str]]:
         shares = sorted(r["share_time_pct"] for r in steps)
         model = worst["op"].removeprefix("train_")
         mid = f"{shares[len(shares) // 2]:.0f}%"
-        out.append((f"a step saves {mid} of the attainable time",
+        out.append((f"{mid} of the step-time saving captured",
                     f"a training step with selu_ext captured {mid} of the attainable time saving "
                     f"(torch.nn -> floor{', ' + where if not out else ''}; median of {len(steps)} "
                     f"model/batch points, {shares[0]:.0f}%..{shares[-1]:.0f}%, least at {model} "
