@@ -18,6 +18,7 @@ from selu_ext.testing import COMPOSITE_TOL, alpha_dropout_reference
 
 from . import report
 from .machine import note_load
+from .sweep import make_inputs
 from .timing import time_interleaved
 
 SIZES = (16, 4096, 65536)
@@ -98,11 +99,9 @@ def check(case: Case, y_ext: torch.Tensor, y_torch: torch.Tensor, x: torch.Tenso
 def measure_pair(runner, case: Case, mode: str, size: int, threads: int) -> list[dict]:
     """The torch row and the selu_ext row of one (case, mode, size)."""
     cfg = runner.cfg
-    gen = torch.Generator(device=cfg.device).manual_seed(cfg.seed * 1_000_003 + size)
     # Feature dropout draws the masks of 16 channels at every size.
     shape = (2, 8, size // 16) if case.feature else (size,)
-    x = torch.randn(shape, generator=gen, device=cfg.device)
-    g = torch.randn(shape, generator=gen, device=cfg.device)
+    (x,), (g,) = make_inputs(runner, torch.float32, shape, 1)
     if mode in ("call_grad", "call_fwdbwd"):
         x.requires_grad_()
     rows = [report.new_row(case.op, mode, "float32", size, cfg.device, threads, name, role,

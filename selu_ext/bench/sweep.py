@@ -30,12 +30,13 @@ MAX_BUFFERS = {"cpu": 1024, "cuda": 4096}
 _graph_stream = []  # --cuda-graphs: the one stream rows are measured on
 
 
-def make_inputs(runner, dtype, size, n_sets):
+def make_inputs(runner, dtype, shape, n_sets):
+    """``n_sets`` copies of an input and an incoming gradient, seeded by --seed and size."""
     dev = runner.cfg.device
-    gen = torch.Generator(device=dev).manual_seed(runner.cfg.seed * 1_000_003 + size)
+    gen = torch.Generator(device=dev).manual_seed(runner.cfg.seed * 1_000_003 + math.prod(shape))
     gdt = torch.float64 if dtype == torch.float64 else torch.float32
-    x = torch.randn(size, generator=gen, device=dev, dtype=gdt).to(dtype)
-    g = torch.randn(size, generator=gen, device=dev, dtype=gdt).to(dtype)
+    x = torch.randn(shape, generator=gen, device=dev, dtype=gdt).to(dtype)
+    g = torch.randn(shape, generator=gen, device=dev, dtype=gdt).to(dtype)
     return [x] + [x.clone() for _ in range(n_sets - 1)], [g] + [g.clone() for _ in range(n_sets - 1)]
 
 
@@ -49,7 +50,7 @@ def run_point(runner, opname, impls, dname, size, threads, modes=SWEEP_MODES) ->
                                              max(1, math.ceil(2 * runner.meta["cache_bytes"] / per_set))))
     modes = [m for m in modes if m in cfg.modes]
     try:
-        xs, gs = make_inputs(runner, dtype, size, n)
+        xs, gs = make_inputs(runner, dtype, (size,), n)
     except RuntimeError as e:  # out of memory, say
         for mode in modes:
             for impl in impls:
