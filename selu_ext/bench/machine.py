@@ -51,16 +51,19 @@ def collect_meta(cfg) -> dict:
 
 
 def measure_copy_bandwidth(runner) -> None:
+    """GB/s (bytes read + bytes written per second) of dst.copy_(src) on float32 buffers."""
     cfg = runner.cfg
     if cfg.emit_rows:
         return
-    cache = runner.meta["cache_bytes"]
-    nbytes = max(4 * cache, 32 * 2**20 if cfg.quick else 128 * 2**20 if cfg.device == "cpu"
-                 else 512 * 2**20)
-    for t in cfg.threads if cfg.device == "cpu" else cfg.threads[:1]:
-        gbps, tm = timing.copy_bandwidth(cfg.device, threads=t, nbytes=nbytes,
-                                         min_time=max(cfg.min_time, 0.05))
-        runner.copy_gbps[t] = runner.meta["copy_gbps"][str(t)] = gbps
+    cuda = cfg.device == "cuda"
+    nbytes = max(4 * runner.meta["cache_bytes"], 32 * 2**20 if cfg.quick else 512 * 2**20 if cuda else 128 * 2**20)
+    src = torch.randn(nbytes // 4, device=cfg.device)
+    dst = torch.empty_like(src)
+    min_time = max(cfg.min_time, 0.05)
+    for t in cfg.threads[:1] if cuda else cfg.threads:
+        tm = timing.time_calls(lambda: dst.copy_(src), cfg.device, threads=t, min_time=min_time,
+                               max_time=max(min_time, 0.2 if cuda else 1.0), min_samples=20 if cuda else 7)
+        gbps = runner.copy_gbps[t] = runner.meta["copy_gbps"][str(t)] = 2 * nbytes / tm.median / 1e9
         runner.say(f"copy bandwidth ({t} thread(s)): {gbps:.1f} GB/s  (dst.copy_(src), "
                    f"{nbytes / 2**20:.0f} MiB each, read + write counted, median "
                    f"{tm.median * 1e3:.3f} ms)")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import sys
 import time
@@ -16,7 +17,7 @@ from typing import Optional, TextIO
 import torch
 
 from . import avx2_peer, machine, memory, percall, report, sweep, targets, timing, train
-from .candidates import MODES, OP_DEFS, Impl, build_impls
+from .candidates import OP_DEFS, Impl, build_impls
 
 
 # A run's settings: the flags' values, made by cli.config_from_args, which holds every
@@ -48,8 +49,7 @@ class Runner:
         self.out.flush()
 
     def emit(self, row: dict, show: bool = True) -> None:
-        """Store a row (``show``: and print it; the per-call and training-step parts
-        print their own)."""
+        """Store a row; the per-call and training-step parts print their own."""
         self.rows.append(row)
         key = lambda r: (r["op"], r["mode"], r["dtype"], r["size"], r.get("threads"))  # noqa: E731
         report.fill_speedups([r for r in self.rows[-64:] if key(r) == key(row)])
@@ -69,12 +69,10 @@ class Runner:
         self.emit(row)
 
     def new_row(self, op, mode, dtype, size, threads, impl: Impl, **fields) -> dict:
-        return report.new_row(op, mode, dtype, size, self.cfg.device, threads, impl.name,
-                              impl.role, **fields)
+        return report.new_row(op, mode, dtype, size, self.cfg.device, threads, impl.name, impl.role, **fields)
 
     def over_budget(self) -> bool:
-        if self.cfg.budget is not None and not self.budget_hit and \
-                time.perf_counter() - self.t_start > self.cfg.budget:
+        if self.cfg.budget and not self.budget_hit and time.perf_counter() - self.t_start > self.cfg.budget:
             self.budget_hit = self.meta["budget_hit"] = True
             self.say(f"\n*** time budget of {self.cfg.budget:.0f} s used up: the remaining rows "
                      "are skipped ***\n")
@@ -91,8 +89,6 @@ class Runner:
             "compile skipped (--no-compile" + (", --quick on CPU)" if cfg.quick else ")"))
         impls = build_impls(op, cfg.device, cfg.p, compile_mode=cmode, cpu_variants=cfg.cpu_variants)
         impls[-1:-1] = self.extra_impls.get(op, [])
-        if cfg.device == "cpu" and self.avx2_rows:
-            impls.insert(1, Impl(impls[0].name + "[avx2]", "eager_avx2", None, modes=tuple(MODES)))
         return [i for i in impls if self.wanted(i)]
 
     def sync(self):
@@ -143,10 +139,9 @@ class Runner:
             for threads in cfg.threads:
                 self.set_threads(threads)
                 impls = self.impls_for("selu")
-                for dtype in cfg.dtypes:
-                    for size in cfg.percall_sizes:
-                        if not self.over_budget():
-                            sweep.run_point(self, "selu", impls, dtype, size, threads, ("percall",))
+                for dtype, size in itertools.product(cfg.dtypes, cfg.percall_sizes):
+                    if not self.over_budget():
+                        sweep.run_point(self, "selu", impls, dtype, size, threads, ("percall",))
         if cfg.per_call:
             percall.run(self)
         if cfg.train:
@@ -155,24 +150,20 @@ class Runner:
         # op in the first dtypes (float32 first), and the thread counts of one op and
         # dtype are measured next to each other, in one state of the process (see
         # machine.canary).
-        for dtype in cfg.dtypes:
-            for op in cfg.ops:
-                for threads in cfg.threads:
-                    if self.over_budget():
-                        break
-                    self.set_threads(threads)  # fresh torch.compile per thread count
-                    impls = self.impls_for(op)
-                    print(f"\n{OP_DEFS[op].title}, {dtype}, {threads} thread(s)\n{report.HEADER}",
-                          file=self.out)
-                    for size in cfg.sizes:
-                        if self.over_budget():
-                            break
-                        sweep.run_point(self, op, impls, dtype, size, threads)
-                    machine.canary(self.meta, cfg.device, f"after {op} {dtype} {threads}thr")
-                    self.checkpoint()
+        for dtype, op, threads in itertools.product(cfg.dtypes, cfg.ops, cfg.threads):
+            if self.over_budget():
+                break
+            self.set_threads(threads)  # fresh torch.compile per thread count
+            impls = self.impls_for(op)
+            print(f"\n{OP_DEFS[op].title}, {dtype}, {threads} thread(s)\n{report.HEADER}", file=self.out)
+            for size in cfg.sizes:
+                if self.over_budget():
+                    break
+                sweep.run_point(self, op, impls, dtype, size, threads)
+            machine.canary(self.meta, cfg.device, f"after {op} {dtype} {threads}thr")
+            self.checkpoint()
 
-    def checkpoint(self):
-        """Write the JSON so far: a run cut short keeps what it measured."""
+    def checkpoint(self):  # a run cut short keeps what it measured
         if self.cfg.json:
             report.fill_speedups(self.rows)
             report.write_json(self.cfg.json, self.meta, self.rows, [], {"partial": True})

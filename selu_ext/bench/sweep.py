@@ -52,23 +52,19 @@ def run_point(runner, opname, impls, dname, size, threads, modes=SWEEP_MODES) ->
     try:
         xs, gs = make_inputs(runner, dtype, (size,), n)
     except RuntimeError as e:  # out of memory, say
-        for mode in modes:
-            for impl in impls:
-                runner.emit(runner.new_row(opname, mode, dname, size, threads, impl,
-                                           status="ERROR: inputs: " + first_line(e)))
+        for mode, impl in ((m, i) for m in modes for i in impls):
+            runner.emit(runner.new_row(opname, mode, dname, size, threads, impl,
+                                       status="ERROR: inputs: " + first_line(e)))
         return
     known = keep_mask(size, cfg.p, cfg.device) if op.has_dropout else None
     ref = checks.Reference(op, xs[0], gs[0], cfg.p, known)
     for mode in modes:
+        avx2_peer.emit(runner, opname, mode, dname, size, threads)
         for impl in impls:
-            if mode not in impl.modes:
-                continue
-            if impl.role == "eager_avx2":
-                avx2_peer.emit(runner, opname, mode, dname, size, threads)
-                continue
-            row = runner.new_row(opname, mode, dname, size, threads, impl, n_buffers=n)
-            measure(runner, row, op, impl, mode, xs, gs, ref, threads)
-            runner.emit(row)
+            if mode in impl.modes:
+                row = runner.new_row(opname, mode, dname, size, threads, impl, n_buffers=n)
+                measure(runner, row, op, impl, mode, xs, gs, ref, threads)
+                runner.emit(row)
     del xs, gs, ref
     if cfg.device == "cuda":
         torch.cuda.empty_cache()
@@ -92,7 +88,7 @@ def timing_stream(cfg):
     stream its calls are captured on: autograd runs each backward op on its forward
     op's stream (the graphs of the backward mode are built here too), and capture
     cannot use the default stream."""
-    if not (cfg.device == "cuda" and cfg.cuda_graphs):
+    if not cfg.cuda_graphs:
         yield
         return
     if not _graph_stream:
@@ -110,13 +106,11 @@ def timed(cfg, call, threads, mode, period=1) -> timing.Timing:
     if mode == "percall":  # wall clock, what the calling thread waits for
         return timing.time_interleaved({"": call}, cfg.device, threads=threads, rounds=15, block_s=2e-3,
                                        warmup=20, budget_s=cfg.min_time, max_rounds=200)[""]
-    if cfg.device == "cpu":
-        return timing.time_cpu(call, threads=threads, min_time=cfg.min_time, max_time=cfg.max_time,
-                               min_samples=cfg.min_samples)
-    kw = dict(min_time=cfg.min_time, max_time=cfg.max_time, min_samples=max(cfg.min_samples, 10))
+    kw = dict(min_time=cfg.min_time, max_time=cfg.max_time,
+              min_samples=max(cfg.min_samples, 10) if cfg.device == "cuda" else cfg.min_samples)
     if cfg.cuda_graphs:
         return timing.time_cuda_graph(call, period=period, **kw)
-    return timing.time_cuda(call, **kw)
+    return timing.time_calls(call, cfg.device, threads=threads, **kw)
 
 
 def _first_call(runner, fn, mode, xs, gs):
@@ -169,13 +163,21 @@ def measure(runner, row, op, impl: Impl, mode, xs, gs, ref, threads) -> None:
                 row["note"] = (row["note"] + "; " if row["note"] else "") + chk.detail
                 return
             if mode == "percall":
-                fill_timing(runner, row, timed(cfg, call, threads, mode), None, threads)
+                row.update(timed(cfg, call, threads, mode).fields())
                 row["note"] = "wall clock per call, forward+backward with autograd"
                 return
-            fill_saved(runner, row, impl, xs[0])
+            key = (impl.name, row["dtype"], row["size"], row["threads"])
+            if key not in runner.saved_cache:
+                xr, runner.saved_cache[key] = xs[0].detach().requires_grad_(), None
+                with contextlib.suppress(Exception):
+                    runner.saved_cache[key] = memory.saved_bytes(lambda: impl.fn(xr))
+            row["saved_bytes"] = runner.saved_cache[key]
             tm = timed(cfg, call, threads, mode, period=len(xs))
-            fill_timing(runner, row, tm, op.passes[mode] * xs[0].numel() * xs[0].element_size(),
-                        threads)
+            nbytes = op.passes[mode] * xs[0].numel() * xs[0].element_size()
+            row.update(tm.fields(), gbps=nbytes / tm.median / 1e9)
+            copy = runner.copy_gbps.get(threads) or next(iter(runner.copy_gbps.values()), None)
+            if copy:
+                row["pct_copy_bw"] = 100 * row["gbps"] / copy
             state["i"] = 0
             row["peak_mem"] = memory.peak_memory(call, cfg.device)
     except timing.GraphCaptureError as e:
@@ -185,26 +187,6 @@ def measure(runner, row, op, impl: Impl, mode, xs, gs, ref, threads) -> None:
             row["status"] = "ERROR: " + first_line(e)
             return
         impl.failures[fkey] = row["status"] = "compile unavailable: " + first_line(e)
-
-
-def fill_saved(runner, row, impl: Impl, x) -> None:
-    key = (impl.name, row["dtype"], row["size"], row["threads"])
-    if key not in runner.saved_cache:
-        try:
-            xr = x.detach().requires_grad_()
-            runner.saved_cache[key] = memory.saved_bytes(lambda: impl.fn(xr))
-        except Exception:
-            runner.saved_cache[key] = None
-    row["saved_bytes"] = runner.saved_cache[key]
-
-
-def fill_timing(runner, row, tm: timing.Timing, nbytes, threads) -> None:
-    row.update(tm.fields())
-    if nbytes:
-        row["gbps"] = nbytes / tm.median / 1e9
-        copy = runner.copy_gbps.get(threads) or next(iter(runner.copy_gbps.values()), None)
-        if copy:
-            row["pct_copy_bw"] = 100 * row["gbps"] / copy
 
 
 def run_accuracy(runner, threads) -> None:
@@ -220,14 +202,9 @@ def run_accuracy(runner, threads) -> None:
     impls = [i for i in build_impls("selu", cfg.device, cfg.p, compile_mode="skipped",
                                     cpu_variants=cfg.device == "cpu")
              if i.role in ("eager", "ext") or (i.role == "ext_variant" and "forward" in i.modes)]
-    impls += runner.extra_impls.get("selu", [])
-    if cfg.device == "cpu" and runner.avx2_rows:
-        impls.insert(1, Impl("F.selu[avx2]", "eager_avx2", None))
-    for impl in impls:
+    avx2_peer.emit(runner, "selu", "accuracy", "float32", x.numel(), threads)
+    for impl in impls + runner.extra_impls.get("selu", []):
         if not runner.wanted(impl):
-            continue
-        if impl.role == "eager_avx2":
-            avx2_peer.emit(runner, "selu", "accuracy", "float32", x.numel(), threads)
             continue
         with runner.measuring(runner.new_row("selu", "accuracy", "float32", x.numel(), threads,
                                              impl)) as row:

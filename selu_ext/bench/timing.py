@@ -36,41 +36,54 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def _n_samples(per_sample: float, min_time: float, max_time: float, min_samples: int,
-               max_samples: int) -> int:
-    """Enough samples for ``min_time``, at most ``max_time`` (but never fewer than 3)."""
-    n = int(min(max_samples, max(min_samples, min_time / per_sample)))
-    return max(min(n, int(max_time / per_sample)), 3)
+def _n_samples(est: float, min_time: float, max_time: float, min_samples: int, max_samples: int) -> int:
+    """Enough samples of ``est`` seconds for ``min_time``, at most ``max_time`` (but never fewer than 3)."""
+    n = int(min(max_samples, max(min_samples, min_time / est)))
+    return max(min(n, int(max_time / est)), 3)
 
 
-def _event_times(body: Callable[[], None], samples: int, calls: int) -> list:
-    """Per-call seconds of ``samples`` runs of ``body`` (``calls`` calls each), timed
-    with CUDA events that are read only after the last run."""
-    events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
-              for _ in range(samples)]
+def _samples(block: Callable[[], object], calls: int, device: str, n: int = 1) -> Timing:
+    """Per-call times of ``n`` runs of ``block`` (``calls`` calls each). CUDA events are
+    read only after the last run: the host runs ahead, as in a model."""
+    if device != "cuda":
+        times = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            block()
+            times.append((time.perf_counter() - t0) / calls)
+        return Timing(times, calls)
+    events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(n)]
     for s, e in events:
         s.record()
-        body()
+        block()
         e.record()
     torch.cuda.synchronize()
-    return [s.elapsed_time(e) / 1e3 / calls for s, e in events]
+    return Timing([s.elapsed_time(e) / 1e3 / calls for s, e in events], calls)
 
 
-def time_cuda(call: Callable[[], object], *, min_time: float, max_time: float,
-              min_samples: int = 10, max_samples: int = 200, warmup: int = 3) -> Timing:
-    """Median per-call GPU time of ``call`` (which rotates its own inputs)."""
-    for _ in range(warmup):
-        call()
-    torch.cuda.synchronize()
-    # Samples of >= ~0.1 ms of work each: event resolution is ~0.5 us.
-    est = max(_event_times(lambda: [call() for _ in range(3)], 1, 3)[0], 1e-7)
-    per_sample = max(1, min(1000, int(math.ceil(1e-4 / est))))
-
-    def body():
-        for _ in range(per_sample):
+def _repeat(call: Callable[[], object], n: int) -> Callable[[], None]:
+    def block():
+        for _ in range(n):
             call()
-    samples = _n_samples(est * per_sample, min_time, max_time, min_samples, max_samples)
-    return Timing(_event_times(body, samples, per_sample), per_sample)
+    return block
+
+
+def time_calls(call: Callable[[], object], device: str, *, threads: Optional[int] = None, min_time: float,
+               max_time: float, min_samples: int = 7, warmup: int = 3) -> Timing:
+    """Median per-call time of ``call`` (which rotates its own inputs), over blocks of
+    back-to-back calls of >= 1 ms on the CPU (timer overhead < 0.1%), >= 0.1 ms on CUDA
+    (event resolution is ~0.5 us). Not torch.utils.benchmark's blocked_autorange: its
+    10-20 ms blocks leave a call of a few ms one or two samples and no spread."""
+    if threads:
+        torch.set_num_threads(threads)
+    est = _samples(call, 1, device).median
+    if est < 0.02:  # the check already ran it once: a slow call needs no more warm-up
+        _repeat(call, warmup)()
+        est = _samples(_repeat(call, 3), 3, device).median
+    est = max(est, 1e-7)
+    calls = max(1, min(1000, math.ceil((1e-4 if device == "cuda" else 1e-3) / est)))
+    n = _n_samples(est * calls, min_time, max_time, min_samples, 200 if device == "cuda" else 1000)
+    return _samples(_repeat(call, calls), calls, device, n)
 
 
 class GraphCaptureError(RuntimeError):
@@ -78,9 +91,8 @@ class GraphCaptureError(RuntimeError):
     it is not a failure of the candidate itself)."""
 
 
-def time_cuda_graph(call: Callable[[], object], *, period: int, min_time: float,
-                    max_time: float, min_samples: int = 10, max_samples: int = 200,
-                    warmup: int = 3, max_calls: int = 512) -> Timing:
+def time_cuda_graph(call: Callable[[], object], *, period: int, min_time: float, max_time: float,
+                    min_samples: int = 10, warmup: int = 3, max_calls: int = 512) -> Timing:
     """Median per-call GPU time of ``call`` without the host: replays of a CUDA graph of
     a whole number of rotations through the ``period`` input buffers. Capture needs a
     non-default stream and autograd runs a backward op on its forward op's stream, so
@@ -92,16 +104,14 @@ def time_cuda_graph(call: Callable[[], object], *, period: int, min_time: float,
     stream = caller if caller != torch.cuda.default_stream() else torch.cuda.Stream()
     stream.wait_stream(caller)
     with torch.cuda.stream(stream):
-        for _ in range(max(warmup, period)):
-            call()
+        _repeat(call, max(warmup, period))()
     torch.cuda.synchronize()
 
     def capture(n_calls: int) -> "torch.cuda.CUDAGraph":
         graph = torch.cuda.CUDAGraph()
         try:
             with torch.cuda.graph(graph, stream=stream):
-                for _ in range(n_calls):
-                    call()
+                _repeat(call, n_calls)()
         except Exception as e:
             raise GraphCaptureError(f"CUDA graph capture failed: {type(e).__name__}: {e}") from e
         return graph
@@ -110,42 +120,14 @@ def time_cuda_graph(call: Callable[[], object], *, period: int, min_time: float,
     # >= ~0.2 ms (event resolution is ~0.5 us).
     graph = capture(period)
     graph.replay()
-    est = max(_event_times(lambda: [graph.replay() for _ in range(3)], 1, 3 * period)[0], 1e-8)
-    n_calls = max(1, min(max_calls // period, int(math.ceil(2e-4 / (est * period))))) * period
+    est = max(_samples(_repeat(graph.replay, 3), 3 * period, "cuda").median, 1e-8)
+    n_calls = max(1, min(max_calls // period, math.ceil(2e-4 / (est * period)))) * period
     if n_calls != period:
         del graph
         graph = capture(n_calls)
-    samples = _n_samples(est * n_calls, min_time, max_time, min_samples, max_samples)
     graph.replay()
-    times = _event_times(graph.replay, samples, n_calls)
-    del graph
-    return Timing(times, n_calls)
-
-
-def time_cpu(call: Callable[[], object], *, threads: int, min_time: float, max_time: float,
-             min_samples: int = 7, warmup: int = 2) -> Timing:
-    """Median per-call wall time with ``threads`` intra-op threads, over blocks of
-    back-to-back calls of >= 1 ms (timer overhead < 0.1%). Not torch.utils.benchmark's
-    blocked_autorange: its 10-20 ms blocks leave a call of a few ms one or two samples
-    and no spread."""
-    torch.set_num_threads(threads)
-    t0 = time.perf_counter()
-    call()
-    est = time.perf_counter() - t0
-    if est < 0.02:  # the check already ran it once: one warm-up call is enough for slow calls
-        t0 = time.perf_counter()
-        for _ in range(warmup):
-            call()
-        est = (time.perf_counter() - t0) / warmup
-    per_block = max(1, int(math.ceil(1e-3 / max(est, 1e-8))))
-    samples = _n_samples(max(est, 1e-8) * per_block, min_time, max_time, min_samples, 1000)
-    times = []
-    for _ in range(samples):
-        t0 = time.perf_counter()
-        for _ in range(per_block):
-            call()
-        times.append((time.perf_counter() - t0) / per_block)
-    return Timing(times, per_block)
+    n = _n_samples(est * n_calls, min_time, max_time, min_samples, 200)
+    return _samples(graph.replay, n_calls, "cuda", n)
 
 
 def cache_bytes(device: str) -> int:
@@ -164,20 +146,6 @@ def cache_bytes(device: str) -> int:
         except (OSError, ValueError):
             continue
     return best or 32 * 2**20
-
-
-def copy_bandwidth(device: str, *, threads: int, nbytes: int, min_time: float) -> tuple[float, Timing]:
-    """Copy bandwidth in GB/s (bytes read + bytes written per second) of
-    ``dst.copy_(src)`` on float32 buffers of ``nbytes`` each."""
-    n = max(nbytes // 4, 1024)
-    src = torch.randn(n, device=device)
-    dst = torch.empty_like(src)
-    call = lambda: dst.copy_(src)  # noqa: E731
-    if device == "cuda":
-        t = time_cuda(call, min_time=min_time, max_time=max(min_time, 0.2), min_samples=20)
-    else:
-        t = time_cpu(call, threads=threads, min_time=min_time, max_time=max(min_time, 1.0))
-    return 2 * n * 4 / t.median / 1e9, t
 
 
 def time_interleaved(calls: dict[str, Callable[[], object]], device: str, *,
