@@ -17,7 +17,6 @@ import selu_ext
 from selu_ext.testing import COMPOSITE_TOL, alpha_dropout_reference
 
 from . import report
-from .machine import note_load
 from .sweep import make_inputs
 from .timing import time_interleaved
 
@@ -160,7 +159,7 @@ def run(runner) -> None:
     """Every case, mode and size, torch row then selu_ext row."""
     cfg = runner.cfg
     threads = 1 if cfg.device == "cpu" else cfg.threads[0]
-    note_load(runner.meta, "per-call start")
+    runner.note_load("per-call start")
     runner.say(f"\nPer call: every public function and module against its torch equivalent, "
                f"float32, {threads} thread(s); wall clock per call, torch and selu_ext interleaved")
     print(HEADER, file=runner.out)
@@ -174,4 +173,4 @@ def run(runner) -> None:
                     runner.emit(row, show=False)
                 print(format_pair(rows), file=runner.out)
         runner.checkpoint()
-    note_load(runner.meta, "per-call end")
+    runner.note_load("per-call end")

@@ -1,14 +1,26 @@
-"""The run: its state (config, metadata, rows, copy bandwidth, budget) and its loop
-over thread counts, ops, dtypes and sizes. The modes are measured by sweep.py and
-memory.py, the other parts by percall.py (--percall) and train.py (--train).
+"""The run: its state (config, metadata, rows, copy bandwidth, budget), what it says
+about its machine, and its loop over thread counts, ops, dtypes and sizes. The modes are
+measured by sweep.py and memory.py, the other parts by percall.py (--percall) and
+train.py (--train).
+
+The F.selu[avx2] peer on the CPU is PyTorch's eager F.selu with its AVX2 kernels. torch
+reads ATEN_CPU_CAPABILITY when it is imported, so the peer runs in a subprocess with
+ATEN_CPU_CAPABILITY=avx2, through this same harness (``--emit-rows`` prints its eager rows
+as JSON lines); its rows are shown next to the others.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime
+import importlib.metadata
 import itertools
 import json
+import os
+import platform
+import statistics
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -16,9 +28,10 @@ from typing import Optional, TextIO
 
 import torch
 
-from . import avx2_peer, machine, memory, percall, report, sweep, targets, timing, train
-from .candidates import OP_DEFS, Impl, build_impls
+import selu_ext
 
+from . import memory, percall, report, sweep, targets, timing, train
+from .candidates import OP_DEFS, SWEEP_MODES, Impl, build_impls
 
 # A run's settings: the flags' values, made by cli.config_from_args, which holds every
 # default (``python -m selu_ext.bench --help`` lists them).
@@ -33,11 +46,43 @@ class Result:
     plot_ok: bool = True
 
 
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
+def collect_meta(cfg) -> dict:
+    info = selu_ext.build_info()
+    try:
+        triton_version = importlib.metadata.version("triton")
+    except importlib.metadata.PackageNotFoundError:
+        triton_version = None
+    cuda = cfg.device == "cuda"
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "command": cfg.command, "device": cfg.device,
+        "device_name": torch.cuda.get_device_name(torch.cuda.current_device()) if cuda else _cpu_name(),
+        "torch_version": torch.__version__, "torch_cuda": torch.version.cuda,
+        "triton_version": triton_version, "python": platform.python_version(),
+        "platform": platform.platform(), "version": selu_ext.__version__, "build_info": info,
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "selu_ext_cpu_capability": info.get("cpu_capability"),
+        "threads": list(cfg.threads), "cpu_count": os.cpu_count(), "p": cfg.p, "seed": cfg.seed,
+        "ops": list(cfg.ops), "modes": list(cfg.modes), "dtypes": list(cfg.dtypes),
+        "sizes": list(cfg.sizes), "percall_sizes": list(cfg.percall_sizes), "quick": cfg.quick,
+        "timing": "cuda-graph" if cfg.cuda_graphs else "launched",
+        "cache_bytes": timing.cache_bytes(cfg.device), "copy_gbps": {},
+    }
+
+
 class Runner:
     def __init__(self, cfg: Config, out: TextIO, extra_impls: Optional[dict] = None):
         self.cfg, self.out, self.extra_impls = cfg, out, extra_impls or {}
         self.rows: list[dict] = []
-        self.meta = machine.collect_meta(cfg)
+        self.meta = collect_meta(cfg)
         self.copy_gbps: dict = {}
         self.t_start = time.perf_counter()
         self.budget_hit = False
@@ -58,6 +103,15 @@ class Runner:
         if show:
             print(report.format_row(row), file=self.out)
         self.out.flush()
+
+    def emit_avx2(self, op, mode, dname, size, threads) -> None:
+        """Store and print the F.selu[avx2] row of this point, if the subprocess measured one."""
+        r = self.avx2_rows.get((op, mode, dname, size, threads))
+        if r is not None:
+            r = dict(r)
+            if r.get("gbps") and self.copy_gbps.get(threads):
+                r["pct_copy_bw"] = 100 * r["gbps"] / self.copy_gbps[threads]
+            self.emit(r)
 
     @contextlib.contextmanager
     def measuring(self, row: dict):
@@ -94,12 +148,18 @@ class Runner:
     def sync(self):
         timing.sync(self.cfg.device)
 
+    def note_load(self, label: str) -> None:
+        """The load average, kept in the run's meta: timings taken while other processes
+        compete for the cores are noisier (interleaving keeps the ratios fair)."""
+        if hasattr(os, "getloadavg"):
+            self.meta.setdefault("loadavg", []).append([label, list(os.getloadavg())])
+
     def run(self) -> Result:
         cfg, talk = self.cfg, not self.cfg.emit_rows
         if talk:
             report.print_header(self.meta, self.out)
         if cfg.device == "cpu" and cfg.avx2_peer and talk:
-            avx2_peer.run(self)
+            self.run_avx2_peer()
         try:
             self.measure()
         except KeyboardInterrupt:
@@ -110,7 +170,13 @@ class Runner:
 
             traceback.print_exc(file=self.out)
             self.meta["error"] = report.first_line(e)
-        machine.canary_verdict(self.meta, self.out)
+        c = [ms for _, ms in self.meta.get("expm1_canary_ms", [])]
+        if len(c) >= 2 and max(c) > 3 * min(c):
+            self.meta["canary_warning"] = (
+                f"PyTorch's expm1 ran at different speeds during this run ({min(c):.3f} to {max(c):.3f} ms "
+                "for 2^16 float32 elements; see meta.expm1_canary_ms): the eager F.selu rows of different "
+                "blocks are not comparable with each other")
+            self.say(f"\nWARNING: {self.meta['canary_warning']}")
         report.fill_speedups(self.rows)
         tg = targets.evaluate(self.rows, self.meta) if talk else []
         if talk:
@@ -126,10 +192,98 @@ class Runner:
                              "the rows measured before it were written")
         return res
 
+    def run_avx2_peer(self) -> None:
+        """Run the F.selu[avx2] subprocess and keep its rows in avx2_rows."""
+        cfg = self.cfg
+        # F.selu only: the fused eager peer runs the same F.selu plus a dropout that does
+        # not depend on the capability, at several times the cost.
+        modes = [m for m in cfg.modes if m in SWEEP_MODES + ("percall", "accuracy")]
+        if "selu" not in cfg.ops or not modes:
+            return
+        if str(self.meta.get("torch_cpu_capability")).upper() == "AVX2":
+            # The peer would time eager F.selu again, on the same kernels.
+            self.say("\nF.selu[avx2]: skipped, torch already uses its AVX2 kernels here")
+            self.meta["avx2_peer"] = {"skipped": "torch CPU capability is already AVX2"}
+            return
+        env = dict(os.environ, ATEN_CPU_CAPABILITY="avx2")
+        root = os.path.dirname(os.path.dirname(os.path.abspath(selu_ext.__file__)))
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+        args = [sys.executable, "-m", "selu_ext.bench", "--device", "cpu", "--ops", "selu",
+                "--modes", ",".join(modes), "--dtypes", ",".join(cfg.dtypes),
+                "--sizes", ",".join(map(str, cfg.sizes)), "--threads", *map(str, cfg.threads),
+                "--no-compile", "--no-avx2-peer", "--emit-rows", "--p", repr(cfg.p),
+                "--seed", str(cfg.seed), "--min-time", repr(cfg.min_time), "--max-time",
+                repr(cfg.max_time), "--min-samples", str(cfg.min_samples)] + ["--quick"] * cfg.quick
+        self.say("\nF.selu[avx2]: PyTorch's eager F.selu under ATEN_CPU_CAPABILITY=avx2, in a "
+                 "subprocess (torch reads the variable at import)")
+        t0, rows, cap = time.perf_counter(), self.avx2_rows, None
+        try:
+            proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        except OSError as e:
+            self.say(f"  skipped: could not start the subprocess ({e})")
+            return
+        for line in proc.stdout:
+            if line.startswith("@meta "):
+                cap = json.loads(line[6:]).get("torch_cpu_capability")
+                self.say(f"  subprocess torch CPU capability: {cap}")
+            elif line.startswith("@row "):
+                r = json.loads(line[5:])
+                r["impl"], r["role"] = r["impl"] + "[avx2]", "eager_avx2"
+                rows[(r["op"], r["mode"], r["dtype"], r["size"], r["threads"])] = r
+                ms = f"{r['median_ms']:.4f} ms" if r.get("median_ms") is not None else (
+                    f"{r['max_ulp']:.2f} ULP" if r.get("max_ulp") is not None else r["status"])
+                self.say(f"  [avx2] {r['op']} {r['mode']} {r['dtype']} {targets.size_str(r['size'])} "
+                         f"{r['threads']}thr {r['impl']}: {ms}")
+        rc = proc.wait()
+        if rc != 0:
+            tail = " | ".join(proc.stderr.read().strip().splitlines()[-3:])
+            self.say(f"  the avx2 subprocess failed (rc={rc}); kept {len(rows)} rows. {tail}")
+        if cap is not None and str(cap).upper() != "AVX2":
+            self.say(f"  note: the subprocess ran with torch CPU capability {cap}, not AVX2")
+            for r in rows.values():
+                r["note"] = (r.get("note") or "") + f" torch capability {cap}"
+        self.meta["avx2_peer"] = {"rc": rc, "torch_cpu_capability": cap, "rows": len(rows),
+                                  "seconds": round(time.perf_counter() - t0, 1)}
+        self.say(f"  {len(rows)} rows in {time.perf_counter() - t0:.0f} s\n")
+
+    def measure_copy_bandwidth(self) -> None:
+        """GB/s (bytes read + bytes written per second) of dst.copy_(src) on float32 buffers."""
+        cfg, cuda = self.cfg, self.cfg.device == "cuda"
+        nbytes = max(4 * self.meta["cache_bytes"], 32 * 2**20 if cfg.quick else 512 * 2**20 if cuda else 128 * 2**20)
+        src = torch.randn(nbytes // 4, device=cfg.device)
+        dst = torch.empty_like(src)
+        min_time = max(cfg.min_time, 0.05)
+        for t in cfg.threads[:1] if cuda else cfg.threads:
+            tm = timing.time_calls(lambda: dst.copy_(src), cfg.device, threads=t, min_time=min_time,
+                                   max_time=max(min_time, 0.2 if cuda else 1.0), min_samples=20 if cuda else 7)
+            gbps = self.copy_gbps[t] = self.meta["copy_gbps"][str(t)] = 2 * nbytes / tm.median / 1e9
+            self.say(f"copy bandwidth ({t} thread(s)): {gbps:.1f} GB/s  (dst.copy_(src), {nbytes / 2**20:.0f} MiB "
+                     f"each, read + write counted, median {tm.median * 1e3:.3f} ms)")
+
+    def canary(self, label: str) -> None:
+        """Time PyTorch's own float32 expm1 (2^16 elements, one thread) between blocks. On
+        the AVX-512 machine these results were taken on, eager F.selu (whose cost is
+        expm1) ran ~12x faster in some processes after some earlier work than in a fresh
+        one, for reasons outside PyTorch's and selu_ext's code."""
+        if self.cfg.device != "cpu":
+            return
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        x = torch.randn(2**16, generator=torch.Generator().manual_seed(0))
+        torch.expm1(x)
+        times = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            torch.expm1(x)
+            times.append(time.perf_counter() - t0)
+        torch.set_num_threads(before)
+        self.meta.setdefault("expm1_canary_ms", []).append([label, round(statistics.median(times) * 1e3, 4)])
+
     def measure(self) -> None:
         cfg = self.cfg
-        machine.measure_copy_bandwidth(self)
-        machine.canary(self.meta, cfg.device, "start")
+        if not cfg.emit_rows:
+            self.measure_copy_bandwidth()
+        self.canary("start")
         print("\n" + report.HEADER, file=self.out)
         if "accuracy" in cfg.modes and "selu" in cfg.ops:
             sweep.run_accuracy(self, cfg.threads[0])
@@ -149,7 +303,7 @@ class Runner:
         # dtype, then op, then threads: a run cut short by its budget still has every
         # op in the first dtypes (float32 first), and the thread counts of one op and
         # dtype are measured next to each other, in one state of the process (see
-        # machine.canary).
+        # canary).
         for dtype, op, threads in itertools.product(cfg.dtypes, cfg.ops, cfg.threads):
             if self.over_budget():
                 break
@@ -160,7 +314,7 @@ class Runner:
                 if self.over_budget():
                     break
                 sweep.run_point(self, op, impls, dtype, size, threads)
-            machine.canary(self.meta, cfg.device, f"after {op} {dtype} {threads}thr")
+            self.canary(f"after {op} {dtype} {threads}thr")
             self.checkpoint()
 
     def checkpoint(self):  # a run cut short keeps what it measured

@@ -19,7 +19,7 @@ import time
 import torch
 
 from ..testing import selu_reference, ulp32
-from . import avx2_peer, checks, memory, timing
+from . import checks, memory, timing
 from .candidates import DTYPES, OP_DEFS, SWEEP_MODES, Impl, build_impls, keep_mask
 from .report import first_line
 
@@ -59,7 +59,7 @@ def run_point(runner, opname, impls, dname, size, threads, modes=SWEEP_MODES) ->
     known = keep_mask(size, cfg.p, cfg.device) if op.has_dropout else None
     ref = checks.Reference(op, xs[0], gs[0], cfg.p, known)
     for mode in modes:
-        avx2_peer.emit(runner, opname, mode, dname, size, threads)
+        runner.emit_avx2(opname, mode, dname, size, threads)
         for impl in impls:
             if mode in impl.modes:
                 row = runner.new_row(opname, mode, dname, size, threads, impl, n_buffers=n)
@@ -202,7 +202,7 @@ def run_accuracy(runner, threads) -> None:
     impls = [i for i in build_impls("selu", cfg.device, cfg.p, compile_mode="skipped",
                                     cpu_variants=cfg.device == "cpu")
              if i.role in ("eager", "ext") or (i.role == "ext_variant" and "forward" in i.modes)]
-    avx2_peer.emit(runner, "selu", "accuracy", "float32", x.numel(), threads)
+    runner.emit_avx2("selu", "accuracy", "float32", x.numel(), threads)
     for impl in impls + runner.extra_impls.get("selu", []):
         if not runner.wanted(impl):
             continue

@@ -22,7 +22,6 @@ from selu_ext.init import lecun_normal_
 
 from . import memory, report
 from .timing import time_interleaved
-from .machine import note_load
 
 MODELS, DTYPES, QUICK_DTYPES = ("mlp", "convnet"), ("float32", "bfloat16"), ("float32",)
 BATCHES, QUICK_BATCHES = (64, 256, 1024), (64,)
@@ -221,7 +220,7 @@ def run(runner) -> None:
     threads = cfg.threads[0]
     compile_ = cfg.compile is not False and cfg.train_compile
     runner.set_threads(threads)
-    note_load(runner.meta, "train start")
+    runner.note_load("train start")
     for name in cfg.train_models:
         runner.say(f"\nTraining step: {DESCRIPTION[name]}, {threads} thread(s), variants interleaved; "
                    "kept = bytes autograd keeps for backward beyond the parameters")
@@ -238,4 +237,4 @@ def run(runner) -> None:
                     runner.emit(r, show=False)
                     print(format_row(r), file=runner.out)
                 runner.checkpoint()
-    note_load(runner.meta, "train end")
+    runner.note_load("train end")
