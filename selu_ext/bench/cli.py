@@ -202,10 +202,10 @@ def from_json(ns, out) -> int:
     report.print_header(meta, out)
     for i, r in enumerate(rows):  # each part's rows in its own table's lines
         if r["mode"] == "step":
-            print(train.format_row(r), file=out)
+            print(report.format_step(r), file=out)
         elif r["mode"].startswith("call_"):
             if r["role"] == "ext":  # the pair's torch row comes first
-                print(percall.format_pair(rows[i - 1:i + 1]), file=out)
+                print(report.format_pair(rows[i - 1:i + 1]), file=out)
         else:
             print(report.format_row(r), file=out)
     report.fill_speedups(rows)

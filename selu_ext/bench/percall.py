@@ -131,30 +131,6 @@ def measure_pair(runner, case: Case, mode: str, size: int, threads: int) -> list
     return rows
 
 
-HEADER = (f"{'function or module':<24}{'mode':<16}{'size':>6}  {'torch us (p20..p80)':<28}"
-          f"{'selu_ext us (p20..p80)':<28}selu_ext/torch")
-
-
-def _us(r: dict) -> str:
-    if r["status"] != "ok" or r.get("median_ms") is None:
-        return report.short_status(r["status"])
-    return f"{r['median_ms'] * 1e3:.1f} ({r['p20_ms'] * 1e3:.1f}..{r['p80_ms'] * 1e3:.1f})"
-
-
-def format_pair(rows: list[dict]) -> str:
-    """A line per pair: both times in microseconds and selu_ext's time over torch's;
-    a row that is not ok adds its status and note."""
-    t, e = rows
-    sp = e.get("speedup_vs_eager")
-    line = (f"{e['op']:<24}{e['mode']:<16}{e['size']:>6}  {_us(t):<28}{_us(e):<28}"
-            f"{(f'{1 / sp:.2f}x' if sp else '-')}")
-    for r in rows:
-        if r["status"] != "ok":
-            line += "\n" + report.wrap(f"{r['impl']}: {r['status']}"
-                                       + (f" | {r['note']}" if r.get("note") else ""), "    ")
-    return line
-
-
 def run(runner) -> None:
     """Every case, mode and size, torch row then selu_ext row."""
     cfg = runner.cfg
@@ -162,7 +138,7 @@ def run(runner) -> None:
     runner.note_load("per-call start")
     runner.say(f"\nPer call: every public function and module against its torch equivalent, "
                f"float32, {threads} thread(s); wall clock per call, torch and selu_ext interleaved")
-    print(HEADER, file=runner.out)
+    print(report.PAIR_HEADER, file=runner.out)
     for case in CASES:
         for size in QUICK_SIZES if cfg.quick else SIZES:
             for mode in MODES:
@@ -171,6 +147,6 @@ def run(runner) -> None:
                 rows = measure_pair(runner, case, mode, size, threads)
                 for row in rows:
                     runner.emit(row, show=False)
-                print(format_pair(rows), file=runner.out)
+                print(report.format_pair(rows), file=runner.out)
         runner.checkpoint()
     runner.note_load("per-call end")

@@ -109,10 +109,45 @@ def format_row(r: dict) -> str:
         note = f"saved {_bytes(r.get('saved_bytes'))}, peak {_bytes(r.get('peak_mem'))}" + (
             "; " + note if note else "")
     if short_status(r["status"]) not in ("ok", "skipped"):
-        line += "\n" + wrap(r["status"] + (f" | {note}" if note else ""), "    ")
-    elif note:
-        line += "\n" + wrap(f"[{note}]", "    ")
-    return line
+        return _with_lines(line, r["status"] + (f" | {note}" if note else ""))
+    return _with_lines(line, note and f"[{note}]")
+
+
+def _range(r: dict, scale: float, digits: int) -> str:
+    """median (p20..p80) times ``scale``, or the short status of a row without times."""
+    if r["status"] != "ok" or r.get("median_ms") is None:
+        return short_status(r["status"])
+    median, p20, p80 = (f"{r[k] * scale:.{digits}f}" for k in ("median_ms", "p20_ms", "p80_ms"))
+    return f"{median} ({p20}..{p80})"
+
+
+def _with_lines(line: str, *texts) -> str:
+    return line + "".join("\n" + wrap(t, "    ") for t in texts if t)
+
+
+STEP_HEADER = (f"{'model':<9}{'dtype':<10}{'batch':>6}  {'variant':<20}{'step ms (p20..p80)':<28}"
+               f"{'kept MB':>9}{'peak MB':>9}")
+PAIR_HEADER = (f"{'function or module':<24}{'mode':<16}{'size':>6}  {'torch us (p20..p80)':<28}"
+               f"{'selu_ext us (p20..p80)':<28}selu_ext/torch")
+
+
+def format_step(r: dict) -> str:
+    """A training-step row (train.py); its note and a status other than ok on lines of their own."""
+    mb = lambda v: "-" if v is None else f"{v / 1e6:.1f}"  # noqa: E731
+    return _with_lines(f"{r['op'].removeprefix('train_'):<9}{r['dtype']:<10}{r['size']:>6}  {r['impl']:<20}"
+                       f"{_range(r, 1, 2):<28}{mb(r.get('saved_bytes')):>9}{mb(r.get('peak_mem')):>9}",
+                       r.get("note"), r["status"] if r["status"] != "ok" else None)
+
+
+def format_pair(rows: list[dict]) -> str:
+    """A per-call pair (percall.py), torch row then selu_ext row: both times in
+    microseconds and selu_ext's over torch's; a row that is not ok adds its status and note."""
+    t, e = rows
+    sp = e.get("speedup_vs_eager")
+    return _with_lines(f"{e['op']:<24}{e['mode']:<16}{e['size']:>6}  {_range(t, 1e3, 1):<28}{_range(e, 1e3, 1):<28}"
+                       f"{(f'{1 / sp:.2f}x' if sp else '-')}",
+                       *(f"{r['impl']}: {r['status']}" + (f" | {r['note']}" if r.get("note") else "")
+                         for r in rows if r["status"] != "ok"))
 
 
 def print_header(meta: dict, out: TextIO) -> None:

@@ -1,11 +1,8 @@
-"""One optimizer step (forward, cross-entropy, backward, step, zero_grad) of a
-self-normalizing network as users run it (``--train``): the MLP 784 -> 8 x (Linear 512,
-SELU, AlphaDropout 0.05) -> 10 with SGD, and the tutorial's MNIST ConvNet with Adam, each
-as torch.nn, selu_ext.nn.convert of it, the floor (SELU and AlphaDropout as nn.Identity:
-the most any activation library could save) and torch.compile of each (VARIANTS). The
-variants of one (model, dtype, batch) are timed interleaved; selu_ext's rows carry the
-share of the attainable saving captured, (torch - selu_ext) / (torch - floor).
-"""
+"""One optimizer step of a self-normalizing network as users run it (``--train``), as
+torch.nn, selu_ext.nn.convert of it, the floor (SELU and AlphaDropout as nn.Identity: the
+most any activation library could save) and torch.compile of each, timed interleaved;
+selu_ext's rows carry the share of the attainable saving captured,
+(torch - selu_ext) / (torch - floor)."""
 
 from __future__ import annotations
 
@@ -38,16 +35,12 @@ SHARE_PEERS = {"ext": ("eager", "floor"), "ext_compile": ("compile", "floor_comp
 def build_model(name: str) -> nn.Sequential:
     """The torch.nn model, LeCun-normal weights and zero biases (seeded)."""
     if name == "mlp":
-        widths = [784] + [512] * 8
-        model = nn.Sequential(*[m for w in widths[:-1] for m in (nn.Linear(w, 512), nn.SELU(),
-                                                                  nn.AlphaDropout(0.05))],
+        model = nn.Sequential(*[m for w in [784] + [512] * 7 for m in (nn.Linear(w, 512), nn.SELU(),
+                                                                        nn.AlphaDropout(0.05))],
                               nn.Linear(512, 10))
-    elif name == "convnet":
+    else:
         model = nn.Sequential(nn.Conv2d(1, 32, 3), nn.SELU(), nn.AlphaDropout(0.25), nn.Flatten(),
                               nn.Linear(32 * 26 * 26, 256), nn.SELU(), nn.Linear(256, 10))
-    else:
-        raise ValueError(f"selu_ext.bench: unknown training model {name!r}; expected one of "
-                         f"{', '.join(MODELS)}")
     gen = torch.Generator().manual_seed(0)
     for m in model:
         if isinstance(m, (nn.Linear, nn.Conv2d)):
@@ -97,8 +90,7 @@ def make_step(model: nn.Module, opt: torch.optim.Optimizer, x, y):
     return step
 
 
-def share(torch_value: Optional[float], ext_value: Optional[float],
-          floor_value: Optional[float]) -> Optional[float]:
+def share(torch_value: Optional[float], ext_value: Optional[float], floor_value: Optional[float]) -> Optional[float]:
     """Percent of the attainable saving (torch - floor) that selu_ext captures
     (torch - selu_ext); None when a value is missing or the floor saves nothing."""
     if None in (torch_value, ext_value, floor_value) or torch_value <= floor_value:
@@ -116,8 +108,7 @@ def eval_check(variants: dict, x) -> str:
         return "" if torch.allclose(a, b, rtol=1e-4, atol=1e-5) else \
             f"eval-mode outputs differ from torch.nn's (max {float((a - b).abs().max()):.3g})"
     finally:
-        ref.train()
-        ext.train()
+        ref.train(), ext.train()
 
 
 def fill_shares(rows: list[dict], device: str) -> None:
@@ -127,7 +118,7 @@ def fill_shares(rows: list[dict], device: str) -> None:
     pct = lambda v: "-" if v is None else f"{v:.1f}%"  # noqa: E731
     for role, (torch_role, floor_role) in SHARE_PEERS.items():
         r, t, f = by_role.get(role), by_role.get(torch_role), by_role.get(floor_role)
-        if r is None or t is None or f is None:
+        if None in (r, t, f):
             continue
         r["share_time_pct"] = share(t["median_ms"], r["median_ms"], f["median_ms"])
         r["share_mem_pct"] = share(t.get(mem), r.get(mem), f.get(mem))
@@ -146,8 +137,8 @@ def measure_point(runner, name: str, variants: dict, batch: int, threads: int,
     x, y = make_input(name, batch, cfg.device, getattr(torch, dtype))
     rows, steps = [], {}
     for impl, (role, module, opt) in variants.items():
-        r = report.new_row(f"train_{name}", "step", dtype, batch, cfg.device, threads, impl,
-                           role, check="finite-loss")
+        r = report.new_row(f"train_{name}", "step", dtype, batch, cfg.device, threads, impl, role,
+                           check="finite-loss")
         rows.append(r)
         if wrong and role in SHARE_PEERS:
             r.update(status="WRONG", check="eval-vs-torch.nn", note=wrong)
@@ -164,7 +155,7 @@ def measure_point(runner, name: str, variants: dict, batch: int, threads: int,
             if loss != loss or abs(loss) == float("inf"):
                 r["status"] = f"WRONG: loss {loss}"
                 continue
-            try:
+            try:  # saved_tensors_hooks around a compiled model may not be supported
                 r["saved_bytes"] = memory.saved_bytes(lambda: F.cross_entropy(module(x), y),
                                                       exclude=module.parameters())
             except Exception as e:
@@ -183,7 +174,7 @@ def measure_point(runner, name: str, variants: dict, batch: int, threads: int,
         tms = {}
         for r in rows:
             if r["impl"] in steps:
-                r["status"] = f"ERROR: timing: {type(e).__name__}: {str(e)[:200]}"
+                r["status"] = "ERROR: timing: " + report.first_line(e)
     for r in rows:
         if (tm := tms.get(r["impl"])) is not None:
             r.update(tm.fields())
@@ -192,25 +183,6 @@ def measure_point(runner, name: str, variants: dict, batch: int, threads: int,
                                                     r["note"]]))
     fill_shares(rows, cfg.device)
     return rows
-
-
-HEADER = (f"{'model':<9}{'dtype':<10}{'batch':>6}  {'variant':<20}{'step ms (p20..p80)':<28}"
-          f"{'kept MB':>9}{'peak MB':>9}")
-
-
-def format_row(r: dict) -> str:
-    """A line per row, the note and a status other than ok on lines of their own."""
-    mb = lambda v: "-" if v is None else f"{v / 1e6:.1f}"  # noqa: E731
-    if r["status"] == "ok" and r.get("median_ms") is not None:
-        t = f"{r['median_ms']:.2f} ({r['p20_ms']:.2f}..{r['p80_ms']:.2f})"
-    else:
-        t = report.short_status(r["status"])
-    line = (f"{r['op'].removeprefix('train_'):<9}{r['dtype']:<10}{r['size']:>6}  {r['impl']:<20}{t:<28}"
-            f"{mb(r.get('saved_bytes')):>9}{mb(r.get('peak_mem')):>9}")
-    for text in (r.get("note"), r["status"] if r["status"] != "ok" else None):
-        if text:
-            line += "\n" + report.wrap(text, "    ")
-    return line
 
 
 def run(runner) -> None:
@@ -224,7 +196,7 @@ def run(runner) -> None:
     for name in cfg.train_models:
         runner.say(f"\nTraining step: {DESCRIPTION[name]}, {threads} thread(s), variants interleaved; "
                    "kept = bytes autograd keeps for backward beyond the parameters")
-        print(HEADER, file=runner.out)
+        print(report.STEP_HEADER, file=runner.out)
         # In float32, where torch.nn's and selu_ext's outputs agree to 1e-4: the other
         # dtypes' models hold the same weights, rounded.
         wrong = eval_check(build_variants(name, cfg.device, False), make_input(name, 8, cfg.device)[0])
@@ -235,6 +207,6 @@ def run(runner) -> None:
                     return
                 for r in measure_point(runner, name, variants, batch, threads, wrong, dtype):
                     runner.emit(r, show=False)
-                    print(format_row(r), file=runner.out)
+                    print(report.format_step(r), file=runner.out)
                 runner.checkpoint()
     runner.note_load("train end")
