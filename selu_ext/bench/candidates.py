@@ -1,7 +1,6 @@
-"""What is benchmarked: the ops (selu, fused = SELU then AlphaDropout, dropout =
-AlphaDropout) and their implementations, PyTorch's peers and selu_ext. selu_ext's dropout
-runs with a fixed seed, so its mask is known and checked element by element; PyTorch's
-comes from torch's generator (checks.py reads it back).
+"""What is benchmarked: the ops (selu, fused = SELU then AlphaDropout, dropout = AlphaDropout) and their
+implementations, PyTorch's peers and selu_ext. selu_ext's dropout runs with a fixed seed, so its mask is known
+and checked element by element; PyTorch's comes from torch's generator (checks.py reads it back).
 """
 
 from __future__ import annotations
@@ -29,8 +28,8 @@ class Op(NamedTuple):
     title: str
     has_selu: bool
     has_dropout: bool
-    # Nominal tensor passes per element: each input read once, each output written
-    # once; the dropout mask is regenerated, so dropout's backward reads only grad.
+    # Nominal tensor passes per element: each input read once, each output written once; the dropout mask is
+    # regenerated, so dropout's backward reads only grad.
     passes: dict
 
 
@@ -43,9 +42,8 @@ OP_DEFS = {
 
 @dataclass
 class Impl:
-    """One implementation of an op: ``fn`` maps an input to the output,
-    differentiably. ``random``: its dropout mask comes from torch's generator.
-    ``context``: entered around its check and timing (a CPU kernel variant).
+    """One implementation of an op: ``fn`` maps an input to the output, differentiably. ``random``: its dropout
+    mask comes from torch's generator. ``context``: entered around its check and timing (a CPU kernel variant).
     ``unavailable``: why it cannot run (the row's status)."""
 
     name: str
@@ -72,9 +70,8 @@ def cpu_variant(capability: str):
 
 def build_impls(op: str, device: str, p: float, *, compile_mode: Optional[str],
                 cpu_variants: bool = False) -> list[Impl]:
-    """The implementations of ``op``, peers first and selu_ext last (so a printed
-    selu_ext row shows its speedups). ``compile_mode``: None to try torch.compile,
-    else why it is skipped."""
+    """The implementations of ``op``, peers first and selu_ext last (so a printed selu_ext row shows its
+    speedups). ``compile_mode``: None to try torch.compile, else why it is skipped."""
     if op == "selu":
         eager, ext, ext_name = F.selu, selu_ext.selu, "selu_ext"
         impls = [Impl("F.selu", "eager", eager, modes=SWEEP_MODES + ("percall",)),
@@ -113,6 +110,5 @@ def build_impls(op: str, device: str, p: float, *, compile_mode: Optional[str],
 
 
 def keep_mask(n: int, p: float, device) -> Tensor:
-    """selu_ext's keep mask for SEED, flat (an explicit rng_state gives the same mask
-    on every device)."""
+    """selu_ext's keep mask for SEED, flat (an explicit rng_state gives the same mask on every device)."""
     return ops.dropout_keep_mask(torch.tensor([SEED, 0], dtype=torch.int64, device=device), n, float(p))

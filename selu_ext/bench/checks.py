@@ -1,8 +1,7 @@
-"""Correctness before timing: output and input gradient against the float64 reference
-within selu_ext.testing.COMPOSITE_TOL. PyTorch's dropout mask is unknown: it is read back
-from the output (dropped units hold one value), and drop rate, mean and variance are
-checked as statistics; a unit whose kept value rounds onto the dropped one passes with
-either."""
+"""Correctness before timing: output and input gradient against the float64 reference within
+selu_ext.testing.COMPOSITE_TOL. PyTorch's dropout mask is unknown: it is read back from the output (dropped
+units hold one value), and drop rate, mean and variance are checked as statistics; a unit whose kept value
+rounds onto the dropped one passes with either."""
 
 from __future__ import annotations
 
@@ -30,9 +29,9 @@ class Check:
 
 
 class Reference:
-    """The float64 reference at one sweep point, shared by every implementation and
-    mode there: at 16M elements each float64 pass costs more than the kernels checked,
-    so each tensor is computed once, when first needed."""
+    """The float64 reference at one sweep point, shared by every implementation and mode there: at 16M elements
+    each float64 pass costs more than the kernels checked, so each tensor is computed once, when first needed.
+    """
 
     def __init__(self, op: Op, x: Tensor, g: Tensor, p: float, known_keep: Optional[Tensor]):
         self.op, self.dtype, self.p, self.shape = op, x.dtype, p, tuple(x.shape)
@@ -89,9 +88,8 @@ def _ratio(actual: Tensor, ref: Tensor, bound: Tensor) -> Tensor:
 
 
 def _stats(y: Tensor, keep: Tensor, p: float, dtype) -> Optional[str]:
-    """None if drop rate, mean and variance are AlphaDropout's on standard-normal
-    input, else what is off. Bounds: 6 standard errors plus a margin for rounding and
-    ambiguous units."""
+    """None if drop rate, mean and variance are AlphaDropout's on standard-normal input, else what is off.
+    Bounds: 6 standard errors plus a margin for rounding and ambiguous units."""
     n = keep.numel()
     if n < 1024:
         return None
@@ -109,8 +107,8 @@ def _stats(y: Tensor, keep: Tensor, p: float, dtype) -> Optional[str]:
 
 
 def check(ref: Reference, y: Optional[Tensor], gx: Optional[Tensor], random: bool) -> Check:
-    """Check a forward output ``y`` and an input gradient ``gx`` (each if given).
-    ``random``: the dropout mask is unknown, read it back from ``y``."""
+    """Check a forward output ``y`` and an input gradient ``gx`` (each if given). ``random``: the dropout mask
+    is unknown, read it back from ``y``."""
     for name, t in (("output", y), ("gradient", gx)):
         if t is not None and (tuple(t.shape) != ref.shape or t.dtype != ref.dtype):
             return Check(False, "exact", f"{name} has shape {tuple(t.shape)} dtype {t.dtype}; "

@@ -38,8 +38,8 @@ def parse_size(tok: str) -> int:
 
 
 def parse_sizes(text: str) -> list[int]:
-    """A comma/space separated list of sizes and power-of-two ranges ``2^12..2^24``
-    (every power) or ``2^12..2^24:2`` (every 2nd)."""
+    """A comma/space separated list of sizes and power-of-two ranges ``2^12..2^24`` (every power) or
+    ``2^12..2^24:2`` (every 2nd)."""
     out: list[int] = []
     for tok in re.split(r"[,\s]+", text.strip()):
         if m := re.fullmatch(r"(.+?)\.\.(.+?)(?::(\d+))?", tok):
@@ -216,8 +216,8 @@ def from_json(ns, out) -> int:
 
 
 def main(argv: Optional[list] = None, out=None, extra_impls: Optional[dict] = None) -> int:
-    """Run the benchmark from command-line arguments; returns the exit status (0;
-    3 if only the plot step failed because matplotlib is missing)."""
+    """Run the benchmark from command-line arguments; returns the exit status (0; 3 if only the plot step failed
+    because matplotlib is missing)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     out = out or sys.stdout
     ns = build_parser().parse_args(argv)
@@ -225,8 +225,8 @@ def main(argv: Optional[list] = None, out=None, extra_impls: Optional[dict] = No
         return from_json(ns, out)
     from .runner import run
 
-    # torch._inductor imports cpp_extension, which warns on a CPU-only machine that
-    # no CUDA runtime was found: noise in a CPU run's output.
+    # torch._inductor imports cpp_extension, which warns on a CPU-only machine that no CUDA runtime was found:
+    # noise in a CPU run's output.
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     res = run(config_from_args(ns, argv), out=out, extra_impls=extra_impls)
     return 0 if res.plot_ok else 3

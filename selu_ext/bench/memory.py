@@ -1,5 +1,5 @@
-"""Memory: bytes autograd keeps for backward (saved_tensors_hooks, unique storages),
-peak memory of one call (CUDA's caching allocator; n/a on CPU), and the memory mode."""
+"""Memory: bytes autograd keeps for backward (saved_tensors_hooks, unique storages), peak memory of one call
+(CUDA's caching allocator; n/a on CPU), and the memory mode."""
 
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ def _storage_key(t: torch.Tensor):
 
 
 def saved_bytes(fn: Callable[[], object], exclude: Iterable[torch.Tensor] = ()) -> int:
-    """Bytes of the unique storages autograd saves while ``fn`` runs (a tensor saved
-    twice, or two views of one buffer, count once), leaving out the storages of
-    ``exclude`` (a model's parameters, which are kept anyway)."""
+    """Bytes of the unique storages autograd saves while ``fn`` runs (a tensor saved twice, or two views of one
+    buffer, count once), leaving out the storages of ``exclude`` (a model's parameters, which are kept anyway).
+    """
     skip = {_storage_key(t) for t in exclude}
     seen = {}
 
@@ -52,9 +52,8 @@ def peak_memory(call: Callable[[], object], device: str) -> Optional[int]:
 
 
 def run(runner, threads) -> None:
-    """The memory mode: what each activation keeps for backward in Linear -> act ->
-    Linear beyond what Linear -> Identity -> Linear keeps (the next Linear keeps the
-    activation's output anyway)."""
+    """The memory mode: what each activation keeps for backward in Linear -> act -> Linear beyond what Linear ->
+    Identity -> Linear keeps (the next Linear keeps the activation's output anyway)."""
     cfg, p = runner.cfg, runner.cfg.p
     batch, width = (64, 256) if cfg.quick else (256, 1024)
     activations = {  # name -> (op, role, module)

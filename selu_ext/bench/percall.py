@@ -1,7 +1,6 @@
-"""Per-call cost of every public function and module against its torch equivalent
-(``--percall``): at the sizes self-normalizing networks use, a step is bound by what each
-call costs on the host (Python, dispatcher, autograd node), not by the kernel. torch
-(role eager) and selu_ext (role ext) are timed interleaved, on one CPU thread.
+"""Per-call cost of every public function and module against its torch equivalent (``--percall``): at the sizes
+self-normalizing networks use, a step is bound by what each call costs on the host (Python, dispatcher, autograd
+node), not by the kernel. torch (role eager) and selu_ext (role ext) are timed interleaved, on one CPU thread.
 """
 
 from __future__ import annotations
@@ -29,14 +28,14 @@ MODE_TEXT = {
     "call_fwdbwd": "torch.autograd.grad(f(x), x, g)",
 }
 MODES = tuple(MODE_TEXT)
-# (rounds, seconds per block): 25 rounds of ~4 ms blocks on the CPU (hundreds of
-# calls each); fewer on CUDA, where the GPU run's time is short (benchmarks/gpu_run.sh).
+# (rounds, seconds per block): 25 rounds of ~4 ms blocks on the CPU (hundreds of calls each); fewer on CUDA,
+# where the GPU run's time is short (benchmarks/gpu_run.sh).
 ROUNDS = {"cpu": (25, 4e-3), "cuda": (15, 2e-3), "quick": (7, 1e-3)}
 
 
 class Case(NamedTuple):
-    """A public function or module and its torch equivalent; ``make_*`` take p and
-    return the callable (a module in training mode)."""
+    """A public function or module and its torch equivalent; ``make_*`` take p and return the callable (a module
+    in training mode)."""
 
     op: str
     torch_name: str
@@ -78,8 +77,8 @@ CASES = (
 
 def check(case: Case, y_ext: torch.Tensor, y_torch: torch.Tensor, x: torch.Tensor,
           p: float) -> tuple[str, str]:
-    """(check kind, what is wrong or ''): selu_ext's output against torch's (SELU),
-    or against the AlphaDropout formula for the mask it drew."""
+    """(check kind, what is wrong or ''): selu_ext's output against torch's (SELU), or against the AlphaDropout
+    formula for the mask it drew."""
     if y_ext.shape != y_torch.shape or y_ext.dtype != y_torch.dtype:
         return "shape+dtype", (f"{tuple(y_ext.shape)} {y_ext.dtype} vs torch's "
                                f"{tuple(y_torch.shape)} {y_torch.dtype}")

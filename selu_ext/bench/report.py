@@ -1,6 +1,6 @@
-"""Output: the terminal tables, header, targets and answer, every line within WIDTH
-columns (what does not fit, build_info and the answer in one line, is in the JSON's
-meta), and the stored forms: JSON, CSV (run metadata in every line) and a plot."""
+"""Output: the terminal tables, header, targets and answer, every line within WIDTH columns (what does not fit,
+build_info and the answer in one line, is in the JSON's meta), and the stored forms: JSON, CSV (run metadata in
+every line) and a plot."""
 
 from __future__ import annotations
 
@@ -75,8 +75,8 @@ def _bytes(v) -> str:
     return f"{v}B"
 
 
-# p20..p80 shows as the spread (p80 - p20) / median, and bytes only on the memory
-# rows, in the note: so a row fits WIDTH. The JSON and CSV keep every field.
+# p20..p80 shows as the spread (p80 - p20) / median, and bytes only on the memory rows, in the note: so a row
+# fits WIDTH. The JSON and CSV keep every field.
 HEADER = (f"{'op':<8}{'mode':<9}{'dtype':<9}{'size':>5} {'thr':>3} {'impl':<18}{'status':<8}"
           f"{'median_ms':>9} {'p20-80':>6} {'GB/s':>6} {'%copy':>6} "
           f"{'xeager':>6} {'xmod':>6} {'xavx2':>6} {'xcomp':>6}")
@@ -140,8 +140,8 @@ def format_step(r: dict) -> str:
 
 
 def format_pair(rows: list[dict]) -> str:
-    """A per-call pair (percall.py), torch row then selu_ext row: both times in
-    microseconds and selu_ext's over torch's; a row that is not ok adds its status and note."""
+    """A per-call pair (percall.py), torch row then selu_ext row: both times in microseconds and selu_ext's over
+    torch's; a row that is not ok adds its status and note."""
     t, e = rows
     sp = e.get("speedup_vs_eager")
     return _with_lines(f"{e['op']:<24}{e['mode']:<16}{e['size']:>6}  {_range(t, 1e3, 1):<28}{_range(e, 1e3, 1):<28}"
@@ -180,8 +180,8 @@ def print_header(meta: dict, out: TextIO) -> None:
 
 
 def print_targets(tgts: list[dict], out: TextIO) -> None:
-    """Every target the run's rows cover; those with no rows at all (sizes, dtypes or
-    thread counts the run never measured, e.g. under --quick) are counted, not listed."""
+    """Every target the run's rows cover; those with no rows at all (sizes, dtypes or thread counts the run
+    never measured, e.g. under --quick) are counted, not listed."""
     print("\nTargets (evaluated from the rows above; worst row shown)", file=out)
     unmeasured = 0
     for t in tgts:
@@ -200,9 +200,8 @@ def print_targets(tgts: list[dict], out: TextIO) -> None:
 
 
 def _clauses(rows: list[dict], meta: dict) -> list[tuple[str, str]]:
-    """(short, full) per kind of row the run has: the kernel sweep (forward, backward,
-    fwdbwd), the per-call rows (--percall), the training step's share of the
-    attainable step-time saving (--train)."""
+    """(short, full) per kind of row the run has: the kernel sweep (forward, backward, fwdbwd), the per-call
+    rows (--percall), the training step's share of the attainable step-time saving (--train)."""
     ext = [r for r in rows if r["role"] == "ext"]
     timed = [r for r in ext if r.get("speedup_vs_eager") is not None
              and r["mode"] in ("forward", "backward", "fwdbwd")]
@@ -242,8 +241,8 @@ def _clauses(rows: list[dict], meta: dict) -> list[tuple[str, str]]:
 
 
 def answer(rows: list[dict], meta: dict) -> str:
-    """One line (the JSON's meta.answer): is selu_ext faster or slower than PyTorch's
-    eager ops, by how much, and where it is slower; a clause per kind of row."""
+    """One line (the JSON's meta.answer): is selu_ext faster or slower than PyTorch's eager ops, by how much,
+    and where it is slower; a clause per kind of row."""
     parts = _clauses(rows, meta)
     if not parts:
         return "Answer: no selu_ext row was timed against eager PyTorch in this run."
@@ -261,8 +260,8 @@ def print_answer(rows: list[dict], meta: dict, out: TextIO) -> None:
 
 
 def fill_speedups(rows: list[dict]) -> None:
-    """speedup_vs_<role> = median of that role's row / this row's median, within
-    the same (op, mode, dtype, size, device, threads)."""
+    """speedup_vs_<role> = median of that role's row / this row's median, within the same (op, mode, dtype,
+    size, device, threads)."""
     groups: dict = {}
     key = lambda r: (r["op"], r["mode"], r["dtype"], r["size"], r["device"], r.get("threads"))  # noqa: E731
     for r in rows:
@@ -304,8 +303,8 @@ def write(cfg, meta: dict, rows: list[dict], tgts: list[dict], out: TextIO) -> b
 
 
 def plot(path: str, rows: list[dict], meta: dict, out: TextIO) -> bool:
-    """GB/s against size, a panel per (op, mode) and dtype, a line per implementation
-    (the most threads on CPU). False if matplotlib is missing."""
+    """GB/s against size, a panel per (op, mode) and dtype, a line per implementation (the most threads on CPU).
+    False if matplotlib is missing."""
     try:
         import matplotlib
 

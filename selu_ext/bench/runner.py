@@ -1,12 +1,10 @@
-"""The run: its state (config, metadata, rows, copy bandwidth, budget), what it says
-about its machine, and its loop over thread counts, ops, dtypes and sizes. The modes are
-measured by sweep.py and memory.py, the other parts by percall.py (--percall) and
-train.py (--train).
+"""The run: its state (config, metadata, rows, copy bandwidth, budget), what it says about its machine, and its
+loop over thread counts, ops, dtypes and sizes. The modes are measured by sweep.py and memory.py, the other
+parts by percall.py (--percall) and train.py (--train).
 
-The F.selu[avx2] peer on the CPU is PyTorch's eager F.selu with its AVX2 kernels. torch
-reads ATEN_CPU_CAPABILITY when it is imported, so the peer runs in a subprocess with
-ATEN_CPU_CAPABILITY=avx2, through this same harness (``--emit-rows`` prints its eager rows
-as JSON lines); its rows are shown next to the others.
+The F.selu[avx2] peer on the CPU is PyTorch's eager F.selu with its AVX2 kernels. torch reads
+ATEN_CPU_CAPABILITY when it is imported, so the peer runs in a subprocess with ATEN_CPU_CAPABILITY=avx2, through
+this same harness (``--emit-rows`` prints its eager rows as JSON lines); its rows are shown next to the others.
 """
 
 from __future__ import annotations
@@ -33,8 +31,8 @@ import selu_ext
 from . import memory, percall, report, sweep, targets, timing, train
 from .candidates import OP_DEFS, SWEEP_MODES, Impl, build_impls
 
-# A run's settings: the flags' values, made by cli.config_from_args, which holds every
-# default (``python -m selu_ext.bench --help`` lists them).
+# A run's settings: the flags' values, made by cli.config_from_args, which holds every default
+# (``python -m selu_ext.bench --help`` lists them).
 Config = argparse.Namespace
 
 
@@ -149,8 +147,8 @@ class Runner:
         timing.sync(self.cfg.device)
 
     def note_load(self, label: str) -> None:
-        """The load average, kept in the run's meta: timings taken while other processes
-        compete for the cores are noisier (interleaving keeps the ratios fair)."""
+        """The load average, kept in the run's meta: timings taken while other processes compete for the cores
+        are noisier (interleaving keeps the ratios fair)."""
         if hasattr(os, "getloadavg"):
             self.meta.setdefault("loadavg", []).append([label, list(os.getloadavg())])
 
@@ -195,8 +193,8 @@ class Runner:
     def run_avx2_peer(self) -> None:
         """Run the F.selu[avx2] subprocess and keep its rows in avx2_rows."""
         cfg = self.cfg
-        # F.selu only: the fused eager peer runs the same F.selu plus a dropout that does
-        # not depend on the capability, at several times the cost.
+        # F.selu only: the fused eager peer runs the same F.selu plus a dropout that does not depend on the
+        # capability, at several times the cost.
         modes = [m for m in cfg.modes if m in SWEEP_MODES + ("percall", "accuracy")]
         if "selu" not in cfg.ops or not modes:
             return
@@ -261,10 +259,9 @@ class Runner:
                      f"each, read + write counted, median {tm.median * 1e3:.3f} ms)")
 
     def canary(self, label: str) -> None:
-        """Time PyTorch's own float32 expm1 (2^16 elements, one thread) between blocks. On
-        the AVX-512 machine these results were taken on, eager F.selu (whose cost is
-        expm1) ran ~12x faster in some processes after some earlier work than in a fresh
-        one, for reasons outside PyTorch's and selu_ext's code."""
+        """Time PyTorch's own float32 expm1 (2^16 elements, one thread) between blocks. On the AVX-512 machine
+        these results were taken on, eager F.selu (whose cost is expm1) ran ~12x faster in some processes after
+        some earlier work than in a fresh one, for reasons outside PyTorch's and selu_ext's code."""
         if self.cfg.device != "cpu":
             return
         before = torch.get_num_threads()
@@ -300,10 +297,9 @@ class Runner:
             percall.run(self)
         if cfg.train:
             train.run(self)
-        # dtype, then op, then threads: a run cut short by its budget still has every
-        # op in the first dtypes (float32 first), and the thread counts of one op and
-        # dtype are measured next to each other, in one state of the process (see
-        # canary).
+        # dtype, then op, then threads: a run cut short by its budget still has every op in the first dtypes
+        # (float32 first), and the thread counts of one op and dtype are measured next to each other, in one
+        # state of the process (see canary).
         for dtype, op, threads in itertools.product(cfg.dtypes, cfg.ops, cfg.threads):
             if self.over_budget():
                 break
@@ -326,8 +322,8 @@ class Runner:
         torch.set_num_threads(threads)
         if self.cfg.compile is False:
             return
-        # Inductor's C++ kernels take their thread count at code generation: compile
-        # afresh for each thread count.
+        # Inductor's C++ kernels take their thread count at code generation: compile afresh for each thread
+        # count.
         try:
             from torch import _dynamo
 
@@ -339,8 +335,8 @@ class Runner:
                 from torch._inductor import config as ic
 
                 ic.cpp.threads = threads
-            # AOTAutograd may donate saved buffers to the backward, which then refuses
-            # retain_graph=True; the backward mode re-runs one graph's backward.
+            # AOTAutograd may donate saved buffers to the backward, which then refuses retain_graph=True; the
+            # backward mode re-runs one graph's backward.
             from torch._functorch import config as fc
 
             fc.donated_buffer = False
@@ -349,8 +345,8 @@ class Runner:
 
 
 def run(cfg: Config, out: Optional[TextIO] = None, extra_impls: Optional[dict] = None) -> Result:
-    """Run the benchmark; ``extra_impls`` ({op: [Impl, ...]}) adds implementations
-    of your own, checked and timed next to the others (before selu_ext)."""
+    """Run the benchmark; ``extra_impls`` ({op: [Impl, ...]}) adds implementations of your own, checked and
+    timed next to the others (before selu_ext)."""
     out = out or sys.stdout
     runner = Runner(cfg, out, extra_impls)
     if cfg.emit_rows:

@@ -23,8 +23,8 @@ from . import checks, memory, timing
 from .candidates import DTYPES, OP_DEFS, SWEEP_MODES, Impl, build_impls, keep_mask
 from .report import first_line
 
-# Rotation copies at most: 4K float32 elements with their gradient are 32 KB, so
-# 1024 copies cover a 32 MB CPU cache, 4096 twice a 50 MB L2.
+# Rotation copies at most: 4K float32 elements with their gradient are 32 KB, so 1024 copies cover a 32 MB CPU
+# cache, 4096 twice a 50 MB L2.
 MAX_BUFFERS = {"cpu": 1024, "cuda": 4096}
 
 _graph_stream = []  # --cuda-graphs: the one stream rows are measured on
@@ -41,8 +41,8 @@ def make_inputs(runner, dtype, shape, n_sets):
 
 
 def run_point(runner, opname, impls, dname, size, threads, modes=SWEEP_MODES) -> None:
-    """Every implementation in every mode of ``modes`` the run has; the percall mode
-    on one buffer, the others rotating through the cache."""
+    """Every implementation in every mode of ``modes`` the run has; the percall mode on one buffer, the others
+    rotating through the cache."""
     cfg = runner.cfg
     dtype, op = DTYPES[dname], OP_DEFS[opname]
     per_set = 2 * size * torch.empty((), dtype=dtype).element_size()
@@ -71,8 +71,8 @@ def run_point(runner, opname, impls, dname, size, threads, modes=SWEEP_MODES) ->
 
 
 def check(runner, ref, y, gx, random) -> checks.Check:
-    """checks.check with every CPU thread (the float64 reference is the slow part of
-    a row at large sizes); the timing sets its own thread count."""
+    """checks.check with every CPU thread (the float64 reference is the slow part of a row at large sizes); the
+    timing sets its own thread count."""
     before = torch.get_num_threads()
     if runner.cfg.device == "cpu":
         torch.set_num_threads(max(runner.cfg.threads + [before]))
@@ -84,10 +84,9 @@ def check(runner, ref, y, gx, random) -> checks.Check:
 
 @contextlib.contextmanager
 def timing_stream(cfg):
-    """With --cuda-graphs, a row's whole measurement runs on the one non-default
-    stream its calls are captured on: autograd runs each backward op on its forward
-    op's stream (the graphs of the backward mode are built here too), and capture
-    cannot use the default stream."""
+    """With --cuda-graphs, a row's whole measurement runs on the one non-default stream its calls are captured
+    on: autograd runs each backward op on its forward op's stream (the graphs of the backward mode are built
+    here too), and capture cannot use the default stream."""
     if not cfg.cuda_graphs:
         yield
         return
@@ -114,8 +113,8 @@ def timed(cfg, call, threads, mode, period=1) -> timing.Timing:
 
 
 def _first_call(runner, fn, mode, xs, gs):
-    """Run ``mode`` once (the call that is checked): (y, input gradient, seconds,
-    the timed call that rotates through the inputs, its rotation state)."""
+    """Run ``mode`` once (the call that is checked): (y, input gradient, seconds, the timed call that rotates
+    through the inputs, its rotation state)."""
     state = {"i": 0}
 
     def rotating(body):
@@ -190,9 +189,9 @@ def measure(runner, row, op, impl: Impl, mode, xs, gs, ref, threads) -> None:
 
 
 def run_accuracy(runner, threads) -> None:
-    """selu's float32 forward over linspace(-100, 100, 1e6) and +-logspace(-30, 2, 1e5)
-    (tiny arguments, where expm1(x) ~ x), in ULP of the float64 reference, for F.selu,
-    selu_ext and each of selu_ext's CPU kernel variants."""
+    """selu's float32 forward over linspace(-100, 100, 1e6) and +-logspace(-30, 2, 1e5) (tiny arguments, where
+    expm1(x) ~ x), in ULP of the float64 reference, for F.selu, selu_ext and each of selu_ext's CPU kernel
+    variants."""
     cfg = runner.cfg
     torch.set_num_threads(threads)
     log = torch.logspace(-30, 2, 100_000, dtype=torch.float64)

@@ -1,6 +1,6 @@
-"""The performance targets, evaluated from stored rows only: each reads its rows and
-holds the worst of them to a threshold (n/a without rows). Pure Python on plain dicts,
-so benchmarks/summarize.py and ``--from-json`` evaluate stored runs with it."""
+"""The performance targets, evaluated from stored rows only: each reads its rows and holds the worst of them to
+a threshold (n/a without rows). Pure Python on plain dicts, so benchmarks/summarize.py and ``--from-json``
+evaluate stored runs with it."""
 
 from __future__ import annotations
 
@@ -8,21 +8,21 @@ import itertools
 from typing import Callable, Iterable, Optional
 
 M = 2**20
-# The CPU sizes the copy-bandwidth targets read (issue 14): one in cache-sized
-# territory, one streaming from memory.
+# The CPU sizes the copy-bandwidth targets read (issue 14): one in cache-sized territory, one streaming from
+# memory.
 CPU_COPY_SIZES = (2**16, M)
 # Issue 24: selu_ext's MLP step over the floor's, one thread.
 TRAIN_VS_FLOOR = {"float32": 1.04, "bfloat16": 1.06}
-# unit -> how a value of it prints, and how its threshold does (which also says
-# whether higher or lower is better)
+# unit -> how a value of it prints, and how its threshold does (which also says whether higher or lower is
+# better)
 _FORMATS = {"x": ("{:.2f}x", ">= {:g}x"), "%": ("{:.1f}%", ">= {:g}%"), "us": ("{:+.2f} us", "<= {:g} us"),
             "ULP": ("{:.2f} ULP", "<= {:g} ULP"), "ratio": ("{:.4f}", "<= {:.4f}")}
 VS_EAGER = "speedup_vs_eager"
 
 
 def size_str(n) -> str:
-    """An element count as 2^k when it is a power of two ("-" for none); the one
-    size formatter of the tables, the targets and benchmarks/summarize.py."""
+    """An element count as 2^k when it is a power of two ("-" for none); the one size formatter of the tables,
+    the targets and benchmarks/summarize.py."""
     if not n:
         return "-"
     return f"2^{n.bit_length() - 1}" if n & (n - 1) == 0 else str(n)
@@ -46,8 +46,8 @@ def _select(rows, **kw) -> list[dict]:
 
 def _target(name: str, text: str, rows: list[dict], key: str, threshold: float, unit: str, info: bool = False,
             where: Callable[[dict], str] = _where) -> dict:
-    """The worst row's ``key`` against the threshold (the device is the name's first part);
-    ``where`` names that row."""
+    """The worst row's ``key`` against the threshold (the device is the name's first part); ``where`` names that
+    row."""
     vals = [(r[key], r) for r in rows if _ok(r) and r.get(key) is not None]
     res = {"target": name, "device": name.split(".")[0], "text": text, "threshold": threshold, "unit": unit,
            "kind": "info" if info else "target", "n_rows": len(vals)}
@@ -66,8 +66,8 @@ def _target(name: str, text: str, rows: list[dict], key: str, threshold: float, 
 
 
 def evaluate(rows: Iterable[dict], meta: Optional[dict] = None) -> list[dict]:
-    """The targets of every device in ``rows``. ``meta`` (the run's header) names the
-    CPU path torch used, which sets the CPU forward target against eager."""
+    """The targets of every device in ``rows``. ``meta`` (the run's header) names the CPU path torch used, which
+    sets the CPU forward target against eager."""
     rows = list(rows)
     out: list[dict] = []
     for dev in sorted({r["device"] for r in rows}):
@@ -112,8 +112,8 @@ def evaluate(rows: Iterable[dict], meta: Optional[dict] = None) -> list[dict]:
 
 
 def torch_cpu_path(meta: dict) -> str:
-    """The CPU kernels torch ran (torch.backends.cpu.get_cpu_capability()): AVX512,
-    AVX2, DEFAULT, ... or 'unknown' for a run that did not record it."""
+    """The CPU kernels torch ran (torch.backends.cpu.get_cpu_capability()): AVX512, AVX2, DEFAULT, ... or
+    'unknown' for a run that did not record it."""
     return str(meta.get("torch_cpu_capability") or "unknown").upper()
 
 
@@ -122,9 +122,8 @@ def _cpu_targets(d: list[dict], meta: dict) -> list[dict]:
     ext = lambda **kw: _select(d, role="ext", **kw)  # noqa: E731
     threads = sorted({r["threads"] for r in d if r.get("threads")})
     path = torch_cpu_path(meta)
-    # torch's AVX-512 SELU takes a slow expm1 path, where 10x was measured; on its AVX2
-    # (and other) paths the forward is held to never being slower, and to the copy
-    # bandwidth below.
+    # torch's AVX-512 SELU takes a slow expm1 path, where 10x was measured; on its AVX2 (and other) paths the
+    # forward is held to never being slower, and to the copy bandwidth below.
     fwd_thr = 10.0 if "AVX512" in path else 1.0
     for size, t in itertools.product((M, 16 * M), threads):
         sel = ext(op="selu", mode="forward", dtype="float32", size=size, threads=t)
@@ -201,8 +200,8 @@ def _percall_target(d: list[dict], dev: str) -> dict:
 
 
 def _memory_target(d: list[dict], dev: str) -> dict:
-    """Bytes the fused op keeps beyond what the next Linear keeps <= 1/3 of PyTorch's
-    SELU followed by AlphaDropout."""
+    """Bytes the fused op keeps beyond what the next Linear keeps <= 1/3 of PyTorch's SELU followed by
+    AlphaDropout."""
     ref = [r for r in _select(d, op="fused", mode="memory", role="eager") if _ok(r)]
     pairs = []
     for r in _select(d, op="fused", mode="memory", role="ext"):

@@ -1,7 +1,6 @@
-"""Timers, each returning a Timing (seconds per call, a sample each: median, p20, p80).
-CUDA: events around blocks of calls, read after one final synchronize (the host runs
-ahead, as in a model); CPU: perf_counter around blocks of >= 1 ms; small calls: wall
-clock, interleaved with their peers."""
+"""Timers, each returning a Timing (seconds per call, a sample each: median, p20, p80). CUDA: events around
+blocks of calls, read after one final synchronize (the host runs ahead, as in a model); CPU: perf_counter around
+blocks of >= 1 ms; small calls: wall clock, interleaved with their peers."""
 
 from __future__ import annotations
 
@@ -43,8 +42,8 @@ def _n_samples(est: float, min_time: float, max_time: float, min_samples: int, m
 
 
 def _samples(block: Callable[[], object], calls: int, device: str, n: int = 1) -> Timing:
-    """Per-call times of ``n`` runs of ``block`` (``calls`` calls each). CUDA events are
-    read only after the last run: the host runs ahead, as in a model."""
+    """Per-call times of ``n`` runs of ``block`` (``calls`` calls each). CUDA events are read only after the
+    last run: the host runs ahead, as in a model."""
     if device != "cuda":
         times = []
         for _ in range(n):
@@ -70,10 +69,10 @@ def _repeat(call: Callable[[], object], n: int) -> Callable[[], None]:
 
 def time_calls(call: Callable[[], object], device: str, *, threads: Optional[int] = None, min_time: float,
                max_time: float, min_samples: int = 7, warmup: int = 3) -> Timing:
-    """Median per-call time of ``call`` (which rotates its own inputs), over blocks of
-    back-to-back calls of >= 1 ms on the CPU (timer overhead < 0.1%), >= 0.1 ms on CUDA
-    (event resolution is ~0.5 us). Not torch.utils.benchmark's blocked_autorange: its
-    10-20 ms blocks leave a call of a few ms one or two samples and no spread."""
+    """Median per-call time of ``call`` (which rotates its own inputs), over blocks of back-to-back calls of >=
+    1 ms on the CPU (timer overhead < 0.1%), >= 0.1 ms on CUDA (event resolution is ~0.5 us). Not
+    torch.utils.benchmark's blocked_autorange: its 10-20 ms blocks leave a call of a few ms one or two samples
+    and no spread."""
     if threads:
         torch.set_num_threads(threads)
     est = _samples(call, 1, device).median
@@ -87,18 +86,17 @@ def time_calls(call: Callable[[], object], device: str, *, threads: Optional[int
 
 
 class GraphCaptureError(RuntimeError):
-    """A candidate's calls could not be captured into a CUDA graph (the row says so;
-    it is not a failure of the candidate itself)."""
+    """A candidate's calls could not be captured into a CUDA graph (the row says so; it is not a failure of the
+    candidate itself)."""
 
 
 def time_cuda_graph(call: Callable[[], object], *, period: int, min_time: float, max_time: float,
                     min_samples: int = 10, warmup: int = 3, max_calls: int = 512) -> Timing:
-    """Median per-call GPU time of ``call`` without the host: replays of a CUDA graph of
-    a whole number of rotations through the ``period`` input buffers. Capture needs a
-    non-default stream and autograd runs a backward op on its forward op's stream, so
-    warm-up (lazy init, compilation, autotuning: never during capture) and capture run on
-    the caller's stream when it is not the default one (sweep.timing_stream), else on a
-    side stream."""
+    """Median per-call GPU time of ``call`` without the host: replays of a CUDA graph of a whole number of
+    rotations through the ``period`` input buffers. Capture needs a non-default stream and autograd runs a
+    backward op on its forward op's stream, so warm-up (lazy init, compilation, autotuning: never during
+    capture) and capture run on the caller's stream when it is not the default one (sweep.timing_stream), else
+    on a side stream."""
     period = max(1, int(period))
     caller = torch.cuda.current_stream()
     stream = caller if caller != torch.cuda.default_stream() else torch.cuda.Stream()
@@ -116,8 +114,8 @@ def time_cuda_graph(call: Callable[[], object], *, period: int, min_time: float,
             raise GraphCaptureError(f"CUDA graph capture failed: {type(e).__name__}: {e}") from e
         return graph
 
-    # One rotation to estimate a call, then enough rotations that a replay takes
-    # >= ~0.2 ms (event resolution is ~0.5 us).
+    # One rotation to estimate a call, then enough rotations that a replay takes >= ~0.2 ms (event resolution is
+    # ~0.5 us).
     graph = capture(period)
     graph.replay()
     est = max(_samples(_repeat(graph.replay, 3), 3 * period, "cuda").median, 1e-8)
@@ -131,8 +129,8 @@ def time_cuda_graph(call: Callable[[], object], *, period: int, min_time: float,
 
 
 def cache_bytes(device: str) -> int:
-    """The cache that rotating inputs should overflow: the GPU's L2, the CPU's
-    last-level cache (sysfs), with fallbacks of 50 MB / 32 MB."""
+    """The cache that rotating inputs should overflow: the GPU's L2, the CPU's last-level cache (sysfs), with
+    fallbacks of 50 MB / 32 MB."""
     if device == "cuda":
         props = torch.cuda.get_device_properties(torch.cuda.current_device())
         return int(getattr(props, "L2_cache_size", 0) or 50 * 2**20)
@@ -152,13 +150,12 @@ def time_interleaved(calls: dict[str, Callable[[], object]], device: str, *,
                      threads: Optional[int], rounds: int, block_s: float,
                      warmup: int = 3, budget_s: Optional[float] = None,
                      max_rounds: Optional[int] = None, lead: int = 0) -> dict[str, Timing]:
-    """Per-call Timing of each named call, candidates doing the same work, interleaved so
-    that a drift of the machine does not land on one side only: each round times a block of
-    each (the order rotating), a block being the same number of calls for all, sized so the
-    fastest's takes ``block_s``, synchronized at its end. With ``budget_s``, as many rounds
-    as fit (``rounds`` .. ``max_rounds``). ``lead`` untimed calls precede each block, so a
-    timed training step follows one of its own: else it pays for re-growing the heap glibc
-    trimmed after the previous model (benchmarks/train_faults.py counts the page faults)."""
+    """Per-call Timing of each named call, candidates doing the same work, interleaved so that a drift of the
+    machine does not land on one side only: each round times a block of each (the order rotating), a block being
+    the same number of calls for all, sized so the fastest's takes ``block_s``, synchronized at its end. With
+    ``budget_s``, as many rounds as fit (``rounds`` .. ``max_rounds``). ``lead`` untimed calls precede each
+    block, so a timed training step follows one of its own: else it pays for re-growing the heap glibc trimmed
+    after the previous model (benchmarks/train_faults.py counts the page faults)."""
     if device == "cpu" and threads:
         torch.set_num_threads(threads)
     est = {}

@@ -1,8 +1,7 @@
-"""One optimizer step of a self-normalizing network as users run it (``--train``), as
-torch.nn, selu_ext.nn.convert of it, the floor (SELU and AlphaDropout as nn.Identity: the
-most any activation library could save) and torch.compile of each, timed interleaved;
-selu_ext's rows carry the share of the attainable saving captured,
-(torch - selu_ext) / (torch - floor)."""
+"""One optimizer step of a self-normalizing network as users run it (``--train``), as torch.nn,
+selu_ext.nn.convert of it, the floor (SELU and AlphaDropout as nn.Identity: the most any activation library
+could save) and torch.compile of each, timed interleaved; selu_ext's rows carry the share of the attainable
+saving captured, (torch - selu_ext) / (torch - floor)."""
 
 from __future__ import annotations
 
@@ -66,8 +65,8 @@ def make_input(name: str, batch: int, device: str, dtype: torch.dtype = torch.fl
 
 def build_variants(name: str, device: str, compile_: bool,
                    dtype: torch.dtype = torch.float32) -> dict:
-    """impl name -> (role, module, optimizer); each variant has its own copy of the
-    same initial weights, in ``dtype``."""
+    """impl name -> (role, module, optimizer); each variant has its own copy of the same initial weights, in
+    ``dtype``."""
     base = build_model(name)
     modules = {"torch.nn": base, "selu_ext": selu_ext.nn.convert(base), "floor": floor(base)}
     out = {}
@@ -91,16 +90,16 @@ def make_step(model: nn.Module, opt: torch.optim.Optimizer, x, y):
 
 
 def share(torch_value: Optional[float], ext_value: Optional[float], floor_value: Optional[float]) -> Optional[float]:
-    """Percent of the attainable saving (torch - floor) that selu_ext captures
-    (torch - selu_ext); None when a value is missing or the floor saves nothing."""
+    """Percent of the attainable saving (torch - floor) that selu_ext captures (torch - selu_ext); None when a
+    value is missing or the floor saves nothing."""
     if None in (torch_value, ext_value, floor_value) or torch_value <= floor_value:
         return None
     return 100.0 * (torch_value - ext_value) / (torch_value - floor_value)
 
 
 def eval_check(variants: dict, x) -> str:
-    """'' if selu_ext's model gives torch.nn's outputs in eval mode (same weights, so
-    it must), else what differs."""
+    """'' if selu_ext's model gives torch.nn's outputs in eval mode (same weights, so it must), else what
+    differs."""
     ref, ext = variants["torch.nn"][1], variants["selu_ext"][1]
     try:
         with torch.no_grad():
@@ -131,8 +130,8 @@ def fill_shares(rows: list[dict], device: str) -> None:
 
 def measure_point(runner, name: str, variants: dict, batch: int, threads: int,
                   wrong: str = "", dtype: str = "float32") -> list[dict]:
-    """The rows of one (model, dtype, batch); ``wrong``: why selu_ext's variants are not
-    timed (eval_check's verdict)."""
+    """The rows of one (model, dtype, batch); ``wrong``: why selu_ext's variants are not timed (eval_check's
+    verdict)."""
     cfg = runner.cfg
     x, y = make_input(name, batch, cfg.device, getattr(torch, dtype))
     rows, steps = [], {}
@@ -186,8 +185,8 @@ def measure_point(runner, name: str, variants: dict, batch: int, threads: int,
 
 
 def run(runner) -> None:
-    """Each model's variants in each dtype at each batch size, one thread on the CPU
-    (--threads: its first count)."""
+    """Each model's variants in each dtype at each batch size, one thread on the CPU (--threads: its first
+    count)."""
     cfg = runner.cfg
     threads = cfg.threads[0]
     compile_ = cfg.compile is not False and cfg.train_compile
@@ -197,8 +196,8 @@ def run(runner) -> None:
         runner.say(f"\nTraining step: {DESCRIPTION[name]}, {threads} thread(s), variants interleaved; "
                    "kept = bytes autograd keeps for backward beyond the parameters")
         print(report.STEP_HEADER, file=runner.out)
-        # In float32, where torch.nn's and selu_ext's outputs agree to 1e-4: the other
-        # dtypes' models hold the same weights, rounded.
+        # In float32, where torch.nn's and selu_ext's outputs agree to 1e-4: the other dtypes' models hold the
+        # same weights, rounded.
         wrong = eval_check(build_variants(name, cfg.device, False), make_input(name, 8, cfg.device)[0])
         for dtype in cfg.train_dtypes or (QUICK_DTYPES if cfg.quick else DTYPES):
             variants = build_variants(name, cfg.device, compile_, getattr(torch, dtype))
