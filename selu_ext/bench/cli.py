@@ -194,7 +194,7 @@ def config_from_args(ns: argparse.Namespace, argv):
 
 
 def from_json(ns, out) -> int:
-    from . import report, targets
+    from . import report
 
     with open(ns.from_json) as f:
         doc = json.load(f)
@@ -208,11 +208,7 @@ def from_json(ns, out) -> int:
                 print(report.format_pair(rows[i - 1:i + 1]), file=out)
         else:
             print(report.format_row(r), file=out)
-    report.fill_speedups(rows)
-    tg = targets.evaluate(rows, meta)
-    report.print_targets(tg, out)
-    report.print_answer(rows, meta, out)
-    return 0 if report.write(ns, meta, rows, tg, out) else 3
+    return 0 if report.finish(ns, meta, rows, out)[1] else 3
 
 
 def main(argv: Optional[list] = None, out=None, extra_impls: Optional[dict] = None) -> int:

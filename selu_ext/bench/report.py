@@ -249,14 +249,20 @@ def answer(rows: list[dict], meta: dict) -> str:
     return "Answer: " + "; ".join(full for _, full in parts) + "."
 
 
-def print_answer(rows: list[dict], meta: dict, out: TextIO) -> None:
-    """The answer's clauses in full, then a last line of at most WIDTH columns."""
+def finish(cfg, meta: dict, rows: list[dict], out: TextIO) -> tuple[list[dict], bool]:
+    """A run's or a stored run's end: speedups, targets, meta.answer, the stored forms ``cfg`` asks for, then
+    the answer's clauses in full and a last line of at most WIDTH columns. (targets, write's verdict)."""
+    fill_speedups(rows)
+    tgts = _targets.evaluate(rows, meta)
+    print_targets(tgts, out)
+    meta["answer"] = answer(rows, meta)
+    written = write(cfg, meta, rows, tgts, out)
     parts = _clauses(rows, meta)
     for _, full in parts:
         print(wrap(full, "  "), file=out)
-    print("Answer: " + "; ".join(short for short, _ in parts) + "." if parts else answer(rows, meta),
-          file=out)
+    print("Answer: " + "; ".join(short for short, _ in parts) + "." if parts else meta["answer"], file=out)
     out.flush()
+    return tgts, written
 
 
 def fill_speedups(rows: list[dict]) -> None:

@@ -28,7 +28,7 @@ import torch
 
 import selu_ext
 
-from . import memory, percall, report, sweep, targets, timing, train
+from . import memory, percall, report, sweep, timing, train
 from .candidates import OP_DEFS, SWEEP_MODES, Impl, build_impls
 
 # A run's settings: the flags' values, made by cli.config_from_args, which holds every default
@@ -175,20 +175,16 @@ class Runner:
                 "for 2^16 float32 elements; see meta.expm1_canary_ms): the eager F.selu rows of different "
                 "blocks are not comparable with each other")
             self.say(f"\nWARNING: {self.meta['canary_warning']}")
-        report.fill_speedups(self.rows)
-        tg = targets.evaluate(self.rows, self.meta) if talk else []
-        if talk:
-            report.print_targets(tg, self.out)
-            self.meta["answer"] = report.answer(self.rows, self.meta)
         self.meta["elapsed_s"] = round(time.perf_counter() - self.t_start, 1)
-        res = Result(self.meta, self.rows, tg, report.write(cfg, self.meta, self.rows, tg, self.out))
         self.say(f"done in {self.meta['elapsed_s']:.0f} s")
         if talk:
-            report.print_answer(self.rows, self.meta, self.out)
+            tg, written = report.finish(cfg, self.meta, self.rows, self.out)
+        else:
+            tg, written = [], report.write(cfg, self.meta, self.rows, [], self.out)
         if "error" in self.meta:
             raise SystemExit(f"selu_ext.bench: stopped by an error ({self.meta['error']}); "
                              "the rows measured before it were written")
-        return res
+        return Result(self.meta, self.rows, tg, written)
 
     def run_avx2_peer(self) -> None:
         """Run the F.selu[avx2] subprocess and keep its rows in avx2_rows."""
@@ -228,10 +224,6 @@ class Runner:
                 r = json.loads(line[5:])
                 r["impl"], r["role"] = r["impl"] + "[avx2]", "eager_avx2"
                 rows[(r["op"], r["mode"], r["dtype"], r["size"], r["threads"])] = r
-                ms = f"{r['median_ms']:.4f} ms" if r.get("median_ms") is not None else (
-                    f"{r['max_ulp']:.2f} ULP" if r.get("max_ulp") is not None else r["status"])
-                self.say(f"  [avx2] {r['op']} {r['mode']} {r['dtype']} {targets.size_str(r['size'])} "
-                         f"{r['threads']}thr {r['impl']}: {ms}")
         rc = proc.wait()
         if rc != 0:
             tail = " | ".join(proc.stderr.read().strip().splitlines()[-3:])
@@ -322,26 +314,18 @@ class Runner:
         torch.set_num_threads(threads)
         if self.cfg.compile is False:
             return
-        # Inductor's C++ kernels take their thread count at code generation: compile afresh for each thread
-        # count.
-        try:
-            from torch import _dynamo
+        from torch import _dynamo
+        from torch._functorch import config as functorch_config
+        from torch._inductor import config as inductor_config
 
-            _dynamo.reset()
-            for name in ("recompile_limit", "cache_size_limit"):
-                if hasattr(_dynamo.config, name):
-                    setattr(_dynamo.config, name, 64)
-            if self.cfg.device == "cpu":
-                from torch._inductor import config as ic
-
-                ic.cpp.threads = threads
-            # AOTAutograd may donate saved buffers to the backward, which then refuses retain_graph=True; the
-            # backward mode re-runs one graph's backward.
-            from torch._functorch import config as fc
-
-            fc.donated_buffer = False
-        except Exception:
-            pass
+        # Inductor's C++ kernels take their thread count at code generation: compile afresh for each count.
+        _dynamo.reset()
+        _dynamo.config.recompile_limit = 64
+        if self.cfg.device == "cpu":
+            inductor_config.cpp.threads = threads
+        # AOTAutograd may donate saved buffers to the backward, which then refuses retain_graph=True; the
+        # backward mode re-runs one graph's backward.
+        functorch_config.donated_buffer = False
 
 
 def run(cfg: Config, out: Optional[TextIO] = None, extra_impls: Optional[dict] = None) -> Result:
