@@ -74,14 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m selu_ext.bench", formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
-            "Benchmark selu_ext against PyTorch: eager F.selu / nn.SELU, torch.compile and, on the CPU,\n"
-            "F.selu with torch's AVX2 kernels (a subprocess with ATEN_CPU_CAPABILITY=avx2); fused\n"
-            "SELU+AlphaDropout and AlphaDropout against their F.* forms. Every result is checked against a\n"
-            "float64 reference before it is timed (a wrong one is reported WRONG). Prints a table as it\n"
-            "goes, then the targets (PASS/MISS) evaluated from the rows.\n\n"
-            "A run has three parts: the sweep (--ops, --modes, --dtypes, --sizes), the per-call rows\n"
-            "(--percall) and the training step (--train). The default run has all three; --percall and\n"
-            "--train run only the parts they name, --ops or --modes add the sweep."),
+            "Benchmark selu_ext against PyTorch: eager F.selu / nn.SELU, torch.compile and, on the CPU, F.selu\n"
+            "with torch's AVX2 kernels (a subprocess with ATEN_CPU_CAPABILITY=avx2); fused SELU+AlphaDropout and\n"
+            "AlphaDropout against their F.* forms. Every result is checked against a float64 reference before\n"
+            "it is timed (a wrong one is reported WRONG). Prints a table as it goes, then the targets (PASS/MISS)\n"
+            "evaluated from the rows.\n\n"
+            "A run has three parts: the sweep (--ops, --modes, --dtypes, --sizes), the per-call rows (--percall)\n"
+            "and the training step (--train). The default run has all three; --percall and --train run only\n"
+            "the parts they name, --ops or --modes add the sweep."),
         epilog="examples:\n  python -m selu_ext.bench --quick\n"
                "  python -m selu_ext.bench --ops selu --modes forward --dtypes fp32 --sizes 2^16..2^24\n"
                "  python -m selu_ext.bench --device cuda --json out/bench.json --csv out/bench.csv\n"
@@ -91,17 +91,16 @@ def build_parser() -> argparse.ArgumentParser:
       help="where to run (default: auto = cuda if available, else cpu)")
     a("--ops", type=_choices(OPS), help="ops: selu, fused (SELU then AlphaDropout), dropout (AlphaDropout)")
     a("--modes", type=_choices(MODES),
-      help="forward (y = f(x)); backward (only the backward, on a prepared graph); fwdbwd (both); "
-           "percall (wall clock per forward+backward call on small tensors); accuracy (float32 max "
-           "error in ULP of float64); memory (bytes kept for backward in Linear -> act -> Linear beyond "
-           "the Linears). GB/s counts each input read and each output written once; %%copy compares it "
-           "with dst.copy_(src) measured in the same run. Default all, as for --ops and --dtypes")
+      help="forward (y = f(x)); backward (only the backward, on a prepared graph); fwdbwd (both); percall "
+           "(wall clock per forward+backward call on small tensors); accuracy (float32 max error in ULP of "
+           "float64); memory (bytes kept for backward in Linear -> act -> Linear beyond the Linears). GB/s "
+           "counts each input read and each output written once; %%copy compares it with dst.copy_(src) "
+           "measured in the same run. Default all, as for --ops and --dtypes")
     a("--dtypes", type=_choices(tuple(DTYPES), _DTYPE_ALIASES),
       help="float32, bfloat16, float16, float64 (or fp32, bf16, fp16, fp64)")
     a("--sizes", type=parse_sizes,
       help=f"elements per tensor: a list (4096,64K,1M,2^20,1<<20) and/or power-of-two ranges 2^12..2^24 "
-           f"(every power) or 2^12..2^24:2 (every 2nd). Default: CUDA {_sizes(CUDA_SIZES)}; CPU "
-           f"{_sizes(CPU_SIZES)}")
+           f"(every power) or 2^12..2^24:2 (every 2nd). Default: CUDA {_sizes(CUDA_SIZES)}; CPU {_sizes(CPU_SIZES)}")
     a("--threads", type=int, nargs="+",
       help="CPU intra-op thread counts, one sweep each (default: 1 and the machine's count)")
     a("--p", type=float, default=0.1, help="dropout probability (default %(default)s)")
@@ -109,9 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
       help=f"per-call rows: every public function and module against its torch equivalent at "
            f"{_sizes(percall.SIZES)} float32 elements, in the modes {', '.join(percall.MODES)}")
     a("--train", action="store_true",
-      help="training step of a 784-8x512-10 SELU MLP and the tutorial's ConvNet: torch.nn, "
-           "selu_ext.nn.convert, the floor (SELU and AlphaDropout as nn.Identity), torch.compile of "
-           "each: step time, bytes kept for backward and the share of the attainable saving captured")
+      help="training step of a 784-8x512-10 SELU MLP and the tutorial's ConvNet: torch.nn, selu_ext.nn.convert, "
+           "the floor (SELU and AlphaDropout as nn.Identity), torch.compile of each: step time, bytes kept "
+           "for backward and the share of the attainable saving captured")
     a("--train-models", type=_choices(train.MODELS),
       help=f"training-step models: {', '.join(train.MODELS)} (default all; --quick mlp)")
     a("--train-batches", type=parse_sizes,
@@ -120,28 +119,26 @@ def build_parser() -> argparse.ArgumentParser:
     a("--train-dtypes", type=_choices(train.DTYPES),
       help=f"training-step dtypes: {', '.join(train.DTYPES)} (default all; --quick {train.QUICK_DTYPES[0]})")
     a("--no-train-compile", dest="train_compile", action="store_false",
-      help="skip the torch.compile variants of the training step only (5-100 s of compilation per "
-           "model on a loaded 2-core CPU; each row's first_step_s says how long)")
+      help="skip the torch.compile variants of the training step only (5-100 s of compilation per model "
+           "on a loaded 2-core CPU; each row's first_step_s says how long)")
     a("--quick", action="store_true",
       help=f"a short run (CPU: under 30 s): sizes {_sizes(QUICK_SIZES['cpu'])} (CUDA: "
            f"{_sizes(QUICK_SIZES['cuda'])}), float32 (CUDA: and bfloat16), fewer samples, no "
            "torch.compile on CPU; explicit flags still apply")
     a("--no-compile", action="store_true",
-      help="skip the torch.compile peers (--quick on CPU skips them: one compile takes longer than "
-           "the whole quick run)")
+      help="skip the torch.compile peers (--quick on CPU skips them: one compile outlasts the whole quick run)")
     a("--no-avx2-peer", dest="avx2_peer", action="store_false", help="CPU: skip the F.selu[avx2] peer")
     a("--cpu-variants", action="store_true",
       help="CPU: also time selu_ext's other CPU kernels (avx512, avx2, baseline) as rows selu_ext[avx2] ...")
-    a("--min-time", type=float,
-      help="seconds of timing per row (default 0.1 on CPU, 0.05 on CUDA; --quick 0.02)")
+    a("--min-time", type=float, help="seconds of timing per row (default 0.1 on CPU, 0.05 on CUDA; --quick 0.02)")
     a("--max-time", type=float, help="cap on seconds of timing per row (default 2; --quick 0.3)")
     a("--min-samples", type=int, help="fewest timing samples per row (default 7, CUDA 10; --quick 5)")
     a("--cuda-graphs", action="store_true",
-      help="CUDA: time replays of a captured CUDA graph of each row's calls: GPU time only, without "
-           "the per-call host cost (Python, dispatcher, autograd, launch) an eager user pays")
+      help="CUDA: time replays of a captured CUDA graph of each row's calls: GPU time only, without the "
+           "per-call host cost (Python, dispatcher, autograd, launch) an eager user pays")
     a("--budget", type=float,
-      help=f"stop measuring after this many seconds, keeping the rows (default {CUDA_BUDGET_S:.0f} on "
-           "CUDA, none on CPU; 0 = none)")
+      help=f"stop measuring after this many seconds, keeping the rows (default {CUDA_BUDGET_S:.0f} on CUDA, "
+           "none on CPU; 0 = none)")
     a("--seed", type=int, default=0, help="seed of the input data (default 0)")
     a("--json", metavar="FILE", help="write meta, rows and targets as JSON (rewritten as the run goes)")
     a("--csv", metavar="FILE", help="write the rows as CSV, the run's metadata in every line")
@@ -160,16 +157,12 @@ def config_from_args(ns: argparse.Namespace, argv):
     if device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("selu_ext.bench: --device cuda, but torch.cuda.is_available() is False")
     quick, cuda = ns.quick, device == "cuda"
-    if cuda:
-        threads = [torch.get_num_threads()]
-    else:
-        threads = ns.threads or list(dict.fromkeys([1, len(os.sched_getaffinity(0))
-                                                    if hasattr(os, "sched_getaffinity") else os.cpu_count()]))
+    ncpu = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    threads = [torch.get_num_threads()] if cuda else ns.threads or list(dict.fromkeys([1, ncpu]))
     if any(t < 1 for t in threads):
         raise SystemExit("selu_ext.bench: --threads must be positive")
     if ns.cuda_graphs and not cuda:
-        raise SystemExit("selu_ext.bench: --cuda-graphs times CUDA graphs; it needs --device cuda "
-                         "(and a GPU)")
+        raise SystemExit("selu_ext.bench: --cuda-graphs times CUDA graphs; it needs --device cuda (and a GPU)")
     # The parts of the run: all three by default; otherwise those named.
     whole = not (ns.ops or ns.modes or ns.percall or ns.train)
     sweep = whole or bool(ns.ops or ns.modes)

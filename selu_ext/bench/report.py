@@ -5,6 +5,7 @@ every line) and a plot."""
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import os
 import sys
@@ -21,26 +22,20 @@ from .targets import size_str
 WIDTH = 120
 SPEEDUP_ROLES = ("eager", "module", "eager_avx2", "compile")
 ROW_FIELDS = [
-    "op", "mode", "dtype", "size", "device", "threads", "impl", "role", "status", "check",
-    "median_ms", "p20_ms", "p80_ms", "gbps", "pct_copy_bw",
-    *[f"speedup_vs_{r}" for r in SPEEDUP_ROLES],
-    "peak_mem", "saved_bytes", "max_err", "max_ulp", "n_buffers", "samples", "calls_per_sample",
-    "note", "version", "torch_version",
+    "op", "mode", "dtype", "size", "device", "threads", "impl", "role", "status", "check", "median_ms", "p20_ms",
+    "p80_ms", "gbps", "pct_copy_bw", *[f"speedup_vs_{r}" for r in SPEEDUP_ROLES], "peak_mem", "saved_bytes",
+    "max_err", "max_ulp", "n_buffers", "samples", "calls_per_sample", "note", "version", "torch_version",
     "share_time_pct", "share_mem_pct", "first_step_s",  # training-step rows (train.py)
 ]
-META_FIELDS = ["device_name", "torch_cpu_capability", "selu_ext_cpu_capability", "date",
-               "command", "build_info"]
+META_FIELDS = ["device_name", "torch_cpu_capability", "selu_ext_cpu_capability", "date", "command", "build_info"]
 
 
-def new_row(op: str, mode: str, dtype: str, size: int, device: str, threads, impl: str, role: str,
-            **fields) -> dict:
+def new_row(op: str, mode: str, dtype: str, size: int, device: str, threads, impl: str, role: str, **fields) -> dict:
     """A row with every field of ROW_FIELDS, in that order; None where not measured."""
     r = dict.fromkeys(ROW_FIELDS)
-    r.update(op=op, mode=mode, dtype=dtype, size=size, device=device, threads=threads, impl=impl,
-             role=role, status="ok", check="", note="", version=selu_ext.__version__,
-             torch_version=torch.__version__)
-    r.update(fields)
-    return r
+    r.update(op=op, mode=mode, dtype=dtype, size=size, device=device, threads=threads, impl=impl, role=role,
+             status="ok", check="", note="", version=selu_ext.__version__, torch_version=torch.__version__)
+    return {**r, **fields}
 
 
 def first_line(e: BaseException) -> str:
@@ -333,7 +328,7 @@ def plot(path: str, rows: list[dict], meta: dict, out: TextIO) -> bool:
     colors = {"eager": "tab:blue", "module": "tab:cyan", "eager_avx2": "tab:purple", "compile": "tab:red",
               "ext": "tab:green", "ext_variant": "tab:olive", "custom": "tab:gray"}
     copy = meta.get("copy_gbps", {}).get(str(threads))
-    for (i, (op, mode)), (j, dt) in ((a, b) for a in enumerate(panels) for b in enumerate(dtypes)):
+    for (i, (op, mode)), (j, dt) in itertools.product(enumerate(panels), enumerate(dtypes)):
         ax = axes[i][j]
         sel = [r for r in sweep if r["op"] == op and r["mode"] == mode and r["dtype"] == dt]
         for impl in dict.fromkeys(r["impl"] for r in sel):
