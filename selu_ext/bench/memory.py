@@ -10,7 +10,7 @@ from torch import nn
 
 import selu_ext
 
-from .candidates import Impl
+from . import report
 
 
 def _storage_key(t: torch.Tensor):
@@ -46,9 +46,8 @@ def peak_memory(call: Callable[[], object], device: str) -> Optional[int]:
     base = torch.cuda.memory_allocated()
     out = call()
     torch.cuda.synchronize()
-    peak = torch.cuda.max_memory_allocated() - base
     del out
-    return int(peak)
+    return int(torch.cuda.max_memory_allocated() - base)
 
 
 def run(runner, threads) -> None:
@@ -74,9 +73,9 @@ def run(runner, threads) -> None:
     for name, (op, role, factory) in activations.items():
         if op not in cfg.ops:
             continue
-        with runner.measuring(runner.new_row(op, "memory", "float32", batch * width, threads,
-                                             Impl(name, role, None))) as row:
+        with runner.measuring(report.new_row(op, "memory", "float32", batch * width, cfg.device, threads, name,
+                                             role)) as row:
             total = kept(factory())
             row["saved_bytes"], row["check"] = total - kept(nn.Identity()), "saved_tensors_hooks"
-            row["note"] = (f"Linear({width},{width}) -> act -> Linear, batch {batch}: kept "
-                           f"beyond Linear -> Identity -> Linear (total {total} B)")
+            row["note"] = (f"Linear({width},{width}) -> act -> Linear, batch {batch}: kept beyond Linear -> Identity "
+                           f"-> Linear (total {total} B)")

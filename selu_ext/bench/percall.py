@@ -52,7 +52,7 @@ def _fn(f):
     return lambda p: lambda x: f(x, p, True)
 
 
-CASES = (
+CASES = (  # modules are built in training mode
     Case("selu", "F.selu", "selu_ext.selu", lambda p: F.selu, lambda p: selu_ext.selu),
     Case("alpha_dropout", "F.alpha_dropout", "selu_ext.alpha_dropout", _fn(F.alpha_dropout),
          _fn(selu_ext.alpha_dropout), dropout=True),
@@ -62,26 +62,21 @@ CASES = (
          _fn(lambda x, p, t: F.alpha_dropout(F.selu(x), p, t)), _fn(selu_ext.selu_alpha_dropout),
          dropout=True, fused=True),
     Case("nn.SELU", "nn.SELU", "selu_ext.nn.SELU", lambda p: nn.SELU(), lambda p: selu_ext.nn.SELU()),
-    Case("nn.AlphaDropout", "nn.AlphaDropout", "selu_ext.nn.AlphaDropout",
-         lambda p: nn.AlphaDropout(p).train(), lambda p: selu_ext.nn.AlphaDropout(p).train(),
-         dropout=True),
+    Case("nn.AlphaDropout", "nn.AlphaDropout", "selu_ext.nn.AlphaDropout", nn.AlphaDropout,
+         selu_ext.nn.AlphaDropout, dropout=True),
     Case("nn.FeatureAlphaDropout", "nn.FeatureAlphaDropout", "selu_ext.nn.FeatureAlphaDropout",
-         lambda p: nn.FeatureAlphaDropout(p).train(),
-         lambda p: selu_ext.nn.FeatureAlphaDropout(p).train(), dropout=True, feature=True),
-    Case("nn.SELUAlphaDropout", "nn.Sequential(nn.SELU, nn.AlphaDropout)",
-         "selu_ext.nn.SELUAlphaDropout",
-         lambda p: nn.Sequential(nn.SELU(), nn.AlphaDropout(p)).train(),
-         lambda p: selu_ext.nn.SELUAlphaDropout(p).train(), dropout=True, fused=True),
+         nn.FeatureAlphaDropout, selu_ext.nn.FeatureAlphaDropout, dropout=True, feature=True),
+    Case("nn.SELUAlphaDropout", "nn.Sequential(nn.SELU, nn.AlphaDropout)", "selu_ext.nn.SELUAlphaDropout",
+         lambda p: nn.Sequential(nn.SELU(), nn.AlphaDropout(p)), selu_ext.nn.SELUAlphaDropout, dropout=True,
+         fused=True),
 )
 
 
-def check(case: Case, y_ext: torch.Tensor, y_torch: torch.Tensor, x: torch.Tensor,
-          p: float) -> tuple[str, str]:
+def check(case: Case, y_ext: torch.Tensor, y_torch: torch.Tensor, x: torch.Tensor, p: float) -> tuple[str, str]:
     """(check kind, what is wrong or ''): selu_ext's output against torch's (SELU), or against the AlphaDropout
     formula for the mask it drew."""
     if y_ext.shape != y_torch.shape or y_ext.dtype != y_torch.dtype:
-        return "shape+dtype", (f"{tuple(y_ext.shape)} {y_ext.dtype} vs torch's "
-                               f"{tuple(y_torch.shape)} {y_torch.dtype}")
+        return "shape+dtype", f"{tuple(y_ext.shape)} {y_ext.dtype} vs torch's {tuple(y_torch.shape)} {y_torch.dtype}"
     if y_ext.requires_grad != y_torch.requires_grad:
         return "requires_grad", f"requires_grad {y_ext.requires_grad}, torch's {y_torch.requires_grad}"
     x, y_ext, y_torch = x.detach(), y_ext.detach(), y_torch.detach()
@@ -102,8 +97,7 @@ def measure_pair(runner, case: Case, mode: str, size: int, threads: int) -> list
     (x,), (g,) = make_inputs(runner, torch.float32, shape, 1)
     if mode in ("call_grad", "call_fwdbwd"):
         x.requires_grad_()
-    rows = [report.new_row(case.op, mode, "float32", size, cfg.device, threads, name, role,
-                           n_buffers=1)
+    rows = [report.new_row(case.op, mode, "float32", size, cfg.device, threads, name, role, n_buffers=1)
             for name, role in ((case.torch_name, "eager"), (case.ext_name, "ext"))]
     try:
         fns = (case.make_torch(cfg.p), case.make_ext(cfg.p))
@@ -125,8 +119,8 @@ def measure_pair(runner, case: Case, mode: str, size: int, threads: int) -> list
             r["status"] = "ERROR: " + report.first_line(e)
         return rows
     for r in rows:
-        r.update(tms[r["impl"]].fields(), note=f"{MODE_TEXT[mode]}, shape {tuple(shape)}; wall "
-                                               "clock per call, interleaved with its peer")
+        r.update(tms[r["impl"]].fields(),
+                 note=f"{MODE_TEXT[mode]}, shape {tuple(shape)}; wall clock per call, interleaved with its peer")
     return rows
 
 
