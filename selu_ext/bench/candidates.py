@@ -6,6 +6,7 @@ and checked element by element; PyTorch's comes from torch's generator (checks.p
 from __future__ import annotations
 
 import contextlib
+import functools
 from dataclasses import dataclass, field
 from typing import Callable, NamedTuple, Optional
 
@@ -76,24 +77,16 @@ def build_impls(op: str, device: str, p: float, *, compile_mode: Optional[str],
         eager, ext, ext_name = F.selu, selu_ext.selu, "selu_ext"
         impls = [Impl("F.selu", "eager", eager, modes=SWEEP_MODES + ("percall",)),
                  Impl("nn.SELU", "module", torch.nn.SELU(), modes=("forward", "percall"))]
-    elif op == "fused":
-        def eager(x):
-            return F.alpha_dropout(F.selu(x), p, training=True)
+    else:  # fused, dropout
+        fused = op == "fused"
 
-        def ext(x):
-            return selu_ext.selu_alpha_dropout(x, p, training=True, seed=SEED)
-        ext_name = "selu_ext.selu_alpha_dropout"
-        impls = [Impl("F.selu+F.alpha_dropout", "eager", eager, random=True)]
-    elif op == "dropout":
         def eager(x):
-            return F.alpha_dropout(x, p, training=True)
+            return F.alpha_dropout(F.selu(x) if fused else x, p, training=True)
 
-        def ext(x):
-            return selu_ext.alpha_dropout(x, p, training=True, seed=SEED)
-        ext_name = "selu_ext.alpha_dropout"
-        impls = [Impl("F.alpha_dropout", "eager", eager, random=True)]
-    else:
-        raise ValueError(f"unknown op {op!r}; expected one of {', '.join(OPS)}")
+        ext = functools.partial(selu_ext.selu_alpha_dropout if fused else selu_ext.alpha_dropout, p=p,
+                                training=True, seed=SEED)
+        ext_name = "selu_ext.selu_alpha_dropout" if fused else "selu_ext.alpha_dropout"
+        impls = [Impl("F.selu+F.alpha_dropout" if fused else "F.alpha_dropout", "eager", eager, random=True)]
     impls.append(Impl(f"compile({impls[0].name})", "compile",
                       torch.compile(eager, dynamic=True) if compile_mode is None else eager,
                       random=op != "selu", unavailable=compile_mode))

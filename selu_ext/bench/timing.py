@@ -146,9 +146,8 @@ def cache_bytes(device: str) -> int:
     return best or 32 * 2**20
 
 
-def time_interleaved(calls: dict[str, Callable[[], object]], device: str, *,
-                     threads: Optional[int], rounds: int, block_s: float,
-                     warmup: int = 3, budget_s: Optional[float] = None,
+def time_interleaved(calls: dict[str, Callable[[], object]], device: str, *, threads: Optional[int], rounds: int,
+                     block_s: float, warmup: int = 3, budget_s: Optional[float] = None,
                      max_rounds: Optional[int] = None, lead: int = 0) -> dict[str, Timing]:
     """Per-call Timing of each named call, candidates doing the same work, interleaved so that a drift of the
     machine does not land on one side only: each round times a block of each (the order rotating), a block being
@@ -160,8 +159,7 @@ def time_interleaved(calls: dict[str, Callable[[], object]], device: str, *,
         torch.set_num_threads(threads)
     est = {}
     for name, call in calls.items():
-        for _ in range(warmup):
-            call()
+        _repeat(call, warmup)()
         sync(device)
         # A first estimate from calls worth ~1 ms (one call of a slow candidate).
         n, t0 = 0, time.perf_counter()
@@ -170,24 +168,20 @@ def time_interleaved(calls: dict[str, Callable[[], object]], device: str, *,
             n += 1
         sync(device)
         est[name] = max((time.perf_counter() - t0) / n, 1e-7)
-    n_calls = max(1, int(math.ceil(block_s / min(est.values()))))
+    n_calls = max(1, math.ceil(block_s / min(est.values())))
     n_rounds = rounds
     if budget_s is not None:
-        per_round = (n_calls + lead) * sum(est.values())
-        n_rounds = max(rounds, min(max_rounds or rounds, int(budget_s / per_round)))
+        n_rounds = max(rounds, min(max_rounds or rounds, int(budget_s / ((n_calls + lead) * sum(est.values())))))
     names = list(calls)
     times: dict[str, list] = {name: [] for name in names}
     for r in range(n_rounds):
         k = r % len(names)
         for name in names[k:] + names[:k]:
-            call = calls[name]
-            for _ in range(lead):
-                call()
             if lead:
+                _repeat(calls[name], lead)()
                 sync(device)
             t0 = time.perf_counter()
-            for _ in range(n_calls):
-                call()
+            _repeat(calls[name], n_calls)()
             sync(device)
             times[name].append((time.perf_counter() - t0) / n_calls)
     return {name: Timing(times[name], n_calls) for name in names}
