@@ -21,8 +21,7 @@ SWEEP_MODES = ("forward", "backward", "fwdbwd")
 MODES = SWEEP_MODES + ("percall", "accuracy", "memory")
 OPS = ("selu", "fused", "dropout")
 SEED = 1234  # selu_ext's dropout seed: the mask is dropout_keep_mask([SEED, 0], n, p)
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
-          "float64": torch.float64}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
 
 
 class Op(NamedTuple):
@@ -97,8 +96,7 @@ def build_impls(op: str, device: str, p: float, *, compile_mode: Optional[str],
         current = selu_ext._C.cpu_capability()
         for cap in selu_ext.build_info()["cpu_capabilities_supported"].split(","):
             if cap and cap != current:
-                impls.append(Impl(f"{ext_name}[{cap}]", "ext_variant", ext,
-                                  context=lambda cap=cap: cpu_variant(cap)))
+                impls.append(Impl(f"{ext_name}[{cap}]", "ext_variant", ext, context=lambda cap=cap: cpu_variant(cap)))
     return impls
 
 

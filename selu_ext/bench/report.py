@@ -280,8 +280,7 @@ def write_json(path: str, meta: dict, rows: list[dict], tgts: list[dict], extra:
     tmp = path + ".tmp"
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(tmp, "w") as f:
-        json.dump({"schema": 1, "meta": meta, **extra, "rows": rows, "targets": tgts}, f, indent=1,
-                  default=str)
+        json.dump({"schema": 1, "meta": meta, **extra, "rows": rows, "targets": tgts}, f, indent=1, default=str)
     os.replace(tmp, path)
 
 

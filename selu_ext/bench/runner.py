@@ -334,6 +334,5 @@ def run(cfg: Config, out: Optional[TextIO] = None, extra_impls: Optional[dict] =
     out = out or sys.stdout
     runner = Runner(cfg, out, extra_impls)
     if cfg.emit_rows:
-        print("@meta " + json.dumps({"torch_cpu_capability": runner.meta["torch_cpu_capability"]}),
-              file=out)
+        print("@meta " + json.dumps({"torch_cpu_capability": runner.meta["torch_cpu_capability"]}), file=out)
     return runner.run()

@@ -205,8 +205,7 @@ def run_accuracy(runner, threads) -> None:
     for impl in impls + runner.extra_impls.get("selu", []):
         if not runner.wanted(impl):
             continue
-        with runner.measuring(runner.new_row("selu", "accuracy", "float32", x.numel(), threads,
-                                             impl)) as row:
+        with runner.measuring(runner.new_row("selu", "accuracy", "float32", x.numel(), threads, impl)) as row:
             with impl.context():
                 y = impl.fn(x)
             err = ((y.to(torch.float64) - ref).abs() / ulp32(ref)).nan_to_num(nan=math.inf)

@@ -52,8 +52,7 @@ def floor(model: nn.Module) -> nn.Module:
     """A copy of ``model`` with every SELU and AlphaDropout replaced by nn.Identity."""
     model = copy.deepcopy(model)
     for name, child in list(model.named_children()):
-        setattr(model, name, nn.Identity() if isinstance(child, (nn.SELU, nn.AlphaDropout))
-                else floor(child))
+        setattr(model, name, nn.Identity() if isinstance(child, (nn.SELU, nn.AlphaDropout)) else floor(child))
     return model
 
 
@@ -63,8 +62,7 @@ def make_input(name: str, batch: int, device: str, dtype: torch.dtype = torch.fl
     return x.to(device, dtype), torch.randint(0, 10, (batch,), generator=gen).to(device)
 
 
-def build_variants(name: str, device: str, compile_: bool,
-                   dtype: torch.dtype = torch.float32) -> dict:
+def build_variants(name: str, device: str, compile_: bool, dtype: torch.dtype = torch.float32) -> dict:
     """impl name -> (role, module, optimizer); each variant has its own copy of the same initial weights, in
     ``dtype``."""
     base = build_model(name)
@@ -178,8 +176,7 @@ def measure_point(runner, name: str, variants: dict, batch: int, threads: int,
         if (tm := tms.get(r["impl"])) is not None:
             r.update(tm.fields())
             if r["role"].endswith("compile") and r["first_step_s"] > 3 * tm.median:
-                r["note"] = "; ".join(filter(None, [f"first step {r['first_step_s']:.1f} s (compile)",
-                                                    r["note"]]))
+                r["note"] = "; ".join(filter(None, [f"first step {r['first_step_s']:.1f} s (compile)", r["note"]]))
     fill_shares(rows, cfg.device)
     return rows
 
