@@ -558,3 +558,19 @@ def test_time_interleaved_lead_times_a_call_after_its_own(monkeypatch):
     tms = timing.time_interleaved(calls, "cpu", threads=None, rounds=6, block_s=0.5, warmup=1,
                                   lead=1)
     assert {name: tm.times for name, tm in tms.items()} == {"a": [1.0] * 6, "b": [1.0] * 6}
+
+
+def test_time_calls_blocks_of_a_millisecond_per_call_times(monkeypatch):
+    """The CPU timer: blocks of back-to-back calls of >= 1 ms, each sample a block's time divided by its calls.
+    A fake clock charges each call 2^-13 s (0.12 ms, exact in binary)."""
+    from selu_ext.bench import timing
+
+    cost, now = 2.0**-13, [0.0]
+
+    def call():
+        now[0] += cost
+
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: now[0])
+    tm = timing.time_calls(call, "cpu", min_time=0.02, max_time=1.0, min_samples=5)
+    assert tm.calls_per_sample == 9  # the fewest calls of >= 1 ms
+    assert len(tm.times) == 18 and tm.times == [cost] * 18  # 0.02 s of 9-call blocks of 1.1 ms
