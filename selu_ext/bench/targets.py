@@ -218,30 +218,23 @@ def _step_targets(d: list[dict], dev: str) -> list[dict]:
     calls = [r for r in d if r.get("role") == "ext" and str(r.get("mode")).startswith("call_")]
     out = []
     if dev == "cpu":
-        out.append(_target(
-            "cpu.call.vs_torch",
-            "per call, every function, module and mode at 16 and 4096 float32 elements, 1 thread: "
-            "selu_ext's speedup over torch (torch time / selu_ext time)",
-            [r for r in calls if r["size"] in (16, 4096) and r.get("threads") == 1], VS_EAGER, 1.0, "x",
-            where=_named))
-        out.append(_target(
-            "cpu.train_mlp.share_time.256",
-            "training step, MLP at batch 256, float32: selu_ext captures >= 90% of the attainable "
-            "time saving (torch - floor)",
-            _select(d, op="train_mlp", mode="step", role="ext", size=256, dtype="float32"), "share_time_pct",
-            90.0, "%", where=_named))
+        out.append(_target("cpu.call.vs_torch", "per call, every function, module and mode at 16 and 4096 float32 "
+                           "elements, 1 thread: selu_ext's speedup over torch (torch time / selu_ext time)",
+                           [r for r in calls if r["size"] in (16, 4096) and r.get("threads") == 1], VS_EAGER, 1.0,
+                           "x", where=_named))
+        out.append(_target("cpu.train_mlp.share_time.256", "training step, MLP at batch 256, float32: selu_ext "
+                           "captures >= 90% of the attainable time saving (torch - floor)",
+                           _select(d, op="train_mlp", mode="step", role="ext", size=256, dtype="float32"),
+                           "share_time_pct", 90.0, "%", where=_named))
         for dtype, limit in TRAIN_VS_FLOOR.items():
-            out.append(_target(
-                f"cpu.train_mlp.vs_floor.256.{dtype}",
-                f"training step, MLP at batch 256, {dtype}: selu_ext's step <= {limit:g}x the "
-                "floor's (SELU and AlphaDropout as nn.Identity)",
-                _select(d, op="train_mlp", mode="step", role="ext", size=256, dtype=dtype), "vs_floor", limit,
-                "ratio", where=_named))
+            out.append(_target(f"cpu.train_mlp.vs_floor.256.{dtype}", f"training step, MLP at batch 256, {dtype}: "
+                               f"selu_ext's step <= {limit:g}x the floor's (SELU and AlphaDropout as nn.Identity)",
+                               _select(d, op="train_mlp", mode="step", role="ext", size=256, dtype=dtype),
+                               "vs_floor", limit, "ratio", where=_named))
     else:
-        out.append(_target(
-            f"{dev}.call.vs_torch", "per call, every function, module, mode and size: "
-            "selu_ext's speedup over torch (torch time / selu_ext time)", calls, VS_EAGER, 1.0, "x",
-            info=True, where=_named))
+        out.append(_target(f"{dev}.call.vs_torch", "per call, every function, module, mode and size: selu_ext's "
+                           "speedup over torch (torch time / selu_ext time)", calls, VS_EAGER, 1.0, "x", info=True,
+                           where=_named))
     rows = [r for r in d if str(r.get("op")).startswith("train_") and r.get("role") == "ext"]
     for key, what in (("share_time_pct", "time"), ("share_mem_pct", "memory")):
         out.append(_target(f"{dev}.train.share_{what}", f"training step, every model and batch: share of the "
