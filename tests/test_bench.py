@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import glob
 import importlib.util
 import io
 import itertools
@@ -144,6 +145,46 @@ def test_from_json_and_summarize(run, tmp_path):
     assert "old" not in text and text.endswith("tail\n")
     assert "| selu | forward |" not in text  # no 1M rows in this tiny run
     assert "Targets:" in text and "selu_ext.nn.SELUAlphaDropout 0 B" in text
+
+
+@pytest.fixture(scope="module")
+def variants_run(tmp_path_factory):
+    """The parts the other runs leave out: the F.selu[avx2] subprocess (where torch's
+    CPU path is not already AVX2), accuracy, percall mode and --cpu-variants."""
+    path = str(tmp_path_factory.mktemp("variants") / "bench.json")
+    out = io.StringIO()
+    argv = [a for a in TINY if a != "--no-avx2-peer"]
+    rc = bench.main(argv + ["--ops", "selu", "--modes", "forward,percall,accuracy", "--cpu-variants",
+                            "--json", path], out=out)
+    with open(path) as f:
+        return rc, out.getvalue(), json.load(f)
+
+
+def test_cpu_variants_rows(variants_run):
+    rc, text, doc = variants_run
+    assert rc == 0, text
+    others = [c for c in selu_ext.build_info()["cpu_capabilities_supported"].split(",")
+              if c and c != selu_ext._C.cpu_capability()]
+    timed = [r for r in doc["rows"] if r["role"] == "ext_variant" and r["mode"] == "forward"
+             and r["dtype"] == "float32"]
+    assert sorted(r["impl"] for r in timed) == sorted(f"selu_ext[{c}]" for c in others)
+    assert all(r["status"] == "ok" and r["median_ms"] > 0 for r in timed), timed
+
+
+def test_every_printed_line_fits_120_columns(run, step_run, variants_run):
+    """What the CLI prints fits 120 columns (build_info and the answer in one line are
+    in the JSON's meta): the sweep with WRONG rows, the per-call and training-step
+    parts, the avx2/accuracy/percall run, and every stored run re-read, the GPU's too."""
+    texts = [run[1], step_run[1], variants_run[1]]
+    for path in [run[2]["json"]] + sorted(glob.glob(os.path.join(ROOT, "benchmarks", "results", "*",
+                                                                  "*.json"))):
+        out = io.StringIO()
+        if "rows" in json.load(open(path)):
+            assert bench.main(["--from-json", path], out=out) == 0
+            texts.append(out.getvalue())
+    wide = [line for text in texts for line in text.splitlines() if len(line) > 120]
+    assert not wide, "\n".join(wide[:5])
+    assert step_run[2]["meta"]["answer"].startswith("Answer: per call, selu_ext is ")
 
 
 def test_help_documents_every_flag(capsys):
@@ -517,3 +558,19 @@ def test_time_interleaved_lead_times_a_call_after_its_own(monkeypatch):
     tms = timing.time_interleaved(calls, "cpu", threads=None, rounds=6, block_s=0.5, warmup=1,
                                   lead=1)
     assert {name: tm.times for name, tm in tms.items()} == {"a": [1.0] * 6, "b": [1.0] * 6}
+
+
+def test_time_calls_blocks_of_a_millisecond_per_call_times(monkeypatch):
+    """The CPU timer: blocks of back-to-back calls of >= 1 ms, each sample a block's time divided by its calls.
+    A fake clock charges each call 2^-13 s (0.12 ms, exact in binary)."""
+    from selu_ext.bench import timing
+
+    cost, now = 2.0**-13, [0.0]
+
+    def call():
+        now[0] += cost
+
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: now[0])
+    tm = timing.time_calls(call, "cpu", min_time=0.02, max_time=1.0, min_samples=5)
+    assert tm.calls_per_sample == 9  # the fewest calls of >= 1 ms
+    assert len(tm.times) == 18 and tm.times == [cost] * 18  # 0.02 s of 9-call blocks of 1.1 ms

@@ -1,5 +1,5 @@
-"""Memory: bytes autograd keeps for backward (saved_tensors_hooks, unique storages),
-peak memory of one call (CUDA's caching allocator; n/a on CPU), and the memory mode."""
+"""Memory: bytes autograd keeps for backward (saved_tensors_hooks, unique storages), peak memory of one call
+(CUDA's caching allocator; n/a on CPU), and the memory mode."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from torch import nn
 
 import selu_ext
 
-from .candidates import Impl
+from . import report
 
 
 def _storage_key(t: torch.Tensor):
@@ -19,9 +19,9 @@ def _storage_key(t: torch.Tensor):
 
 
 def saved_bytes(fn: Callable[[], object], exclude: Iterable[torch.Tensor] = ()) -> int:
-    """Bytes of the unique storages that autograd saves while ``fn`` runs (a tensor
-    saved twice, or two views of one buffer, count once), leaving out the storages
-    of ``exclude`` (e.g. a model's parameters, which are kept anyway)."""
+    """Bytes of the unique storages autograd saves while ``fn`` runs (a tensor saved twice, or two views of one
+    buffer, count once), leaving out the storages of ``exclude`` (a model's parameters, which are kept anyway).
+    """
     skip = {_storage_key(t) for t in exclude}
     seen = {}
 
@@ -46,54 +46,36 @@ def peak_memory(call: Callable[[], object], device: str) -> Optional[int]:
     base = torch.cuda.memory_allocated()
     out = call()
     torch.cuda.synchronize()
-    peak = torch.cuda.max_memory_allocated() - base
     del out
-    return int(peak)
+    return int(torch.cuda.max_memory_allocated() - base)
 
 
-# The activations compared inside Linear -> act -> Linear (training mode).
-def memory_activations(p: float) -> dict:
-    """name -> (op, role, module factory)."""
-    return {
+def run(runner, threads) -> None:
+    """The memory mode: what each activation keeps for backward in Linear -> act -> Linear beyond what Linear ->
+    Identity -> Linear keeps (the next Linear keeps the activation's output anyway)."""
+    cfg, p = runner.cfg, runner.cfg.p
+    batch, width = (64, 256) if cfg.quick else (256, 1024)
+    activations = {  # name -> (op, role, module)
         "nn.SELU": ("selu", "eager", lambda: nn.SELU()),
         "selu_ext.nn.SELU": ("selu", "ext", lambda: selu_ext.nn.SELU()),
-        "nn.SELU+nn.AlphaDropout": ("fused", "eager",
-                                    lambda: nn.Sequential(nn.SELU(), nn.AlphaDropout(p))),
+        "nn.SELU+nn.AlphaDropout": ("fused", "eager", lambda: nn.Sequential(nn.SELU(), nn.AlphaDropout(p))),
         "selu_ext.nn.SELUAlphaDropout": ("fused", "ext", lambda: selu_ext.nn.SELUAlphaDropout(p)),
         "nn.AlphaDropout": ("dropout", "eager", lambda: nn.AlphaDropout(p)),
         "selu_ext.nn.AlphaDropout": ("dropout", "ext", lambda: selu_ext.nn.AlphaDropout(p)),
     }
+    x = torch.randn(batch, width, device=cfg.device)
 
-
-def kept_beyond_linear(act: nn.Module, *, batch: int, width: int, device: str,
-                       dtype=torch.float32) -> tuple[int, int]:
-    """(bytes kept for backward by Linear -> act -> Linear minus those kept by
-    Linear -> Identity -> Linear, total bytes of the former). What the activation
-    keeps that the next Linear does not keep anyway."""
-    def net(mid):
+    def kept(mid):
         torch.manual_seed(0)
-        return nn.Sequential(nn.Linear(width, width), mid, nn.Linear(width, width)).to(
-            device=device, dtype=dtype).train()
+        net = nn.Sequential(nn.Linear(width, width), mid, nn.Linear(width, width)).to(cfg.device)
+        return saved_bytes(lambda: net.train()(x))
 
-    x = torch.randn(batch, width, device=device, dtype=dtype)
-    base_net, act_net = net(nn.Identity()), net(act)
-    base = saved_bytes(lambda: base_net(x))
-    total = saved_bytes(lambda: act_net(x))
-    return total - base, total
-
-
-def run(runner, threads) -> None:
-    """The memory mode: what each activation keeps beyond Linear -> act -> Linear."""
-    cfg = runner.cfg
-    batch, width = (64, 256) if cfg.quick else (256, 1024)
-    for name, (op, role, factory) in memory_activations(cfg.p).items():
-        impl = Impl(name, role, None)
-        if op not in cfg.ops or not runner.wanted(impl):
+    for name, (op, role, factory) in activations.items():
+        if op not in cfg.ops:
             continue
-        with runner.measuring(runner.new_row(op, "memory", "float32", batch * width, threads,
-                                             impl)) as row:
-            extra, total = kept_beyond_linear(factory(), batch=batch, width=width, device=cfg.device)
-            row["saved_bytes"] = extra
-            row["check"] = "saved_tensors_hooks"
-            row["note"] = (f"Linear({width},{width}) -> act -> Linear, batch {batch}: kept "
-                           f"beyond Linear -> Identity -> Linear (total {total} B)")
+        with runner.measuring(report.new_row(op, "memory", "float32", batch * width, cfg.device, threads, name,
+                                             role)) as row:
+            total = kept(factory())
+            row["saved_bytes"], row["check"] = total - kept(nn.Identity()), "saved_tensors_hooks"
+            row["note"] = (f"Linear({width},{width}) -> act -> Linear, batch {batch}: kept beyond Linear -> Identity "
+                           f"-> Linear (total {total} B)")

@@ -1,27 +1,12 @@
-"""Per-call cost of every public function and module against its torch equivalent
-(``python -m selu_ext.bench --percall``; part of the default run).
-
-At the sizes self-normalizing networks use, a step is bound by what each call
-costs on the host (Python wrapper, dispatcher, autograd node), not by the kernel.
-These rows time single calls on small tensors (16, 4096 and 65536 float32
-elements), in four modes:
-
-    call_nograd     y = f(x) under torch.no_grad()
-    call_inference  y = f(x) under torch.inference_mode()
-    call_grad       y = f(x) with x requiring grad (the autograd node is built)
-    call_fwdbwd     torch.autograd.grad(f(x), x, g)
-
-torch and selu_ext are timed interleaved (alternating blocks of calls, see
-timing.time_interleaved), on one CPU thread (CUDA: wall clock, synchronized once per
-block), and stored as rows: the torch equivalent with role "eager", selu_ext with
-role "ext" and its speedup_vs_eager (torch time / selu_ext time).
+"""Per-call cost of every public function and module against its torch equivalent (``--percall``): at the sizes
+self-normalizing networks use, a step is bound by what each call costs on the host (Python, dispatcher, autograd
+node), not by the kernel. torch (role eager) and selu_ext (role ext) are timed interleaved, on one CPU thread.
 """
 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -31,27 +16,26 @@ import selu_ext
 from selu_ext.testing import COMPOSITE_TOL, alpha_dropout_reference
 
 from . import report
-from .machine import note_load
+from .sweep import make_inputs
 from .timing import time_interleaved
 
 SIZES = (16, 4096, 65536)
 QUICK_SIZES = (16, 4096)
-MODES = ("call_nograd", "call_inference", "call_grad", "call_fwdbwd")
-# (rounds, seconds per block): 25 rounds of ~4 ms blocks on the CPU (hundreds of
-# calls each); fewer on CUDA, where the GPU run's time is short (benchmarks/gpu_run.sh).
-ROUNDS = {"cpu": (25, 4e-3), "cuda": (15, 2e-3), "quick": (7, 1e-3)}
 MODE_TEXT = {
     "call_nograd": "f(x) under torch.no_grad()",
     "call_inference": "f(x) under torch.inference_mode()",
     "call_grad": "f(x), x requires grad",
     "call_fwdbwd": "torch.autograd.grad(f(x), x, g)",
 }
+MODES = tuple(MODE_TEXT)
+# (rounds, seconds per block): 25 rounds of ~4 ms blocks on the CPU (hundreds of calls each); fewer on CUDA,
+# where the GPU run's time is short (benchmarks/gpu_run.sh).
+ROUNDS = {"cpu": (25, 4e-3), "cuda": (15, 2e-3), "quick": (7, 1e-3)}
 
 
-@dataclass(frozen=True)
-class Case:
-    """One public function or module and its torch equivalent. ``make_*`` take the
-    dropout probability and return the callable (a module in training mode)."""
+class Case(NamedTuple):
+    """A public function or module and its torch equivalent; ``make_*`` take p and return the callable (a module
+    in training mode)."""
 
     op: str
     torch_name: str
@@ -63,64 +47,36 @@ class Case:
     feature: bool = False  # an (N, C, *) input, whole channels dropped
 
 
-def _train(module: nn.Module) -> nn.Module:
-    return module.train()
+def _fn(f):
+    """Functional form ``f(x, p, training)`` as a callable of x, given p."""
+    return lambda p: lambda x: f(x, p, True)
 
 
-CASES = (
+CASES = (  # modules are built in training mode
     Case("selu", "F.selu", "selu_ext.selu", lambda p: F.selu, lambda p: selu_ext.selu),
-    Case("alpha_dropout", "F.alpha_dropout", "selu_ext.alpha_dropout",
-         lambda p: lambda x: F.alpha_dropout(x, p, True),
-         lambda p: lambda x: selu_ext.alpha_dropout(x, p, True), dropout=True),
+    Case("alpha_dropout", "F.alpha_dropout", "selu_ext.alpha_dropout", _fn(F.alpha_dropout),
+         _fn(selu_ext.alpha_dropout), dropout=True),
     Case("feature_alpha_dropout", "F.feature_alpha_dropout", "selu_ext.feature_alpha_dropout",
-         lambda p: lambda x: F.feature_alpha_dropout(x, p, True),
-         lambda p: lambda x: selu_ext.feature_alpha_dropout(x, p, True), dropout=True,
-         feature=True),
+         _fn(F.feature_alpha_dropout), _fn(selu_ext.feature_alpha_dropout), dropout=True, feature=True),
     Case("selu_alpha_dropout", "F.alpha_dropout(F.selu(x))", "selu_ext.selu_alpha_dropout",
-         lambda p: lambda x: F.alpha_dropout(F.selu(x), p, True),
-         lambda p: lambda x: selu_ext.selu_alpha_dropout(x, p, True), dropout=True, fused=True),
-    Case("nn.SELU", "nn.SELU", "selu_ext.nn.SELU",
-         lambda p: nn.SELU(), lambda p: selu_ext.nn.SELU()),
-    Case("nn.AlphaDropout", "nn.AlphaDropout", "selu_ext.nn.AlphaDropout",
-         lambda p: _train(nn.AlphaDropout(p)), lambda p: _train(selu_ext.nn.AlphaDropout(p)),
-         dropout=True),
+         _fn(lambda x, p, t: F.alpha_dropout(F.selu(x), p, t)), _fn(selu_ext.selu_alpha_dropout),
+         dropout=True, fused=True),
+    Case("nn.SELU", "nn.SELU", "selu_ext.nn.SELU", lambda p: nn.SELU(), lambda p: selu_ext.nn.SELU()),
+    Case("nn.AlphaDropout", "nn.AlphaDropout", "selu_ext.nn.AlphaDropout", nn.AlphaDropout,
+         selu_ext.nn.AlphaDropout, dropout=True),
     Case("nn.FeatureAlphaDropout", "nn.FeatureAlphaDropout", "selu_ext.nn.FeatureAlphaDropout",
-         lambda p: _train(nn.FeatureAlphaDropout(p)),
-         lambda p: _train(selu_ext.nn.FeatureAlphaDropout(p)), dropout=True, feature=True),
-    Case("nn.SELUAlphaDropout", "nn.Sequential(nn.SELU, nn.AlphaDropout)",
-         "selu_ext.nn.SELUAlphaDropout",
-         lambda p: _train(nn.Sequential(nn.SELU(), nn.AlphaDropout(p))),
-         lambda p: _train(selu_ext.nn.SELUAlphaDropout(p)), dropout=True, fused=True),
+         nn.FeatureAlphaDropout, selu_ext.nn.FeatureAlphaDropout, dropout=True, feature=True),
+    Case("nn.SELUAlphaDropout", "nn.Sequential(nn.SELU, nn.AlphaDropout)", "selu_ext.nn.SELUAlphaDropout",
+         lambda p: nn.Sequential(nn.SELU(), nn.AlphaDropout(p)), selu_ext.nn.SELUAlphaDropout, dropout=True,
+         fused=True),
 )
 
 
-def shape_of(case: Case, size: int) -> tuple:
-    """Flat for element-wise ops; (2, 8, size / 16) for feature dropout, so 16
-    channels' masks are drawn at every size."""
-    return (2, 8, size // 16) if case.feature else (size,)
-
-
-def mode_context(mode: str):
-    if mode == "call_nograd":
-        return torch.no_grad()
-    if mode == "call_inference":
-        return torch.inference_mode()
-    return contextlib.nullcontext()
-
-
-def make_call(fn: Callable, mode: str, x: torch.Tensor, g: torch.Tensor) -> Callable[[], object]:
-    if mode == "call_fwdbwd":
-        return lambda: torch.autograd.grad(fn(x), x, g)
-    return lambda: fn(x)
-
-
-def check(case: Case, y_ext: torch.Tensor, y_torch: torch.Tensor, x: torch.Tensor,
-          p: float) -> tuple[str, str]:
-    """(check kind, what is wrong or ''): selu_ext's output against torch's (SELU),
-    or against the AlphaDropout formula for the mask it drew."""
+def check(case: Case, y_ext: torch.Tensor, y_torch: torch.Tensor, x: torch.Tensor, p: float) -> tuple[str, str]:
+    """(check kind, what is wrong or ''): selu_ext's output against torch's (SELU), or against the AlphaDropout
+    formula for the mask it drew."""
     if y_ext.shape != y_torch.shape or y_ext.dtype != y_torch.dtype:
-        return "shape+dtype", f"{tuple(y_ext.shape)} {y_ext.dtype} vs torch's " \
-                              f"{tuple(y_torch.shape)} {y_torch.dtype}"
+        return "shape+dtype", f"{tuple(y_ext.shape)} {y_ext.dtype} vs torch's {tuple(y_torch.shape)} {y_torch.dtype}"
     if y_ext.requires_grad != y_torch.requires_grad:
         return "requires_grad", f"requires_grad {y_ext.requires_grad}, torch's {y_torch.requires_grad}"
     x, y_ext, y_torch = x.detach(), y_ext.detach(), y_torch.detach()
@@ -136,25 +92,25 @@ def check(case: Case, y_ext: torch.Tensor, y_torch: torch.Tensor, x: torch.Tenso
 def measure_pair(runner, case: Case, mode: str, size: int, threads: int) -> list[dict]:
     """The torch row and the selu_ext row of one (case, mode, size)."""
     cfg = runner.cfg
-    gen = torch.Generator(device=cfg.device).manual_seed(cfg.seed * 1_000_003 + size)
-    shape = shape_of(case, size)
-    x = torch.randn(shape, generator=gen, device=cfg.device)
-    g = torch.randn(shape, generator=gen, device=cfg.device)
+    # Feature dropout draws the masks of 16 channels at every size.
+    shape = (2, 8, size // 16) if case.feature else (size,)
+    (x,), (g,) = make_inputs(runner, torch.float32, shape, 1)
     if mode in ("call_grad", "call_fwdbwd"):
         x.requires_grad_()
-    rows = [report.new_row(case.op, mode, "float32", size, cfg.device, threads, name, role,
-                           n_buffers=1)
+    rows = [report.new_row(case.op, mode, "float32", size, cfg.device, threads, name, role, n_buffers=1)
             for name, role in ((case.torch_name, "eager"), (case.ext_name, "ext"))]
     try:
         fns = (case.make_torch(cfg.p), case.make_ext(cfg.p))
-        with mode_context(mode):
+        context = {"call_nograd": torch.no_grad, "call_inference": torch.inference_mode}
+        with context.get(mode, contextlib.nullcontext)():
             kind, wrong = check(case, fns[1](x), fns[0](x), x, cfg.p)
             rows[1]["check"] = kind
             if wrong:
                 rows[1]["status"], rows[1]["note"] = "WRONG", wrong
                 rows[0]["status"] = "not timed: selu_ext's result is WRONG"
                 return rows
-            calls = {r["impl"]: make_call(fn, mode, x, g) for r, fn in zip(rows, fns)}
+            calls = {r["impl"]: (lambda fn=fn: torch.autograd.grad(fn(x), x, g)) if mode == "call_fwdbwd"
+                     else (lambda fn=fn: fn(x)) for r, fn in zip(rows, fns)}
             rounds, block_s = ROUNDS["quick" if cfg.quick else cfg.device]
             tms = time_interleaved(calls, cfg.device, threads=threads if cfg.device == "cpu" else None,
                                    rounds=rounds, block_s=block_s)
@@ -163,52 +119,27 @@ def measure_pair(runner, case: Case, mode: str, size: int, threads: int) -> list
             r["status"] = "ERROR: " + report.first_line(e)
         return rows
     for r in rows:
-        r.update(tms[r["impl"]].fields(), note=f"{MODE_TEXT[mode]}, shape {tuple(shape)}; wall "
-                                               "clock per call, interleaved with its peer")
+        r.update(tms[r["impl"]].fields(),
+                 note=f"{MODE_TEXT[mode]}, shape {tuple(shape)}; wall clock per call, interleaved with its peer")
     return rows
-
-
-HEADER = (f"{'function or module':<24}{'mode':<16}{'size':>6}  {'torch us (p20..p80)':<28}"
-          f"{'selu_ext us (p20..p80)':<28}selu_ext/torch")
-
-
-def _us(r: dict) -> str:
-    if r["status"] != "ok" or r.get("median_ms") is None:
-        return report.short_status(r["status"])
-    return f"{r['median_ms'] * 1e3:.1f} ({r['p20_ms'] * 1e3:.1f}..{r['p80_ms'] * 1e3:.1f})"
-
-
-def format_pair(rows: list[dict]) -> str:
-    """One line per pair: both times in microseconds and selu_ext's time over torch's;
-    a row that is not ok adds a line with its status and note."""
-    t, e = rows
-    sp = e.get("speedup_vs_eager")
-    line = (f"{e['op']:<24}{e['mode']:<16}{e['size']:>6}  {_us(t):<28}{_us(e):<28}"
-            f"{(f'{1 / sp:.2f}x' if sp else '-')}")
-    for r in rows:
-        if r["status"] != "ok":
-            line += f"\n    {r['impl']}: {r['status']}" + (f" | {r['note']}" if r.get("note") else "")
-    return line
 
 
 def run(runner) -> None:
     """Every case, mode and size, torch row then selu_ext row."""
     cfg = runner.cfg
     threads = 1 if cfg.device == "cpu" else cfg.threads[0]
-    sizes = QUICK_SIZES if cfg.quick else SIZES
-    note_load(runner.meta, "per-call start")
-    print(f"\nPer call: every public function and module against its torch equivalent, float32, "
-          f"{threads} thread(s); wall clock per call, torch and selu_ext interleaved\n{HEADER}",
-          file=runner.out)
+    runner.note_load("per-call start")
+    runner.say(f"\nPer call: every public function and module against its torch equivalent, "
+               f"float32, {threads} thread(s); wall clock per call, torch and selu_ext interleaved")
+    print(report.PAIR_HEADER, file=runner.out)
     for case in CASES:
-        for size in sizes:
+        for size in QUICK_SIZES if cfg.quick else SIZES:
             for mode in MODES:
                 if runner.over_budget():
                     return
                 rows = measure_pair(runner, case, mode, size, threads)
                 for row in rows:
                     runner.emit(row, show=False)
-                print(format_pair(rows), file=runner.out)
+                print(report.format_pair(rows), file=runner.out)
         runner.checkpoint()
-    note_load(runner.meta, "per-call end")
-
+    runner.note_load("per-call end")

@@ -1,34 +1,39 @@
-"""The performance targets, evaluated from stored rows only.
-
-Each target names the rows it reads (op, mode, role, dtypes, sizes, threads) and a
-threshold; its measured value is the worst of those rows, so a PASS holds for every
-row it covers. With no rows to read (a filtered or quick run), the result is n/a.
-Pure Python on plain dicts: benchmarks/summarize.py and ``--from-json`` use it on a
-stored run.
-"""
+"""The performance targets, evaluated from stored rows only: each reads its rows and holds the worst of them to
+a threshold (n/a without rows). Pure Python on plain dicts, so benchmarks/summarize.py and ``--from-json``
+evaluate stored runs with it."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Callable, Iterable, Optional
 
 M = 2**20
+# The CPU sizes the copy-bandwidth targets read (issue 14): one in cache-sized territory, one streaming from
+# memory.
+CPU_COPY_SIZES = (2**16, M)
+# Issue 24: selu_ext's MLP step over the floor's, one thread.
+TRAIN_VS_FLOOR = {"float32": 1.04, "bfloat16": 1.06}
+# unit -> how a value of it prints, and how its threshold does (which also says whether higher or lower is
+# better)
+_FORMATS = {"x": ("{:.2f}x", ">= {:g}x"), "%": ("{:.1f}%", ">= {:g}%"), "us": ("{:+.2f} us", "<= {:g} us"),
+            "ULP": ("{:.2f} ULP", "<= {:g} ULP"), "ratio": ("{:.4f}", "<= {:.4f}")}
+VS_EAGER = "speedup_vs_eager"
 
 
 def size_str(n) -> str:
-    """An element count as 2^k when it is a power of two ("-" for none); the one
-    size formatter of the tables, the targets and benchmarks/summarize.py."""
+    """An element count as 2^k when it is a power of two ("-" for none); the one size formatter of the tables,
+    the targets and benchmarks/summarize.py."""
     if not n:
         return "-"
-    if n & (n - 1) == 0:
-        return f"2^{n.bit_length() - 1}"
-    return str(n)
+    return f"2^{n.bit_length() - 1}" if n & (n - 1) == 0 else str(n)
 
 
 def _where(r: dict) -> str:
-    s = f"{r['dtype']} {size_str(r['size'])}"
-    if r["device"] == "cpu":
-        s += f" {r['threads']}thr"
-    return s
+    return f"{r['dtype']} {size_str(r['size'])}" + (f" {r['threads']}thr" if r["device"] == "cpu" else "")
+
+
+def _named(r: dict) -> str:  # per-call and training-step rows: size is the batch of a step
+    return f"{r['op']} {r['mode']} {size_str(r['size'])}"
 
 
 def _ok(r: dict) -> bool:
@@ -36,19 +41,15 @@ def _ok(r: dict) -> bool:
 
 
 def _select(rows, **kw) -> list[dict]:
-    out = []
-    for r in rows:
-        if all((v(r.get(k)) if callable(v) else r.get(k) == v) for k, v in kw.items()):
-            out.append(r)
-    return out
+    return [r for r in rows if all(v(r.get(k)) if callable(v) else r.get(k) == v for k, v in kw.items())]
 
 
-def _target(name: str, device: str, text: str, rows: list[dict], value: Callable[[dict], Optional[float]],
-            threshold: float, unit: str, higher_is_better: bool = True, info: bool = False) -> dict:
-    """The worst row's value against the threshold."""
-    vals = [(value(r), r) for r in rows if _ok(r)]
-    vals = [(v, r) for v, r in vals if v is not None]
-    res = {"target": name, "device": device, "text": text, "threshold": threshold, "unit": unit,
+def _target(name: str, text: str, rows: list[dict], key: str, threshold: float, unit: str, info: bool = False,
+            where: Callable[[dict], str] = _where) -> dict:
+    """The worst row's ``key`` against the threshold (the device is the name's first part); ``where`` names that
+    row."""
+    vals = [(r[key], r) for r in rows if _ok(r) and r.get(key) is not None]
+    res = {"target": name, "device": name.split(".")[0], "text": text, "threshold": threshold, "unit": unit,
            "kind": "info" if info else "target", "n_rows": len(vals)}
     if not vals:
         bad = [r for r in rows if not _ok(r)]
@@ -56,171 +57,132 @@ def _target(name: str, device: str, text: str, rows: list[dict], value: Callable
                    detail=("rows not ok: " + ", ".join(f"{r['impl']} {_where(r)}: {r['status']}"
                                                      for r in bad[:3])) if bad else "no rows")
         return res
-    worst = min(vals, key=lambda vr: vr[0]) if higher_is_better else max(vals, key=lambda vr: vr[0])
-    v, r = worst
-    passed = v >= threshold if higher_is_better else v <= threshold
-    res.update(value=v, where=_where(r),
-               result=("info" if info else ("PASS" if passed else "MISS")),
+    higher = _FORMATS[unit][1].startswith(">=")
+    v, r = (min if higher else max)(vals, key=lambda vr: vr[0])
+    passed = v >= threshold if higher else v <= threshold
+    res.update(value=v, where=where(r), result="info" if info else "PASS" if passed else "MISS",
                detail=f"worst of {len(vals)} rows" if len(vals) > 1 else "")
     return res
 
 
-def _speedup(role: str):
-    return lambda r: r.get(f"speedup_vs_{role}")
-
-
 def evaluate(rows: Iterable[dict], meta: Optional[dict] = None) -> list[dict]:
-    """The targets of every device in ``rows``. ``meta`` (the run's header) names
-    the CPU path torch used, which sets the CPU forward target against eager."""
+    """The targets of every device in ``rows``. ``meta`` (the run's header) names the CPU path torch used, which
+    sets the CPU forward target against eager."""
     rows = list(rows)
     out: list[dict] = []
-    devices = sorted({r["device"] for r in rows})
-    for dev in devices:
+    for dev in sorted({r["device"] for r in rows}):
         d = _select(rows, device=dev)
         ext = lambda **kw: _select(d, role="ext", **kw)  # noqa: E731
+        big = lambda s: s >= M  # noqa: E731
         if dev == "cuda":
-            for mode in ("forward", "backward"):
-                for dtype in ("float32", "bfloat16", "float16", "float64"):
-                    out.append(_target(
-                        f"cuda.selu.{mode}.copy_bw.{dtype}", dev,
-                        f"selu_ext {mode} >= 92% of copy bandwidth at >= 16M elements ({dtype})",
-                        ext(op="selu", mode=mode, dtype=dtype, size=lambda s: s >= 16 * M),
-                        lambda r: r.get("pct_copy_bw"), 92.0, "%"))
+            for mode, dtype in itertools.product(("forward", "backward"),
+                                                 ("float32", "bfloat16", "float16", "float64")):
+                out.append(_target(f"cuda.selu.{mode}.copy_bw.{dtype}",
+                                   f"selu_ext {mode} >= 92% of copy bandwidth at >= 16M elements ({dtype})",
+                                   ext(op="selu", mode=mode, dtype=dtype, size=lambda s: s >= 16 * M),
+                                   "pct_copy_bw", 92.0, "%"))
             for peer, what in (("eager", "eager F.selu"), ("compile", "torch.compile(F.selu)")):
                 for mode in ("forward", "backward", "fwdbwd"):
-                    out.append(_target(
-                        f"cuda.selu.{mode}.vs_{peer}", dev,
-                        f"selu_ext {mode} >= 1.0x {what} at every size >= 1M (all dtypes)",
-                        ext(op="selu", mode=mode, size=lambda s: s >= M), _speedup(peer), 1.0, "x"))
+                    out.append(_target(f"cuda.selu.{mode}.vs_{peer}",
+                                       f"selu_ext {mode} >= 1.0x {what} at every size >= 1M (all dtypes)",
+                                       ext(op="selu", mode=mode, size=big), f"speedup_vs_{peer}", 1.0, "x"))
             out.append(_percall_target(d, dev))
             for mode, thr in (("forward", 5.0), ("fwdbwd", 3.5)):
-                out.append(_target(
-                    f"cuda.fused.{mode}.vs_eager", dev,
-                    f"selu_alpha_dropout {mode} >= {thr}x eager F.selu+F.alpha_dropout (sizes >= 1M)",
-                    ext(op="fused", mode=mode, size=lambda s: s >= M), _speedup("eager"), thr, "x"))
-                out.append(_target(
-                    f"cuda.fused.{mode}.vs_compile", dev,
-                    f"selu_alpha_dropout {mode} >= 1.0x torch.compile(F.selu+F.alpha_dropout) (sizes >= 1M)",
-                    ext(op="fused", mode=mode, size=lambda s: s >= M), _speedup("compile"), 1.0, "x"))
-            out.append(_target(
-                "cuda.dropout.forward.vs_eager", dev,
-                "selu_ext.alpha_dropout forward >= 4x eager F.alpha_dropout (sizes >= 1M)",
-                ext(op="dropout", mode="forward", size=lambda s: s >= M), _speedup("eager"), 4.0, "x"))
+                sel = ext(op="fused", mode=mode, size=big)
+                out.append(_target(f"cuda.fused.{mode}.vs_eager", f"selu_alpha_dropout {mode} >= {thr}x eager "
+                                   "F.selu+F.alpha_dropout (sizes >= 1M)", sel, VS_EAGER, thr, "x"))
+                out.append(_target(f"cuda.fused.{mode}.vs_compile", f"selu_alpha_dropout {mode} >= 1.0x "
+                                   "torch.compile(F.selu+F.alpha_dropout) (sizes >= 1M)", sel,
+                                   "speedup_vs_compile", 1.0, "x"))
+            out.append(_target("cuda.dropout.forward.vs_eager",
+                               "selu_ext.alpha_dropout forward >= 4x eager F.alpha_dropout (sizes >= 1M)",
+                               ext(op="dropout", mode="forward", size=big), VS_EAGER, 4.0, "x"))
         if dev == "cpu":
             out += _cpu_targets(d, meta or {})
         # Accuracy and memory, on every device.
-        out.append(_target(
-            f"{dev}.selu.accuracy", dev, "selu_ext float32 forward within 2 ULP of the float64 reference",
-            ext(op="selu", mode="accuracy"), lambda r: r.get("max_ulp"), 2.0, "ULP",
-            higher_is_better=False))
+        out.append(_target(f"{dev}.selu.accuracy", "selu_ext float32 forward within 2 ULP of the float64 "
+                           "reference", ext(op="selu", mode="accuracy"), "max_ulp", 2.0, "ULP"))
         for r in _select(d, op="selu", mode="accuracy"):
             if r["role"] != "ext" and _ok(r):
-                out.append(_target(f"{dev}.selu.accuracy.{r['impl']}", dev,
-                                   f"{r['impl']} float32 forward max error", [r],
-                                   lambda r: r.get("max_ulp"), 2.0, "ULP", higher_is_better=False,
-                                   info=True))
+                out.append(_target(f"{dev}.selu.accuracy.{r['impl']}", f"{r['impl']} float32 forward max error",
+                                   [r], "max_ulp", 2.0, "ULP", info=True))
         out.append(_memory_target(d, dev))
         out += _step_targets(d, dev)
     return out
 
 
-# The CPU sizes the copy-bandwidth targets read (issue 14): one in cache-sized
-# territory, one streaming from memory.
-CPU_COPY_SIZES = (2**16, M)
-SLOWER_THAN_EAGER = 1.0
-
-
 def torch_cpu_path(meta: dict) -> str:
-    """The CPU kernels torch ran (torch.backends.cpu.get_cpu_capability()): AVX512,
-    AVX2, DEFAULT, ... or 'unknown' for a run that did not record it."""
+    """The CPU kernels torch ran (torch.backends.cpu.get_cpu_capability()): AVX512, AVX2, DEFAULT, ... or
+    'unknown' for a run that did not record it."""
     return str(meta.get("torch_cpu_capability") or "unknown").upper()
 
 
 def _cpu_targets(d: list[dict], meta: dict) -> list[dict]:
     out: list[dict] = []
-    dev = "cpu"
     ext = lambda **kw: _select(d, role="ext", **kw)  # noqa: E731
     threads = sorted({r["threads"] for r in d if r.get("threads")})
     path = torch_cpu_path(meta)
-    # torch's AVX-512 SELU takes a slow expm1 path, where 10x was measured; on its
-    # AVX2 (and other) paths the forward is held to never being slower, and to the
-    # copy bandwidth below.
+    # torch's AVX-512 SELU takes a slow expm1 path, where 10x was measured; on its AVX2 (and other) paths the
+    # forward is held to never being slower, and to the copy bandwidth below.
     fwd_thr = 10.0 if "AVX512" in path else 1.0
-    for size in (M, 16 * M):
-        for t in threads:
-            sel = ext(op="selu", mode="forward", dtype="float32", size=size, threads=t)
-            out.append(_target(
-                f"cpu.selu.forward.vs_eager.{size_str(size)}.{t}thr", dev,
-                f"selu_ext forward >= {fwd_thr:g}x eager F.selu on torch's {path} path "
-                f"(float32, {size_str(size)}, {t} thread(s))",
-                sel, _speedup("eager"), fwd_thr, "x"))
-            if any(r.get("speedup_vs_eager_avx2") is not None for r in sel):
-                out.append(_target(
-                    f"cpu.selu.forward.vs_avx2.{size_str(size)}.{t}thr", dev,
-                    f"selu_ext forward vs F.selu under ATEN_CPU_CAPABILITY=avx2 (float32, {size_str(size)}, {t} thread(s))",
-                    sel, _speedup("eager_avx2"), 1.0, "x", info=True))
-    for mode, thr in (("forward", 50.0), ("backward", 90.0)):
-        for dtype in ("float32", "bfloat16", "float16"):
-            out.append(_target(
-                f"cpu.selu.{mode}.copy_bw.{dtype}.1thr", dev,
-                f"selu_ext {mode} >= {thr:g}% of the copy bandwidth at 2^16 and 2^20 ({dtype}, 1 thread)",
-                ext(op="selu", mode=mode, dtype=dtype, size=lambda s: s in CPU_COPY_SIZES, threads=1),
-                lambda r: r.get("pct_copy_bw"), thr, "%"))
+    for size, t in itertools.product((M, 16 * M), threads):
+        sel = ext(op="selu", mode="forward", dtype="float32", size=size, threads=t)
+        at = f"float32, {size_str(size)}, {t} thread(s)"
+        out.append(_target(f"cpu.selu.forward.vs_eager.{size_str(size)}.{t}thr",
+                           f"selu_ext forward >= {fwd_thr:g}x eager F.selu on torch's {path} path ({at})",
+                           sel, VS_EAGER, fwd_thr, "x"))
+        if any(r.get("speedup_vs_eager_avx2") is not None for r in sel):
+            out.append(_target(f"cpu.selu.forward.vs_avx2.{size_str(size)}.{t}thr",
+                               f"selu_ext forward vs F.selu under ATEN_CPU_CAPABILITY=avx2 ({at})",
+                               sel, "speedup_vs_eager_avx2", 1.0, "x", info=True))
+    for (mode, thr), dtype in itertools.product((("forward", 50.0), ("backward", 90.0)),
+                                                ("float32", "bfloat16", "float16")):
+        out.append(_target(f"cpu.selu.{mode}.copy_bw.{dtype}.1thr", f"selu_ext {mode} >= {thr:g}% of the copy "
+                           f"bandwidth at 2^16 and 2^20 ({dtype}, 1 thread)",
+                           ext(op="selu", mode=mode, dtype=dtype, size=lambda s: s in CPU_COPY_SIZES, threads=1),
+                           "pct_copy_bw", thr, "%"))
     # Issue 24's bfloat16 forward, where AVX512_BF16 rounds in one instruction.
-    out.append(_target(
-        "cpu.selu.forward.copy_bw.bfloat16.2^20.1thr", dev,
-        "selu_ext forward >= 60% of the copy bandwidth (bfloat16, 2^20, 1 thread)",
-        ext(op="selu", mode="forward", dtype="bfloat16", size=M, threads=1),
-        lambda r: r.get("pct_copy_bw"), 60.0, "%"))
+    out.append(_target("cpu.selu.forward.copy_bw.bfloat16.2^20.1thr",
+                       "selu_ext forward >= 60% of the copy bandwidth (bfloat16, 2^20, 1 thread)",
+                       ext(op="selu", mode="forward", dtype="bfloat16", size=M, threads=1), "pct_copy_bw", 60.0,
+                       "%"))
     for peer in ("eager", "compile"):
-        out.append(_target(
-            f"cpu.selu.forward.vs_{peer}.bfloat16.2^16.1thr", dev,
-            f"selu_ext forward >= 4x {peer} F.selu (bfloat16, 2^16, 1 thread)",
-            ext(op="selu", mode="forward", dtype="bfloat16", size=2**16, threads=1),
-            _speedup(peer), 4.0, "x"))
-    for size in (M, 16 * M):
-        for t in threads:
-            out.append(_target(
-                f"cpu.selu.backward.vs_eager.{size_str(size)}.{t}thr", dev,
-                f"selu_ext backward >= 1.5x eager F.selu (float32, {size_str(size)}, {t} thread(s))",
-                ext(op="selu", mode="backward", dtype="float32", size=size, threads=t),
-                _speedup("eager"), 1.5, "x"))
-    for op, mode, thr, what in (
+        out.append(_target(f"cpu.selu.forward.vs_{peer}.bfloat16.2^16.1thr",
+                           f"selu_ext forward >= 4x {peer} F.selu (bfloat16, 2^16, 1 thread)",
+                           ext(op="selu", mode="forward", dtype="bfloat16", size=2**16, threads=1),
+                           f"speedup_vs_{peer}", 4.0, "x"))
+    for size, t in itertools.product((M, 16 * M), threads):
+        out.append(_target(f"cpu.selu.backward.vs_eager.{size_str(size)}.{t}thr",
+                           f"selu_ext backward >= 1.5x eager F.selu (float32, {size_str(size)}, {t} thread(s))",
+                           ext(op="selu", mode="backward", dtype="float32", size=size, threads=t), VS_EAGER,
+                           1.5, "x"))
+    for (op, mode, thr, what), t in itertools.product((
             ("fused", "fwdbwd", 5.0, "selu_alpha_dropout forward+backward >= 5x eager F.selu+F.alpha_dropout"),
-            ("dropout", "backward", 1.0, "selu_ext.alpha_dropout backward >= 1x eager F.alpha_dropout")):
-        for t in threads:
-            out.append(_target(
-                f"cpu.{op}.{mode}.vs_eager.2^20.{t}thr", dev, f"{what} (float32, 2^20, {t} thread(s))",
-                ext(op=op, mode=mode, dtype="float32", size=M, threads=t), _speedup("eager"), thr, "x"))
+            ("dropout", "backward", 1.0, "selu_ext.alpha_dropout backward >= 1x eager F.alpha_dropout")), threads):
+        out.append(_target(f"cpu.{op}.{mode}.vs_eager.2^20.{t}thr", f"{what} (float32, 2^20, {t} thread(s))",
+                           ext(op=op, mode=mode, dtype="float32", size=M, threads=t), VS_EAGER, thr, "x"))
     # Every op x mode: no row (any dtype, size, thread count) slower than eager.
-    for op in ("selu", "fused", "dropout"):
-        for mode in ("forward", "backward", "fwdbwd"):
-            sel = [r for r in ext(op=op, mode=mode) if r.get("speedup_vs_eager") is not None]
-            slower = [r for r in sel if r["speedup_vs_eager"] < SLOWER_THAN_EAGER]
-            t = _target(f"cpu.{op}.{mode}.never_slower", dev,
-                        f"selu_ext {op} {mode} >= 1x eager in every row (all dtypes, sizes, threads)",
-                        sel, _speedup("eager"), SLOWER_THAN_EAGER, "x")
-            if slower:
-                t["detail"] = f"{len(slower)} of {len(sel)} rows slower: " + ", ".join(
-                    f"{_where(r)} {r['speedup_vs_eager']:.2f}x"
-                    for r in sorted(slower, key=lambda r: r["speedup_vs_eager"])[:4]) + (
-                    ", ..." if len(slower) > 4 else "")
-            out.append(t)
+    for op, mode in itertools.product(("selu", "fused", "dropout"), ("forward", "backward", "fwdbwd")):
+        sel = [r for r in ext(op=op, mode=mode) if r.get(VS_EAGER) is not None]
+        slower = sorted((r for r in sel if r[VS_EAGER] < 1.0), key=lambda r: r[VS_EAGER])
+        t = _target(f"cpu.{op}.{mode}.never_slower",
+                    f"selu_ext {op} {mode} >= 1x eager in every row (all dtypes, sizes, threads)", sel, VS_EAGER,
+                    1.0, "x")
+        if slower:
+            t["detail"] = f"{len(slower)} of {len(sel)} rows slower: " + ", ".join(
+                f"{_where(r)} {r[VS_EAGER]:.2f}x" for r in slower[:4]) + ", ..." * (len(slower) > 4)
+        out.append(t)
     # Thread scaling, measured: the most threads against one.
-    if len(threads) > 1:
-        many = threads[-1]
-        for size in (M, 16 * M):
-            for op, mode in (("selu", "forward"), ("fused", "fwdbwd")):
-                pairs = []
-                for r in ext(op=op, mode=mode, dtype="float32", size=size, threads=many):
-                    one = [q for q in ext(op=op, mode=mode, dtype="float32", size=size, threads=1)
-                           if _ok(q) and q.get("median_ms")]
-                    if _ok(r) and r.get("median_ms") and one:
-                        pairs.append(dict(r, _scale=one[0]["median_ms"] / r["median_ms"]))
-                out.append(_target(
-                    f"cpu.{op}.{mode}.scaling.{size_str(size)}", dev,
-                    f"selu_ext {op} {mode}: {many} threads vs 1 (float32, {size_str(size)})",
-                    pairs, lambda r: r["_scale"], 1.0, "x", info=True))
+    for size, (op, mode) in itertools.product((M, 16 * M), (("selu", "forward"), ("fused", "fwdbwd"))):
+        if len(threads) < 2:
+            break
+        sel = lambda t: [r for r in ext(op=op, mode=mode, dtype="float32", size=size, threads=t)  # noqa: E731
+                         if _ok(r) and r.get("median_ms")]
+        one = sel(1)
+        out.append(_target(f"cpu.{op}.{mode}.scaling.{size_str(size)}",
+                           f"selu_ext {op} {mode}: {threads[-1]} threads vs 1 (float32, {size_str(size)})",
+                           [dict(r, _scale=one[0]["median_ms"] / r["median_ms"]) for r in sel(threads[-1]) if one],
+                           "_scale", 1.0, "x", info=True))
     return out
 
 
@@ -232,87 +194,57 @@ def _percall_target(d: list[dict], dev: str) -> dict:
                                 size=r["size"], threads=r["threads"]) if _ok(q)]
         if _ok(r) and e and 4096 <= r["size"] <= 65536:
             pairs.append(dict(r, _delta_us=(r["median_ms"] - e[0]["median_ms"]) * 1e3))
-    return _target(f"{dev}.selu.percall", dev,
+    return _target(f"{dev}.selu.percall",
                    "small tensors (4K-64K) forward+backward with autograd: selu_ext per call <= eager F.selu + 3 us",
-                   pairs, lambda r: r["_delta_us"], 3.0, "us", higher_is_better=False)
+                   pairs, "_delta_us", 3.0, "us")
 
 
 def _memory_target(d: list[dict], dev: str) -> dict:
-    """Bytes the fused op keeps beyond what the next Linear keeps <= 1/3 of
-    PyTorch's SELU followed by AlphaDropout."""
-    ext = [r for r in _select(d, op="fused", mode="memory", role="ext") if _ok(r)]
+    """Bytes the fused op keeps beyond what the next Linear keeps <= 1/3 of PyTorch's SELU followed by
+    AlphaDropout."""
     ref = [r for r in _select(d, op="fused", mode="memory", role="eager") if _ok(r)]
     pairs = []
-    for r in ext:
+    for r in _select(d, op="fused", mode="memory", role="ext"):
         q = [q for q in ref if q["dtype"] == r["dtype"] and q["size"] == r["size"]]
-        if q and q[0]["saved_bytes"]:
+        if _ok(r) and q and q[0]["saved_bytes"]:
             pairs.append(dict(r, _ratio=r["saved_bytes"] / q[0]["saved_bytes"]))
-    return _target(f"{dev}.fused.memory", dev,
+    return _target(f"{dev}.fused.memory",
                    "fused op: bytes kept for backward beyond the next Linear <= 1/3 of nn.SELU+nn.AlphaDropout",
-                   pairs, lambda r: r["_ratio"], 1 / 3, "ratio", higher_is_better=False)
-
-
-# Issue 24: selu_ext's MLP step over the floor's, one thread.
-TRAIN_VS_FLOOR = {"float32": 1.04, "bfloat16": 1.06}
+                   pairs, "_ratio", 1 / 3, "ratio")
 
 
 def _step_targets(d: list[dict], dev: str) -> list[dict]:
-    """Per-call rows (percall.py) and training-step rows (train.py); their worst
-    row is named by op, mode and size (size = batch for a training step)."""
-    def named(res: dict, rows: list[dict], value, higher_is_better: bool = True) -> dict:
-        vals = [(value(r), r) for r in rows if _ok(r) and value(r) is not None]
-        if vals:
-            r = (min if higher_is_better else max)(vals, key=lambda vr: vr[0])[1]
-            res["where"] = f"{r['op']} {r['mode']} {size_str(r['size'])}"
-        return res
-
+    """Per-call rows (percall.py) and training-step rows (train.py)."""
     calls = [r for r in d if r.get("role") == "ext" and str(r.get("mode")).startswith("call_")]
-    speed, share = _speedup("eager"), lambda r: r.get("share_time_pct")  # noqa: E731
     out = []
     if dev == "cpu":
-        rows = [r for r in calls if r["size"] in (16, 4096) and r.get("threads") == 1]
-        out.append(named(_target(
-            "cpu.call.vs_torch", dev,
-            "per call, every function, module and mode at 16 and 4096 float32 elements, 1 thread: "
-            "selu_ext's speedup over torch (torch time / selu_ext time)", rows, speed, 1.0, "x"),
-            rows, speed))
-        rows = _select(d, op="train_mlp", mode="step", role="ext", size=256, dtype="float32")
-        out.append(named(_target(
-            "cpu.train_mlp.share_time.256", dev,
-            "training step, MLP at batch 256, float32: selu_ext captures >= 90% of the attainable "
-            "time saving (torch - floor)", rows, share, 90.0, "%"), rows, share))
-        vs_floor = lambda r: r.get("vs_floor")  # noqa: E731
+        out.append(_target("cpu.call.vs_torch", "per call, every function, module and mode at 16 and 4096 float32 "
+                           "elements, 1 thread: selu_ext's speedup over torch (torch time / selu_ext time)",
+                           [r for r in calls if r["size"] in (16, 4096) and r.get("threads") == 1], VS_EAGER, 1.0,
+                           "x", where=_named))
+        out.append(_target("cpu.train_mlp.share_time.256", "training step, MLP at batch 256, float32: selu_ext "
+                           "captures >= 90% of the attainable time saving (torch - floor)",
+                           _select(d, op="train_mlp", mode="step", role="ext", size=256, dtype="float32"),
+                           "share_time_pct", 90.0, "%", where=_named))
         for dtype, limit in TRAIN_VS_FLOOR.items():
-            rows = _select(d, op="train_mlp", mode="step", role="ext", size=256, dtype=dtype)
-            out.append(named(_target(
-                f"cpu.train_mlp.vs_floor.256.{dtype}", dev,
-                f"training step, MLP at batch 256, {dtype}: selu_ext's step <= {limit:g}x the "
-                "floor's (SELU and AlphaDropout as nn.Identity)", rows, vs_floor, limit, "ratio",
-                higher_is_better=False), rows, vs_floor, higher_is_better=False))
+            out.append(_target(f"cpu.train_mlp.vs_floor.256.{dtype}", f"training step, MLP at batch 256, {dtype}: "
+                               f"selu_ext's step <= {limit:g}x the floor's (SELU and AlphaDropout as nn.Identity)",
+                               _select(d, op="train_mlp", mode="step", role="ext", size=256, dtype=dtype),
+                               "vs_floor", limit, "ratio", where=_named))
     else:
-        out.append(named(_target(
-            f"{dev}.call.vs_torch", dev, "per call, every function, module, mode and size: "
-            "selu_ext's speedup over torch (torch time / selu_ext time)", calls, speed, 1.0, "x",
-            info=True), calls, speed))
+        out.append(_target(f"{dev}.call.vs_torch", "per call, every function, module, mode and size: selu_ext's "
+                           "speedup over torch (torch time / selu_ext time)", calls, VS_EAGER, 1.0, "x", info=True,
+                           where=_named))
     rows = [r for r in d if str(r.get("op")).startswith("train_") and r.get("role") == "ext"]
     for key, what in (("share_time_pct", "time"), ("share_mem_pct", "memory")):
-        val = lambda r, key=key: r.get(key)  # noqa: E731
-        out.append(named(_target(
-            f"{dev}.train.share_{what}", dev, f"training step, every model and batch: share of the "
-            f"attainable {what} saving captured", rows, val, 90.0, "%", info=True), rows, val))
+        out.append(_target(f"{dev}.train.share_{what}", f"training step, every model and batch: share of the "
+                           f"attainable {what} saving captured", rows, key, 90.0, "%", info=True, where=_named))
     return out
 
 
-# unit -> how a value of it prints, and how its threshold does
-_FORMATS = {"x": ("{:.2f}x", ">= {:g}x"), "%": ("{:.1f}%", ">= {:g}%"), "us": ("{:+.2f} us", "<= {:g} us"),
-            "ULP": ("{:.2f} ULP", "<= {:g} ULP"), "ratio": ("{:.4f}", "<= {:.4f}")}
-
-
 def format_value(t: dict) -> str:
-    v = t.get("value")
-    if v is None:
-        return "-"
-    return _FORMATS[t["unit"]][0].format(v) if t["unit"] in _FORMATS else f"{v:.3g} {t['unit']}"
+    v, unit = t.get("value"), t["unit"]
+    return "-" if v is None else _FORMATS[unit][0].format(v) if unit in _FORMATS else f"{v:.3g} {unit}"
 
 
 def format_threshold(t: dict) -> str:
