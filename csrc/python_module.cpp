@@ -437,5 +437,12 @@ TORCH_LIBRARY_IMPL(selu_ext, CompositeImplicitAutograd, m) {
 PyMODINIT_FUNC PyInit__C() {
   PyObject* module = PyModule_Create(&kModule);
   if (module != nullptr && !selu_ext::register_node_types()) Py_CLEAR(module);
+  // check_p's text, for the fake kernels (selu_ext/ops.py), which must raise what the
+  // operators raise.
+  if (module != nullptr &&
+      PyModule_AddStringConstant(module, "_DROPOUT_P_RANGE_MESSAGE",
+                                 selu_ext::kDropoutPRangeMessage) < 0) {
+    Py_CLEAR(module);
+  }
   return module;
 }

@@ -18,7 +18,7 @@ import torch
 
 import json as _json
 
-from . import _C  # noqa: F401  (loads the operators)
+from . import _C  # loads the operators
 
 
 def _check_abi() -> None:
@@ -101,8 +101,7 @@ def _check_same(a: torch.Tensor, b: torch.Tensor, op: str, an: str, bn: str) -> 
 
 def _check_dropout(p: float, rng_state: torch.Tensor, op: str,
                    like: Optional[torch.Tensor] = None) -> None:
-    torch._check(0.0 <= p <= 1.0, lambda: f"selu_ext::{op}: dropout probability has to be "
-                 f"between 0 and 1, but got {p}")
+    torch._check(0.0 <= p <= 1.0, lambda: f"selu_ext::{op}: {_C._DROPOUT_P_RANGE_MESSAGE}{p}")
     torch._check(rng_state is not None, lambda: f"selu_ext::{op}: 'rng_state' is None; pass "
                  "the int64 tensor of 2 elements (seed, offset) that "
                  "torch.ops.selu_ext.dropout_rng_state returns")
