@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--from-json", metavar="FILE",
       help="measure nothing: print a stored run's rows and targets, write --csv / --plot / --json")
     a("--emit-rows", action="store_true",
-      help="internal: torch's eager rows only, each as a JSON line (the F.selu[avx2] subprocess)")
+      help="internal: torch's eager rows only, stored by --json (the F.selu[avx2] subprocess)")
     return p
 
 

@@ -4,7 +4,8 @@ parts by percall.py (--percall) and train.py (--train).
 
 The F.selu[avx2] peer on the CPU is PyTorch's eager F.selu with its AVX2 kernels. torch reads
 ATEN_CPU_CAPABILITY when it is imported, so the peer runs in a subprocess with ATEN_CPU_CAPABILITY=avx2, through
-this same harness (``--emit-rows`` prints its eager rows as JSON lines); its rows are shown next to the others.
+this same harness (``--emit-rows``: torch's eager rows only, stored by its ``--json``); its rows are shown next to
+the others.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from typing import Optional, TextIO
@@ -94,8 +96,6 @@ class Runner:
         self.rows.append(row)
         key = lambda r: (r["op"], r["mode"], r["dtype"], r["size"], r.get("threads"))  # noqa: E731
         report.fill_speedups([r for r in self.rows[-64:] if key(r) == key(row)])
-        if self.cfg.emit_rows:
-            print("@row " + json.dumps(row, default=str), file=self.out)
         if show:
             print(report.format_row(row), file=self.out)
         self.out.flush()
@@ -208,23 +208,27 @@ class Runner:
                 repr(cfg.max_time), "--min-samples", str(cfg.min_samples)] + ["--quick"] * cfg.quick
         self.say("\nF.selu[avx2]: PyTorch's eager F.selu under ATEN_CPU_CAPABILITY=avx2, in a "
                  "subprocess (torch reads the variable at import)")
-        t0, rows, cap = time.perf_counter(), self.avx2_rows, None
-        try:
-            proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        except OSError as e:
-            self.say(f"  skipped: could not start the subprocess ({e})")
-            return
-        for line in proc.stdout:
-            if line.startswith("@meta "):
-                cap = json.loads(line[6:]).get("torch_cpu_capability")
-                self.say(f"  subprocess torch CPU capability: {cap}")
-            elif line.startswith("@row "):
-                r = json.loads(line[5:])
-                r["impl"], r["role"] = r["impl"] + "[avx2]", "eager_avx2"
-                rows[(r["op"], r["mode"], r["dtype"], r["size"], r["threads"])] = r
-        rc = proc.wait()
+        t0, rows = time.perf_counter(), self.avx2_rows
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "avx2.json")
+            try:
+                proc = subprocess.run(args + ["--json", path], capture_output=True, text=True, env=env)
+            except OSError as e:
+                self.say(f"  skipped: could not start the subprocess ({e})")
+                return
+            # A subprocess stopped part way has stored the rows of its finished blocks (checkpoint).
+            doc = {"meta": {}, "rows": []}
+            if os.path.exists(path):
+                with open(path) as f:
+                    doc = json.load(f)
+        cap = doc["meta"].get("torch_cpu_capability")
+        self.say(f"  subprocess torch CPU capability: {cap}")
+        for r in doc["rows"]:
+            r["impl"], r["role"] = r["impl"] + "[avx2]", "eager_avx2"
+            rows[(r["op"], r["mode"], r["dtype"], r["size"], r["threads"])] = r
+        rc = proc.returncode
         if rc != 0:
-            tail = " | ".join(proc.stderr.read().strip().splitlines()[-3:])
+            tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
             self.say(f"  the avx2 subprocess failed (rc={rc}); kept {len(rows)} rows. {tail}")
         if cap is not None and str(cap).upper() != "AVX2":
             self.say(f"  note: the subprocess ran with torch CPU capability {cap}, not AVX2")
@@ -330,7 +334,4 @@ def run(cfg: Config, out: Optional[TextIO] = None, extra_impls: Optional[dict] =
     """Run the benchmark; ``extra_impls`` ({op: [Impl, ...]}) adds implementations of your own, checked and
     timed next to the others (before selu_ext)."""
     out = out or sys.stdout
-    runner = Runner(cfg, out, extra_impls)
-    if cfg.emit_rows:
-        print("@meta " + json.dumps({"torch_cpu_capability": runner.meta["torch_cpu_capability"]}), file=out)
-    return runner.run()
+    return Runner(cfg, out, extra_impls).run()

@@ -70,18 +70,6 @@ def run_point(runner, opname, impls, dname, size, threads, modes=SWEEP_MODES) ->
         torch.cuda.empty_cache()
 
 
-def check(runner, ref, y, gx, random) -> checks.Check:
-    """checks.check with every CPU thread (the float64 reference is the slow part of a row at large sizes); the
-    timing sets its own thread count."""
-    before = torch.get_num_threads()
-    if runner.cfg.device == "cpu":
-        torch.set_num_threads(max(runner.cfg.threads + [before]))
-    try:
-        return checks.check(ref, y, gx, random)
-    finally:
-        torch.set_num_threads(before)
-
-
 @contextlib.contextmanager
 def timing_stream(cfg):
     """With --cuda-graphs, a row's whole measurement runs on the one non-default stream its calls are captured
@@ -152,7 +140,13 @@ def measure(runner, row, op, impl: Impl, mode, xs, gs, ref, threads) -> None:
     try:
         with impl.context(), timing_stream(cfg):
             y, gx, first, call, state = _first_call(runner, impl.fn, mode, xs, gs)
-            chk = check(runner, ref, y, gx, impl.random)
+            # With every CPU thread: the float64 reference is the slow part of a row at large sizes.
+            before = torch.get_num_threads()
+            torch.set_num_threads(max(cfg.threads + [before]) if cfg.device == "cpu" else before)
+            try:
+                chk = checks.check(ref, y, gx, impl.random)
+            finally:
+                torch.set_num_threads(before)
             del y, gx
             row["check"], row["max_err"] = chk.kind, chk.max_err
             if impl.role == "compile" and first > 0.5:
