@@ -1,12 +1,9 @@
-"""The run: its state (config, metadata, rows, copy bandwidth, budget), what it says about its machine, and its
-loop over thread counts, ops, dtypes and sizes. The modes are measured by sweep.py and memory.py, the other
-parts by percall.py (--percall) and train.py (--train).
+"""The run: its state (config, metadata, rows, copy bandwidth, budget) and its loop over thread counts, ops,
+dtypes and sizes; the modes are measured by sweep.py and memory.py, --percall by percall.py, --train by train.py.
 
-The F.selu[avx2] peer on the CPU is PyTorch's eager F.selu with its AVX2 kernels. torch reads
-ATEN_CPU_CAPABILITY when it is imported, so the peer runs in a subprocess with ATEN_CPU_CAPABILITY=avx2, through
-this same harness (``--emit-rows``: torch's eager rows only, stored by its ``--json``); its rows are shown next to
-the others.
-"""
+The F.selu[avx2] peer is PyTorch's eager F.selu on its AVX2 kernels. torch reads ATEN_CPU_CAPABILITY at import,
+so the peer runs this harness in a subprocess with ATEN_CPU_CAPABILITY=avx2 and ``--emit-rows`` (torch's eager
+rows only, handed back through its ``--json``)."""
 
 from __future__ import annotations
 
@@ -140,9 +137,6 @@ class Runner:
         impls = build_impls(op, cfg.device, cfg.p, compile_mode=cmode, cpu_variants=cfg.cpu_variants)
         impls[-1:-1] = self.extra_impls.get(op, [])
         return [i for i in impls if self.wanted(i)]
-
-    def sync(self):
-        timing.sync(self.cfg.device)
 
     def note_load(self, label: str) -> None:
         """The load average, kept in the run's meta: timings taken while other processes compete for the cores

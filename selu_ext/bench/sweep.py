@@ -127,7 +127,7 @@ def _first_call(runner, fn, mode, xs, gs):
         y = fn(xr[0])
         gx = torch.autograd.grad(y, xr[0], gs[0])[0]
         call = rotating(lambda i: torch.autograd.grad(fn(xr[i]), xr[i], gs[i]))
-    runner.sync()
+    timing.sync(runner.cfg.device)
     return y, gx, time.perf_counter() - t0, call, state
 
 
