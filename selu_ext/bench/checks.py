@@ -29,9 +29,8 @@ class Check:
 
 
 class Reference:
-    """The float64 reference at one sweep point, shared by every implementation and mode there: at 16M elements
-    each float64 pass costs more than the kernels checked, so each tensor is computed once, when first needed.
-    """
+    """The float64 reference at one sweep point, shared by its implementations and modes: at 16M elements a
+    float64 pass costs more than the kernels checked, so each tensor is computed once, when first needed."""
 
     def __init__(self, op: Op, x: Tensor, g: Tensor, p: float, known_keep: Optional[Tensor]):
         self.op, self.dtype, self.p, self.shape = op, x.dtype, p, tuple(x.shape)

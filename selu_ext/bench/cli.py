@@ -166,7 +166,7 @@ def config_from_args(ns: argparse.Namespace, argv):
     # The parts of the run: all three by default; otherwise those named.
     whole = not (ns.ops or ns.modes or ns.percall or ns.train)
     sweep = whole or bool(ns.ops or ns.modes)
-    budget = ns.budget if ns.budget is not None else CUDA_BUDGET_S if cuda and not ns.emit_rows else None
+    budget = ns.budget if ns.budget is not None else CUDA_BUDGET_S if cuda else None
     cfg = argparse.Namespace(**vars(ns))
     cfg.__dict__.update(
         device=device, threads=threads,
@@ -205,8 +205,7 @@ def from_json(ns, out) -> int:
 
 
 def main(argv: Optional[list] = None, out=None, extra_impls: Optional[dict] = None) -> int:
-    """Run the benchmark from command-line arguments; returns the exit status (0; 3 if only the plot step failed
-    because matplotlib is missing)."""
+    """The benchmark from command-line arguments; the exit status: 0, or 3 if only the plot's matplotlib is missing."""
     argv = list(sys.argv[1:] if argv is None else argv)
     out = out or sys.stdout
     ns = build_parser().parse_args(argv)

@@ -261,8 +261,7 @@ def finish(cfg, meta: dict, rows: list[dict], out: TextIO) -> tuple[list[dict], 
 
 
 def fill_speedups(rows: list[dict]) -> None:
-    """speedup_vs_<role> = median of that role's row / this row's median, within the same (op, mode, dtype,
-    size, device, threads)."""
+    """speedup_vs_<role>: that role's median over this row's, in one (op, mode, dtype, size, device, threads)."""
     groups: dict = {}
     key = lambda r: (r["op"], r["mode"], r["dtype"], r["size"], r["device"], r.get("threads"))  # noqa: E731
     for r in rows:

@@ -145,10 +145,8 @@ class Runner:
             self.meta.setdefault("loadavg", []).append([label, list(os.getloadavg())])
 
     def run(self) -> Result:
-        cfg, talk = self.cfg, not self.cfg.emit_rows
-        if talk:
-            report.print_header(self.meta, self.out)
-        if cfg.device == "cpu" and cfg.avx2_peer and talk:
+        report.print_header(self.meta, self.out)
+        if self.cfg.device == "cpu" and self.cfg.avx2_peer:
             self.run_avx2_peer()
         try:
             self.measure()
@@ -169,10 +167,7 @@ class Runner:
             self.say(f"\nWARNING: {self.meta['canary_warning']}")
         self.meta["elapsed_s"] = round(time.perf_counter() - self.t_start, 1)
         self.say(f"done in {self.meta['elapsed_s']:.0f} s")
-        if talk:
-            tg, written = report.finish(cfg, self.meta, self.rows, self.out)
-        else:
-            tg, written = [], report.write(cfg, self.meta, self.rows, [], self.out)
+        tg, written = report.finish(self.cfg, self.meta, self.rows, self.out)
         if "error" in self.meta:
             raise SystemExit(f"selu_ext.bench: stopped by an error ({self.meta['error']}); "
                              "the rows measured before it were written")
@@ -266,13 +261,13 @@ class Runner:
 
     def measure(self) -> None:
         cfg = self.cfg
-        if not cfg.emit_rows:
+        if not cfg.emit_rows:  # the F.selu[avx2] rows' share of the copy bandwidth is the parent's
             self.measure_copy_bandwidth()
         self.canary("start")
         print("\n" + report.HEADER, file=self.out)
         if "accuracy" in cfg.modes and "selu" in cfg.ops:
             sweep.run_accuracy(self, cfg.threads[0])
-        if "memory" in cfg.modes and not cfg.emit_rows:
+        if "memory" in cfg.modes:
             memory.run(self, cfg.threads[0])
         if "percall" in cfg.modes and "selu" in cfg.ops:
             for threads in cfg.threads:

@@ -42,8 +42,7 @@ def _n_samples(est: float, min_time: float, max_time: float, min_samples: int, m
 
 
 def _samples(block: Callable[[], object], calls: int, device: str, n: int = 1) -> Timing:
-    """Per-call times of ``n`` runs of ``block`` (``calls`` calls each). CUDA events are read only after the
-    last run: the host runs ahead, as in a model."""
+    """Per-call times of ``n`` runs of ``block`` (``calls`` calls each); CUDA events are read after the last."""
     if device != "cuda":
         times = []
         for _ in range(n):
@@ -86,17 +85,15 @@ def time_calls(call: Callable[[], object], device: str, *, threads: Optional[int
 
 
 class GraphCaptureError(RuntimeError):
-    """A candidate's calls could not be captured into a CUDA graph (the row says so; it is not a failure of the
-    candidate itself)."""
+    """A candidate's calls could not be captured into a CUDA graph: the row says so, not a failure of the call."""
 
 
 def time_cuda_graph(call: Callable[[], object], *, period: int, min_time: float, max_time: float,
                     min_samples: int = 10, warmup: int = 3, max_calls: int = 512) -> Timing:
     """Median per-call GPU time of ``call`` without the host: replays of a CUDA graph of a whole number of
-    rotations through the ``period`` input buffers. Capture needs a non-default stream and autograd runs a
-    backward op on its forward op's stream, so warm-up (lazy init, compilation, autotuning: never during
-    capture) and capture run on the caller's stream when it is not the default one (sweep.timing_stream), else
-    on a side stream."""
+    rotations through the ``period`` input buffers. Warm-up (lazy init, compilation, autotuning: never during
+    capture) and capture run on the caller's stream when it is not the default one (sweep.timing_stream says
+    why), else on a side stream."""
     period = max(1, int(period))
     caller = torch.cuda.current_stream()
     stream = caller if caller != torch.cuda.default_stream() else torch.cuda.Stream()

@@ -95,8 +95,7 @@ def share(torch_value: Optional[float], ext_value: Optional[float], floor_value:
 
 
 def eval_check(variants: dict, x) -> str:
-    """'' if selu_ext's model gives torch.nn's outputs in eval mode (same weights, so it must), else what
-    differs."""
+    """'' if selu_ext's model gives torch.nn's outputs in eval mode (same weights, so it must), else why not."""
     ref, ext = variants["torch.nn"][1], variants["selu_ext"][1]
     try:
         with torch.no_grad():
@@ -181,8 +180,7 @@ def measure_point(runner, name: str, variants: dict, batch: int, threads: int,
 
 
 def run(runner) -> None:
-    """Each model's variants in each dtype at each batch size, one thread on the CPU (--threads: its first
-    count)."""
+    """Each model's variants in each dtype at each batch size, on the first of --threads (one by default)."""
     cfg = runner.cfg
     threads = cfg.threads[0]
     compile_ = cfg.compile is not False and cfg.train_compile
