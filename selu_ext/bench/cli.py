@@ -28,10 +28,9 @@ _DTYPE_ALIASES = {"fp32": "float32", "f32": "float32", "float": "float32",
 def parse_size(tok: str) -> int:
     """4096, 64K, 1M, 2^20, 1<<20."""
     t = tok.strip().lower()
-    if m := re.fullmatch(r"(\d+)\s*(?:\^|\*\*)\s*(\d+)", t):
-        return int(m.group(1)) ** int(m.group(2))
-    if m := re.fullmatch(r"(\d+)\s*<<\s*(\d+)", t):
-        return int(m.group(1)) << int(m.group(2))
+    if m := re.fullmatch(r"(\d+)\s*(\^|\*\*|<<)\s*(\d+)", t):
+        base, exp = int(m.group(1)), int(m.group(3))
+        return base << exp if m.group(2) == "<<" else base**exp
     if m := re.fullmatch(r"(\d+)([kmg]?)", t):
         return int(m.group(1)) * {"": 1, "k": 2**10, "m": 2**20, "g": 2**30}[m.group(2)]
     raise argparse.ArgumentTypeError(f"bad size {tok!r} (use 4096, 64K, 1M, 2^20 or 1<<20)")

@@ -295,8 +295,7 @@ def write(cfg, meta: dict, rows: list[dict], tgts: list[dict], out: TextIO) -> b
         with open(cfg.csv, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=ROW_FIELDS + META_FIELDS, extrasaction="ignore")
             w.writeheader()
-            for r in rows:
-                w.writerow({**{k: r.get(k) for k in ROW_FIELDS}, **m})
+            w.writerows({**r, **m} for r in rows)
         print(f"CSV written to {cfg.csv}", file=out)
     return plot(cfg.plot, rows, meta, out) if cfg.plot else True
 

@@ -15,7 +15,6 @@ import itertools
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -251,13 +250,9 @@ class Runner:
         torch.set_num_threads(1)
         x = torch.randn(2**16, generator=torch.Generator().manual_seed(0))
         torch.expm1(x)
-        times = []
-        for _ in range(5):
-            t0 = time.perf_counter()
-            torch.expm1(x)
-            times.append(time.perf_counter() - t0)
+        ms = timing.samples(lambda: torch.expm1(x), 1, "cpu", 5).median * 1e3
         torch.set_num_threads(before)
-        self.meta.setdefault("expm1_canary_ms", []).append([label, round(statistics.median(times) * 1e3, 4)])
+        self.meta.setdefault("expm1_canary_ms", []).append([label, round(ms, 4)])
 
     def measure(self) -> None:
         cfg = self.cfg

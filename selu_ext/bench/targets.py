@@ -226,12 +226,8 @@ def _step_targets(d: list[dict], dev: str) -> list[dict]:
 
 
 def format_value(t: dict) -> str:
-    v, unit = t.get("value"), t["unit"]
-    return "-" if v is None else _FORMATS[unit][0].format(v) if unit in _FORMATS else f"{v:.3g} {unit}"
+    return "-" if t.get("value") is None else _FORMATS[t["unit"]][0].format(t["value"])
 
 
 def format_threshold(t: dict) -> str:
-    unit, thr = t["unit"], t["threshold"]
-    if t.get("kind") == "info":
-        return "(info)"
-    return _FORMATS[unit][1].format(thr) if unit in _FORMATS else f"<= {thr:g} {unit}"
+    return "(info)" if t.get("kind") == "info" else _FORMATS[t["unit"]][1].format(t["threshold"])

@@ -41,7 +41,7 @@ def _n_samples(est: float, min_time: float, max_time: float, min_samples: int, m
     return max(min(n, int(max_time / est)), 3)
 
 
-def _samples(block: Callable[[], object], calls: int, device: str, n: int = 1) -> Timing:
+def samples(block: Callable[[], object], calls: int, device: str, n: int = 1) -> Timing:
     """Per-call times of ``n`` runs of ``block`` (``calls`` calls each); CUDA events are read after the last."""
     if device != "cuda":
         times = []
@@ -74,14 +74,14 @@ def time_calls(call: Callable[[], object], device: str, *, threads: Optional[int
     and no spread."""
     if threads:
         torch.set_num_threads(threads)
-    est = _samples(call, 1, device).median
+    est = samples(call, 1, device).median
     if est < 0.02:  # the check already ran it once: a slow call needs no more warm-up
         _repeat(call, warmup)()
-        est = _samples(_repeat(call, 3), 3, device).median
+        est = samples(_repeat(call, 3), 3, device).median
     est = max(est, 1e-7)
     calls = max(1, min(1000, math.ceil((1e-4 if device == "cuda" else 1e-3) / est)))
     n = _n_samples(est * calls, min_time, max_time, min_samples, 200 if device == "cuda" else 1000)
-    return _samples(_repeat(call, calls), calls, device, n)
+    return samples(_repeat(call, calls), calls, device, n)
 
 
 class GraphCaptureError(RuntimeError):
@@ -115,14 +115,14 @@ def time_cuda_graph(call: Callable[[], object], *, period: int, min_time: float,
     # ~0.5 us).
     graph = capture(period)
     graph.replay()
-    est = max(_samples(_repeat(graph.replay, 3), 3 * period, "cuda").median, 1e-8)
+    est = max(samples(_repeat(graph.replay, 3), 3 * period, "cuda").median, 1e-8)
     n_calls = max(1, min(max_calls // period, math.ceil(2e-4 / (est * period)))) * period
     if n_calls != period:
         del graph
         graph = capture(n_calls)
     graph.replay()
     n = _n_samples(est * n_calls, min_time, max_time, min_samples, 200)
-    return _samples(graph.replay, n_calls, "cuda", n)
+    return samples(graph.replay, n_calls, "cuda", n)
 
 
 def cache_bytes(device: str) -> int:
