@@ -88,7 +88,10 @@ class Runner:
         self.out.flush()
 
     def emit(self, row: dict, show: bool = True) -> None:
-        """Store a row; the per-call and training-step parts print their own."""
+        """Store a row, with its share of the copy bandwidth; the per-call and training-step parts print their own."""
+        copy = self.copy_gbps.get(row["threads"]) or next(iter(self.copy_gbps.values()), None)
+        if row.get("gbps") and copy:
+            row["pct_copy_bw"] = 100 * row["gbps"] / copy
         self.rows.append(row)
         key = lambda r: (r["op"], r["mode"], r["dtype"], r["size"], r.get("threads"))  # noqa: E731
         report.fill_speedups([r for r in self.rows[-64:] if key(r) == key(row)])
@@ -100,10 +103,7 @@ class Runner:
         """Store and print the F.selu[avx2] row of this point, if the subprocess measured one."""
         r = self.avx2_rows.get((op, mode, dname, size, threads))
         if r is not None:
-            r = dict(r)
-            if r.get("gbps") and self.copy_gbps.get(threads):
-                r["pct_copy_bw"] = 100 * r["gbps"] / self.copy_gbps[threads]
-            self.emit(r)
+            self.emit(dict(r))
 
     @contextlib.contextmanager
     def measuring(self, row: dict):

@@ -168,9 +168,6 @@ def measure(runner, row, op, impl: Impl, mode, xs, gs, ref, threads) -> None:
             tm = timed(cfg, call, threads, mode, period=len(xs))
             nbytes = op.passes[mode] * xs[0].numel() * xs[0].element_size()
             row.update(tm.fields(), gbps=nbytes / tm.median / 1e9)
-            copy = runner.copy_gbps.get(threads) or next(iter(runner.copy_gbps.values()), None)
-            if copy:
-                row["pct_copy_bw"] = 100 * row["gbps"] / copy
             state["i"] = 0
             row["peak_mem"] = memory.peak_memory(call, cfg.device)
     except timing.GraphCaptureError as e:
