@@ -108,8 +108,7 @@ def measure_pair(runner, case: Case, mode: str, size: int, threads: int) -> list
             calls = {r["impl"]: (lambda fn=fn: torch.autograd.grad(fn(x), x, g)) if mode == "call_fwdbwd"
                      else (lambda fn=fn: fn(x)) for r, fn in zip(rows, fns)}
             rounds, block_s = ROUNDS["quick" if cfg.quick else cfg.device]
-            tms = time_interleaved(calls, cfg.device, threads=threads if cfg.device == "cpu" else None,
-                                   rounds=rounds, block_s=block_s)
+            tms = time_interleaved(calls, cfg.device, threads=threads, rounds=rounds, block_s=block_s)
     except Exception as e:
         for r in rows:
             r["status"] = "ERROR: " + report.first_line(e)

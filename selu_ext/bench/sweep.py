@@ -156,8 +156,8 @@ def measure(runner, row, op, impl: Impl, mode, xs, gs, ref, threads) -> None:
                 row["note"] = (row["note"] + "; " if row["note"] else "") + chk.detail
                 return
             if mode == "percall":
-                row.update(timed(cfg, call, threads, mode).fields())
-                row["note"] = "wall clock per call, forward+backward with autograd"
+                row.update(timed(cfg, call, threads, mode).fields(),
+                           note="wall clock per call, forward+backward with autograd")
                 return
             key = (impl.name, row["dtype"], row["size"], row["threads"])
             if key not in runner.saved_cache:

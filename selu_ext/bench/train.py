@@ -161,10 +161,9 @@ def measure_point(runner, name: str, variants: dict, batch: int, threads: int,
         except Exception as e:
             r["status"] = "ERROR: " + report.first_line(e)
     try:  # a step that ran once and then failed: none is timed
-        tms = timing.time_interleaved(steps, cfg.device, threads=threads if cfg.device == "cpu" else None,
-                                      rounds=3 if cfg.quick else 7, block_s=2e-3, warmup=1,
-                                      budget_s=1.0 if cfg.quick else 10.0, max_rounds=5 if cfg.quick else 40,
-                                      lead=1) if steps else {}
+        tms = timing.time_interleaved(steps, cfg.device, threads=threads, rounds=3 if cfg.quick else 7, block_s=2e-3,
+                                      warmup=1, budget_s=1.0 if cfg.quick else 10.0,
+                                      max_rounds=5 if cfg.quick else 40, lead=1) if steps else {}
     except Exception as e:
         tms = {}
         for r in rows:
