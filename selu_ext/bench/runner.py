@@ -77,9 +77,7 @@ class Runner:
         self.cfg, self.out, self.extra_impls = cfg, out, extra_impls or {}
         self.rows: list[dict] = []
         self.meta = collect_meta(cfg)
-        self.copy_gbps: dict = {}
         self.t_start = time.perf_counter()
-        self.budget_hit = False
         self.avx2_rows: dict = {}
         self.saved_cache: dict = {}
 
@@ -89,7 +87,7 @@ class Runner:
 
     def emit(self, row: dict, show: bool = True) -> None:
         """Store a row, with its share of the copy bandwidth; the per-call and training-step parts print their own."""
-        copy = self.copy_gbps.get(row["threads"]) or next(iter(self.copy_gbps.values()), None)
+        copy = self.meta["copy_gbps"].get(str(row["threads"])) or next(iter(self.meta["copy_gbps"].values()), None)
         if row.get("gbps") and copy:
             row["pct_copy_bw"] = 100 * row["gbps"] / copy
         self.rows.append(row)
@@ -118,11 +116,11 @@ class Runner:
         return report.new_row(op, mode, dtype, size, self.cfg.device, threads, impl.name, impl.role, **fields)
 
     def over_budget(self) -> bool:
-        if self.cfg.budget and not self.budget_hit and time.perf_counter() - self.t_start > self.cfg.budget:
-            self.budget_hit = self.meta["budget_hit"] = True
+        if self.cfg.budget and "budget_hit" not in self.meta and time.perf_counter() - self.t_start > self.cfg.budget:
+            self.meta["budget_hit"] = True
             self.say(f"\n*** time budget of {self.cfg.budget:.0f} s used up: the remaining rows "
                      "are skipped ***\n")
-        return self.budget_hit
+        return "budget_hit" in self.meta
 
     def wanted(self, impl: Impl) -> bool:
         """The F.selu[avx2] subprocess times torch's eager rows only."""
@@ -236,7 +234,7 @@ class Runner:
         for t in cfg.threads[:1] if cuda else cfg.threads:
             tm = timing.time_calls(lambda: dst.copy_(src), cfg.device, threads=t, min_time=min_time,
                                    max_time=max(min_time, 0.2 if cuda else 1.0), min_samples=20 if cuda else 7)
-            gbps = self.copy_gbps[t] = self.meta["copy_gbps"][str(t)] = 2 * nbytes / tm.median / 1e9
+            gbps = self.meta["copy_gbps"][str(t)] = 2 * nbytes / tm.median / 1e9
             self.say(f"copy bandwidth ({t} thread(s)): {gbps:.1f} GB/s  (dst.copy_(src), {nbytes / 2**20:.0f} MiB "
                      f"each, read + write counted, median {tm.median * 1e3:.3f} ms)")
 
