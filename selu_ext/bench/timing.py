@@ -4,8 +4,9 @@ blocks of >= 1 ms; small calls: wall clock, interleaved with their peers."""
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import math
-import os
 import statistics
 import time
 from dataclasses import dataclass
@@ -132,14 +133,10 @@ def cache_bytes(device: str) -> int:
         props = torch.cuda.get_device_properties(torch.cuda.current_device())
         return int(getattr(props, "L2_cache_size", 0) or 50 * 2**20)
     best = 0
-    base = "/sys/devices/system/cpu/cpu0/cache"
-    for idx in os.listdir(base) if os.path.isdir(base) else []:
-        try:
-            with open(os.path.join(base, idx, "size")) as f:
-                s = f.read().strip()
+    for path in glob.glob("/sys/devices/system/cpu/cpu0/cache/index*/size"):
+        with contextlib.suppress(OSError, ValueError), open(path) as f:
+            s = f.read().strip()
             best = max(best, int(s.rstrip("KMG")) * {"K": 2**10, "M": 2**20, "G": 2**30}.get(s[-1:], 1))
-        except (OSError, ValueError):
-            continue
     return best or 32 * 2**20
 
 
