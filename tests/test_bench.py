@@ -471,6 +471,23 @@ def test_percall_target_on_synthetic_rows():
     assert {t["target"]: t for t in targets.evaluate(rows)}["cpu.call.vs_torch"]["result"] == "PASS"
 
 
+def test_sweep_percall_and_memory_targets_pair_rows_with_eager():
+    """CUDA's selu_ext percall row minus eager's at the same dtype, size and threads, 4K..64K only; the fused
+    memory row over eager's."""
+    def row(op, mode, size, role, **kw):
+        return dict(op=op, mode=mode, dtype="float32", size=size, device="cuda", threads=1, impl=role, role=role,
+                    status="ok", **kw)
+
+    rows = [row("selu", "percall", s, role, median_ms=ms) for s in (2048, 4096, 65536, 131072)
+            for role, ms in (("eager", 0.010), ("ext", 0.010 + s * 1e-9))]
+    rows += [row("fused", "memory", 4096, "eager", saved_bytes=300),
+             row("fused", "memory", 4096, "ext", saved_bytes=100)]
+    by = {t["target"]: t for t in targets.evaluate(rows)}
+    pc, mem = by["cuda.selu.percall"], by["cuda.fused.memory"]
+    assert pc["n_rows"] == 2 and pc["where"] == "float32 2^16" and abs(pc["value"] - 0.065536) < 1e-9
+    assert mem["n_rows"] == 1 and mem["value"] == 1 / 3 and mem["result"] == "PASS"
+
+
 @pytest.mark.parametrize("argv, parts", [
     ([], (True, True, True)),
     (["--percall"], (False, True, False)),

@@ -29,9 +29,8 @@ class Check:
 
 
 class Reference:
-    """The float64 reference at one sweep point, shared by every implementation and mode there: at 16M elements
-    each float64 pass costs more than the kernels checked, so each tensor is computed once, when first needed.
-    """
+    """The float64 reference at one sweep point, shared by its implementations and modes: at 16M elements a
+    float64 pass costs more than the kernels checked, so each tensor is computed once, when first needed."""
 
     def __init__(self, op: Op, x: Tensor, g: Tensor, p: float, known_keep: Optional[Tensor]):
         self.op, self.dtype, self.p, self.shape = op, x.dtype, p, tuple(x.shape)
@@ -67,17 +66,13 @@ class Reference:
         """Units whose kept value is within the tolerance of the dropped value."""
         return (self.kept_y - self.dropped).abs_() <= 2 * self.drop_bound
 
-    def y_ref(self, keep: Optional[Tensor]) -> Tensor:
-        return self.kept_y if keep is None else torch.where(keep, self.kept_y, self.dropped)
-
-    def g_ref(self, keep: Optional[Tensor]) -> Tensor:
-        return self.kept_g if keep is None else torch.where(keep, self.kept_g, 0.0)
-
-    def y_bound(self, ref: Tensor) -> Tensor:
-        return ref.abs().mul_(self.rtol).add_(self.atol + self.floor)
-
-    def g_bound(self, ref: Tensor) -> Tensor:
-        return ref.abs().mul_(self.rtol).add_(self.floor).add_(self.g64.abs(), alpha=self.atol)
+    def expected(self, tag: str, keep: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+        """(reference, tolerance) of the output (``tag`` "y") or the input gradient ("g") for the mask ``keep``."""
+        if tag == "y":
+            r = self.kept_y if keep is None else torch.where(keep, self.kept_y, self.dropped)
+            return r, r.abs().mul_(self.rtol).add_(self.atol + self.floor)
+        r = self.kept_g if keep is None else torch.where(keep, self.kept_g, 0.0)
+        return r, r.abs().mul_(self.rtol).add_(self.floor).add_(self.g64.abs(), alpha=self.atol)
 
 
 def _ratio(actual: Tensor, ref: Tensor, bound: Tensor) -> Tensor:
@@ -126,21 +121,15 @@ def check(ref: Reference, y: Optional[Tensor], gx: Optional[Tensor], random: boo
         if s:
             problems.append("statistics: " + s)
     worst = 0.0
-    for name, tag, t, ref_of, bound in (("forward", "y", y, ref.y_ref, ref.y_bound),
-                                        ("input gradient", "g", gx, ref.g_ref, ref.g_bound)):
+    for name, tag, t in (("forward", "y", y), ("input gradient", "g", gx)):
         if t is None:
             continue
-        if random:
-            r = ref_of(keep)
-            ratio = _ratio(t, r, bound(r))
-            alt = ref_of(~keep)  # an ambiguous unit passes with either value
-            ratio = torch.where(ref.ambiguous, torch.minimum(ratio, _ratio(t, alt, bound(alt))), ratio)
-        else:  # the known mask: reference and bound are the same for every candidate
-            if tag not in ref.cache:
-                r = ref_of(keep)
-                ref.cache[tag] = (r, bound(r))
-            r, b = ref.cache[tag]
-            ratio = _ratio(t, r, b)
+        if not random and tag not in ref.cache:  # the known mask: the same for every candidate
+            ref.cache[tag] = ref.expected(tag, keep)
+        r, b = ref.expected(tag, keep) if random else ref.cache[tag]
+        ratio = _ratio(t, r, b)
+        if random:  # an ambiguous unit passes with either value
+            ratio = torch.where(ref.ambiguous, torch.minimum(ratio, _ratio(t, *ref.expected(tag, ~keep))), ratio)
         i = int(torch.argmax(ratio))
         err = float(ratio[i])
         if err > 1:
@@ -149,5 +138,5 @@ def check(ref: Reference, y: Optional[Tensor], gx: Optional[Tensor], random: boo
                 f"at {i}: x={float(ref.x64[i]):.6g} got {float(t.detach().reshape(-1)[i]):.8g} "
                 f"expected {float(r[i]):.8g} ({err:.3g}x the tolerance)")
         worst = max(worst, err)
-        del ratio, r
+        del ratio, r, b
     return Check(not problems, kind, "; ".join(problems), worst)

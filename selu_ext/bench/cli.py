@@ -28,10 +28,9 @@ _DTYPE_ALIASES = {"fp32": "float32", "f32": "float32", "float": "float32",
 def parse_size(tok: str) -> int:
     """4096, 64K, 1M, 2^20, 1<<20."""
     t = tok.strip().lower()
-    if m := re.fullmatch(r"(\d+)\s*(?:\^|\*\*)\s*(\d+)", t):
-        return int(m.group(1)) ** int(m.group(2))
-    if m := re.fullmatch(r"(\d+)\s*<<\s*(\d+)", t):
-        return int(m.group(1)) << int(m.group(2))
+    if m := re.fullmatch(r"(\d+)\s*(\^|\*\*|<<)\s*(\d+)", t):
+        base, exp = int(m.group(1)), int(m.group(3))
+        return base << exp if m.group(2) == "<<" else base**exp
     if m := re.fullmatch(r"(\d+)([kmg]?)", t):
         return int(m.group(1)) * {"": 1, "k": 2**10, "m": 2**20, "g": 2**30}[m.group(2)]
     raise argparse.ArgumentTypeError(f"bad size {tok!r} (use 4096, 64K, 1M, 2^20 or 1<<20)")
@@ -146,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--from-json", metavar="FILE",
       help="measure nothing: print a stored run's rows and targets, write --csv / --plot / --json")
     a("--emit-rows", action="store_true",
-      help="internal: torch's eager rows only, each as a JSON line (the F.selu[avx2] subprocess)")
+      help="internal: torch's eager rows only, stored by --json (the F.selu[avx2] subprocess)")
     return p
 
 
@@ -166,7 +165,7 @@ def config_from_args(ns: argparse.Namespace, argv):
     # The parts of the run: all three by default; otherwise those named.
     whole = not (ns.ops or ns.modes or ns.percall or ns.train)
     sweep = whole or bool(ns.ops or ns.modes)
-    budget = ns.budget if ns.budget is not None else CUDA_BUDGET_S if cuda and not ns.emit_rows else None
+    budget = ns.budget if ns.budget is not None else CUDA_BUDGET_S if cuda else None
     cfg = argparse.Namespace(**vars(ns))
     cfg.__dict__.update(
         device=device, threads=threads,
@@ -205,8 +204,7 @@ def from_json(ns, out) -> int:
 
 
 def main(argv: Optional[list] = None, out=None, extra_impls: Optional[dict] = None) -> int:
-    """Run the benchmark from command-line arguments; returns the exit status (0; 3 if only the plot step failed
-    because matplotlib is missing)."""
+    """The benchmark from command-line arguments; the exit status: 0, or 3 if only the plot's matplotlib is missing."""
     argv = list(sys.argv[1:] if argv is None else argv)
     out = out or sys.stdout
     ns = build_parser().parse_args(argv)

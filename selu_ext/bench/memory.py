@@ -20,8 +20,7 @@ def _storage_key(t: torch.Tensor):
 
 def saved_bytes(fn: Callable[[], object], exclude: Iterable[torch.Tensor] = ()) -> int:
     """Bytes of the unique storages autograd saves while ``fn`` runs (a tensor saved twice, or two views of one
-    buffer, count once), leaving out the storages of ``exclude`` (a model's parameters, which are kept anyway).
-    """
+    buffer, count once), less those of ``exclude`` (a model's parameters, which are kept anyway)."""
     skip = {_storage_key(t) for t in exclude}
     seen = {}
 

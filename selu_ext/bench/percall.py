@@ -34,12 +34,11 @@ ROUNDS = {"cpu": (25, 4e-3), "cuda": (15, 2e-3), "quick": (7, 1e-3)}
 
 
 class Case(NamedTuple):
-    """A public function or module and its torch equivalent; ``make_*`` take p and return the callable (a module
-    in training mode)."""
+    """A public function or module, selu_ext.<op>, and its torch equivalent; ``make_*`` take p and return the
+    callable (a module in training mode)."""
 
     op: str
     torch_name: str
-    ext_name: str
     make_torch: Callable[[float], Callable]
     make_ext: Callable[[float], Callable]
     dropout: bool = False  # random output: checked against the AlphaDropout formula
@@ -53,20 +52,17 @@ def _fn(f):
 
 
 CASES = (  # modules are built in training mode
-    Case("selu", "F.selu", "selu_ext.selu", lambda p: F.selu, lambda p: selu_ext.selu),
-    Case("alpha_dropout", "F.alpha_dropout", "selu_ext.alpha_dropout", _fn(F.alpha_dropout),
-         _fn(selu_ext.alpha_dropout), dropout=True),
-    Case("feature_alpha_dropout", "F.feature_alpha_dropout", "selu_ext.feature_alpha_dropout",
-         _fn(F.feature_alpha_dropout), _fn(selu_ext.feature_alpha_dropout), dropout=True, feature=True),
-    Case("selu_alpha_dropout", "F.alpha_dropout(F.selu(x))", "selu_ext.selu_alpha_dropout",
-         _fn(lambda x, p, t: F.alpha_dropout(F.selu(x), p, t)), _fn(selu_ext.selu_alpha_dropout),
-         dropout=True, fused=True),
-    Case("nn.SELU", "nn.SELU", "selu_ext.nn.SELU", lambda p: nn.SELU(), lambda p: selu_ext.nn.SELU()),
-    Case("nn.AlphaDropout", "nn.AlphaDropout", "selu_ext.nn.AlphaDropout", nn.AlphaDropout,
-         selu_ext.nn.AlphaDropout, dropout=True),
-    Case("nn.FeatureAlphaDropout", "nn.FeatureAlphaDropout", "selu_ext.nn.FeatureAlphaDropout",
-         nn.FeatureAlphaDropout, selu_ext.nn.FeatureAlphaDropout, dropout=True, feature=True),
-    Case("nn.SELUAlphaDropout", "nn.Sequential(nn.SELU, nn.AlphaDropout)", "selu_ext.nn.SELUAlphaDropout",
+    Case("selu", "F.selu", lambda p: F.selu, lambda p: selu_ext.selu),
+    Case("alpha_dropout", "F.alpha_dropout", _fn(F.alpha_dropout), _fn(selu_ext.alpha_dropout), dropout=True),
+    Case("feature_alpha_dropout", "F.feature_alpha_dropout", _fn(F.feature_alpha_dropout),
+         _fn(selu_ext.feature_alpha_dropout), dropout=True, feature=True),
+    Case("selu_alpha_dropout", "F.alpha_dropout(F.selu(x))", _fn(lambda x, p, t: F.alpha_dropout(F.selu(x), p, t)),
+         _fn(selu_ext.selu_alpha_dropout), dropout=True, fused=True),
+    Case("nn.SELU", "nn.SELU", lambda p: nn.SELU(), lambda p: selu_ext.nn.SELU()),
+    Case("nn.AlphaDropout", "nn.AlphaDropout", nn.AlphaDropout, selu_ext.nn.AlphaDropout, dropout=True),
+    Case("nn.FeatureAlphaDropout", "nn.FeatureAlphaDropout", nn.FeatureAlphaDropout,
+         selu_ext.nn.FeatureAlphaDropout, dropout=True, feature=True),
+    Case("nn.SELUAlphaDropout", "nn.Sequential(nn.SELU, nn.AlphaDropout)",
          lambda p: nn.Sequential(nn.SELU(), nn.AlphaDropout(p)), selu_ext.nn.SELUAlphaDropout, dropout=True,
          fused=True),
 )
@@ -98,7 +94,7 @@ def measure_pair(runner, case: Case, mode: str, size: int, threads: int) -> list
     if mode in ("call_grad", "call_fwdbwd"):
         x.requires_grad_()
     rows = [report.new_row(case.op, mode, "float32", size, cfg.device, threads, name, role, n_buffers=1)
-            for name, role in ((case.torch_name, "eager"), (case.ext_name, "ext"))]
+            for name, role in ((case.torch_name, "eager"), ("selu_ext." + case.op, "ext"))]
     try:
         fns = (case.make_torch(cfg.p), case.make_ext(cfg.p))
         context = {"call_nograd": torch.no_grad, "call_inference": torch.inference_mode}
@@ -112,8 +108,7 @@ def measure_pair(runner, case: Case, mode: str, size: int, threads: int) -> list
             calls = {r["impl"]: (lambda fn=fn: torch.autograd.grad(fn(x), x, g)) if mode == "call_fwdbwd"
                      else (lambda fn=fn: fn(x)) for r, fn in zip(rows, fns)}
             rounds, block_s = ROUNDS["quick" if cfg.quick else cfg.device]
-            tms = time_interleaved(calls, cfg.device, threads=threads if cfg.device == "cpu" else None,
-                                   rounds=rounds, block_s=block_s)
+            tms = time_interleaved(calls, cfg.device, threads=threads, rounds=rounds, block_s=block_s)
     except Exception as e:
         for r in rows:
             r["status"] = "ERROR: " + report.first_line(e)

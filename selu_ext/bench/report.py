@@ -198,9 +198,9 @@ def _clauses(rows: list[dict], meta: dict) -> list[tuple[str, str]]:
     """(short, full) per kind of row the run has: the kernel sweep (forward, backward, fwdbwd), the per-call
     rows (--percall), the training step's share of the attainable step-time saving (--train)."""
     ext = [r for r in rows if r["role"] == "ext"]
-    timed = [r for r in ext if r.get("speedup_vs_eager") is not None
-             and r["mode"] in ("forward", "backward", "fwdbwd")]
-    calls = [r for r in ext if r.get("speedup_vs_eager") is not None and r["mode"].startswith("call_")]
+    sped = [r for r in ext if r.get("speedup_vs_eager") is not None]
+    timed = [r for r in sped if r["mode"] in ("forward", "backward", "fwdbwd")]
+    calls = [r for r in sped if r["mode"].startswith("call_")]
     steps = [r for r in ext if r["mode"] == "step" and r.get("share_time_pct") is not None]
     path = meta.get("torch_cpu_capability") if meta.get("device") == "cpu" else meta.get("device_name")
     where = f"{meta.get('device')} {path}"
@@ -212,12 +212,10 @@ def _clauses(rows: list[dict], meta: dict) -> list[tuple[str, str]]:
         sp = sorted(r["speedup_vs_eager"] for r in sel)
         median = sp[len(sp) // 2]
         head = f"{median:.2f}x {'faster' if median >= 1.0 else 'slower'}"
-        slower = sorted((r for r in sel if r["speedup_vs_eager"] < 1.0), key=lambda r: r["speedup_vs_eager"])
-        tail = f", slower in {len(slower)}" if slower else ", slower in none"
-        if slower:
-            w = slower[0]
-            tail += (f", worst {w['op']} {w['mode']} {w['dtype']} {size_str(w['size'])}"
-                     f"{' %sthr' % w['threads'] if w.get('threads') else ''} {w['speedup_vs_eager']:.2f}x")
+        n_slower, w = sum(s < 1.0 for s in sp), min(sel, key=lambda r: r["speedup_vs_eager"])
+        tail = f", slower in {n_slower or 'none'}" + (
+            f", worst {w['op']} {w['mode']} {w['dtype']} {size_str(w['size'])}"
+            f"{' %sthr' % w['threads'] if w.get('threads') else ''} {w['speedup_vs_eager']:.2f}x" if n_slower else "")
         at = where + "; " if not out else ""
         out.append((f"per call {head}" if out else f"{subject} {head} {peer}",
                     f"{subject} {head} {peer} ({at}median of {len(sel)} rows, {sp[0]:.2f}x..{sp[-1]:.2f}x)"
@@ -261,8 +259,7 @@ def finish(cfg, meta: dict, rows: list[dict], out: TextIO) -> tuple[list[dict], 
 
 
 def fill_speedups(rows: list[dict]) -> None:
-    """speedup_vs_<role> = median of that role's row / this row's median, within the same (op, mode, dtype,
-    size, device, threads)."""
+    """speedup_vs_<role>: that role's median over this row's, in one (op, mode, dtype, size, device, threads)."""
     groups: dict = {}
     key = lambda r: (r["op"], r["mode"], r["dtype"], r["size"], r["device"], r.get("threads"))  # noqa: E731
     for r in rows:
@@ -296,8 +293,7 @@ def write(cfg, meta: dict, rows: list[dict], tgts: list[dict], out: TextIO) -> b
         with open(cfg.csv, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=ROW_FIELDS + META_FIELDS, extrasaction="ignore")
             w.writeheader()
-            for r in rows:
-                w.writerow({**{k: r.get(k) for k in ROW_FIELDS}, **m})
+            w.writerows({**r, **m} for r in rows)
         print(f"CSV written to {cfg.csv}", file=out)
     return plot(cfg.plot, rows, meta, out) if cfg.plot else True
 

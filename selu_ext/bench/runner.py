@@ -1,11 +1,9 @@
-"""The run: its state (config, metadata, rows, copy bandwidth, budget), what it says about its machine, and its
-loop over thread counts, ops, dtypes and sizes. The modes are measured by sweep.py and memory.py, the other
-parts by percall.py (--percall) and train.py (--train).
+"""The run: its state (config, metadata, rows, copy bandwidth, budget) and its loop over thread counts, ops,
+dtypes and sizes; the modes are measured by sweep.py and memory.py, --percall by percall.py, --train by train.py.
 
-The F.selu[avx2] peer on the CPU is PyTorch's eager F.selu with its AVX2 kernels. torch reads
-ATEN_CPU_CAPABILITY when it is imported, so the peer runs in a subprocess with ATEN_CPU_CAPABILITY=avx2, through
-this same harness (``--emit-rows`` prints its eager rows as JSON lines); its rows are shown next to the others.
-"""
+The F.selu[avx2] peer is PyTorch's eager F.selu on its AVX2 kernels. torch reads ATEN_CPU_CAPABILITY at import,
+so the peer runs this harness in a subprocess with ATEN_CPU_CAPABILITY=avx2 and ``--emit-rows`` (torch's eager
+rows only, handed back through its ``--json``)."""
 
 from __future__ import annotations
 
@@ -17,9 +15,9 @@ import itertools
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from typing import Optional, TextIO
@@ -79,9 +77,7 @@ class Runner:
         self.cfg, self.out, self.extra_impls = cfg, out, extra_impls or {}
         self.rows: list[dict] = []
         self.meta = collect_meta(cfg)
-        self.copy_gbps: dict = {}
         self.t_start = time.perf_counter()
-        self.budget_hit = False
         self.avx2_rows: dict = {}
         self.saved_cache: dict = {}
 
@@ -90,12 +86,13 @@ class Runner:
         self.out.flush()
 
     def emit(self, row: dict, show: bool = True) -> None:
-        """Store a row; the per-call and training-step parts print their own."""
+        """Store a row, with its share of the copy bandwidth; the per-call and training-step parts print their own."""
+        copy = self.meta["copy_gbps"].get(str(row["threads"])) or next(iter(self.meta["copy_gbps"].values()), None)
+        if row.get("gbps") and copy:
+            row["pct_copy_bw"] = 100 * row["gbps"] / copy
         self.rows.append(row)
         key = lambda r: (r["op"], r["mode"], r["dtype"], r["size"], r.get("threads"))  # noqa: E731
         report.fill_speedups([r for r in self.rows[-64:] if key(r) == key(row)])
-        if self.cfg.emit_rows:
-            print("@row " + json.dumps(row, default=str), file=self.out)
         if show:
             print(report.format_row(row), file=self.out)
         self.out.flush()
@@ -104,10 +101,7 @@ class Runner:
         """Store and print the F.selu[avx2] row of this point, if the subprocess measured one."""
         r = self.avx2_rows.get((op, mode, dname, size, threads))
         if r is not None:
-            r = dict(r)
-            if r.get("gbps") and self.copy_gbps.get(threads):
-                r["pct_copy_bw"] = 100 * r["gbps"] / self.copy_gbps[threads]
-            self.emit(r)
+            self.emit(dict(r))
 
     @contextlib.contextmanager
     def measuring(self, row: dict):
@@ -122,11 +116,11 @@ class Runner:
         return report.new_row(op, mode, dtype, size, self.cfg.device, threads, impl.name, impl.role, **fields)
 
     def over_budget(self) -> bool:
-        if self.cfg.budget and not self.budget_hit and time.perf_counter() - self.t_start > self.cfg.budget:
-            self.budget_hit = self.meta["budget_hit"] = True
+        if self.cfg.budget and "budget_hit" not in self.meta and time.perf_counter() - self.t_start > self.cfg.budget:
+            self.meta["budget_hit"] = True
             self.say(f"\n*** time budget of {self.cfg.budget:.0f} s used up: the remaining rows "
                      "are skipped ***\n")
-        return self.budget_hit
+        return "budget_hit" in self.meta
 
     def wanted(self, impl: Impl) -> bool:
         """The F.selu[avx2] subprocess times torch's eager rows only."""
@@ -141,9 +135,6 @@ class Runner:
         impls[-1:-1] = self.extra_impls.get(op, [])
         return [i for i in impls if self.wanted(i)]
 
-    def sync(self):
-        timing.sync(self.cfg.device)
-
     def note_load(self, label: str) -> None:
         """The load average, kept in the run's meta: timings taken while other processes compete for the cores
         are noisier (interleaving keeps the ratios fair)."""
@@ -151,10 +142,8 @@ class Runner:
             self.meta.setdefault("loadavg", []).append([label, list(os.getloadavg())])
 
     def run(self) -> Result:
-        cfg, talk = self.cfg, not self.cfg.emit_rows
-        if talk:
-            report.print_header(self.meta, self.out)
-        if cfg.device == "cpu" and cfg.avx2_peer and talk:
+        report.print_header(self.meta, self.out)
+        if self.cfg.device == "cpu" and self.cfg.avx2_peer:
             self.run_avx2_peer()
         try:
             self.measure()
@@ -175,10 +164,7 @@ class Runner:
             self.say(f"\nWARNING: {self.meta['canary_warning']}")
         self.meta["elapsed_s"] = round(time.perf_counter() - self.t_start, 1)
         self.say(f"done in {self.meta['elapsed_s']:.0f} s")
-        if talk:
-            tg, written = report.finish(cfg, self.meta, self.rows, self.out)
-        else:
-            tg, written = [], report.write(cfg, self.meta, self.rows, [], self.out)
+        tg, written = report.finish(self.cfg, self.meta, self.rows, self.out)
         if "error" in self.meta:
             raise SystemExit(f"selu_ext.bench: stopped by an error ({self.meta['error']}); "
                              "the rows measured before it were written")
@@ -208,23 +194,27 @@ class Runner:
                 repr(cfg.max_time), "--min-samples", str(cfg.min_samples)] + ["--quick"] * cfg.quick
         self.say("\nF.selu[avx2]: PyTorch's eager F.selu under ATEN_CPU_CAPABILITY=avx2, in a "
                  "subprocess (torch reads the variable at import)")
-        t0, rows, cap = time.perf_counter(), self.avx2_rows, None
-        try:
-            proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        except OSError as e:
-            self.say(f"  skipped: could not start the subprocess ({e})")
-            return
-        for line in proc.stdout:
-            if line.startswith("@meta "):
-                cap = json.loads(line[6:]).get("torch_cpu_capability")
-                self.say(f"  subprocess torch CPU capability: {cap}")
-            elif line.startswith("@row "):
-                r = json.loads(line[5:])
-                r["impl"], r["role"] = r["impl"] + "[avx2]", "eager_avx2"
-                rows[(r["op"], r["mode"], r["dtype"], r["size"], r["threads"])] = r
-        rc = proc.wait()
+        t0, rows = time.perf_counter(), self.avx2_rows
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "avx2.json")
+            try:
+                proc = subprocess.run(args + ["--json", path], capture_output=True, text=True, env=env)
+            except OSError as e:
+                self.say(f"  skipped: could not start the subprocess ({e})")
+                return
+            # A subprocess stopped part way has stored the rows of its finished blocks (checkpoint).
+            doc = {"meta": {}, "rows": []}
+            if os.path.exists(path):
+                with open(path) as f:
+                    doc = json.load(f)
+        cap = doc["meta"].get("torch_cpu_capability")
+        self.say(f"  subprocess torch CPU capability: {cap}")
+        for r in doc["rows"]:
+            r["impl"], r["role"] = r["impl"] + "[avx2]", "eager_avx2"
+            rows[(r["op"], r["mode"], r["dtype"], r["size"], r["threads"])] = r
+        rc = proc.returncode
         if rc != 0:
-            tail = " | ".join(proc.stderr.read().strip().splitlines()[-3:])
+            tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
             self.say(f"  the avx2 subprocess failed (rc={rc}); kept {len(rows)} rows. {tail}")
         if cap is not None and str(cap).upper() != "AVX2":
             self.say(f"  note: the subprocess ran with torch CPU capability {cap}, not AVX2")
@@ -244,7 +234,7 @@ class Runner:
         for t in cfg.threads[:1] if cuda else cfg.threads:
             tm = timing.time_calls(lambda: dst.copy_(src), cfg.device, threads=t, min_time=min_time,
                                    max_time=max(min_time, 0.2 if cuda else 1.0), min_samples=20 if cuda else 7)
-            gbps = self.copy_gbps[t] = self.meta["copy_gbps"][str(t)] = 2 * nbytes / tm.median / 1e9
+            gbps = self.meta["copy_gbps"][str(t)] = 2 * nbytes / tm.median / 1e9
             self.say(f"copy bandwidth ({t} thread(s)): {gbps:.1f} GB/s  (dst.copy_(src), {nbytes / 2**20:.0f} MiB "
                      f"each, read + write counted, median {tm.median * 1e3:.3f} ms)")
 
@@ -258,23 +248,19 @@ class Runner:
         torch.set_num_threads(1)
         x = torch.randn(2**16, generator=torch.Generator().manual_seed(0))
         torch.expm1(x)
-        times = []
-        for _ in range(5):
-            t0 = time.perf_counter()
-            torch.expm1(x)
-            times.append(time.perf_counter() - t0)
+        ms = timing.samples(lambda: torch.expm1(x), 1, "cpu", 5).median * 1e3
         torch.set_num_threads(before)
-        self.meta.setdefault("expm1_canary_ms", []).append([label, round(statistics.median(times) * 1e3, 4)])
+        self.meta.setdefault("expm1_canary_ms", []).append([label, round(ms, 4)])
 
     def measure(self) -> None:
         cfg = self.cfg
-        if not cfg.emit_rows:
+        if not cfg.emit_rows:  # the F.selu[avx2] rows' share of the copy bandwidth is the parent's
             self.measure_copy_bandwidth()
         self.canary("start")
         print("\n" + report.HEADER, file=self.out)
         if "accuracy" in cfg.modes and "selu" in cfg.ops:
             sweep.run_accuracy(self, cfg.threads[0])
-        if "memory" in cfg.modes and not cfg.emit_rows:
+        if "memory" in cfg.modes:
             memory.run(self, cfg.threads[0])
         if "percall" in cfg.modes and "selu" in cfg.ops:
             for threads in cfg.threads:
@@ -330,7 +316,4 @@ def run(cfg: Config, out: Optional[TextIO] = None, extra_impls: Optional[dict] =
     """Run the benchmark; ``extra_impls`` ({op: [Impl, ...]}) adds implementations of your own, checked and
     timed next to the others (before selu_ext)."""
     out = out or sys.stdout
-    runner = Runner(cfg, out, extra_impls)
-    if cfg.emit_rows:
-        print("@meta " + json.dumps({"torch_cpu_capability": runner.meta["torch_cpu_capability"]}), file=out)
-    return runner.run()
+    return Runner(cfg, out, extra_impls).run()

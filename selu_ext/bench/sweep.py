@@ -70,18 +70,6 @@ def run_point(runner, opname, impls, dname, size, threads, modes=SWEEP_MODES) ->
         torch.cuda.empty_cache()
 
 
-def check(runner, ref, y, gx, random) -> checks.Check:
-    """checks.check with every CPU thread (the float64 reference is the slow part of a row at large sizes); the
-    timing sets its own thread count."""
-    before = torch.get_num_threads()
-    if runner.cfg.device == "cpu":
-        torch.set_num_threads(max(runner.cfg.threads + [before]))
-    try:
-        return checks.check(ref, y, gx, random)
-    finally:
-        torch.set_num_threads(before)
-
-
 @contextlib.contextmanager
 def timing_stream(cfg):
     """With --cuda-graphs, a row's whole measurement runs on the one non-default stream its calls are captured
@@ -139,7 +127,7 @@ def _first_call(runner, fn, mode, xs, gs):
         y = fn(xr[0])
         gx = torch.autograd.grad(y, xr[0], gs[0])[0]
         call = rotating(lambda i: torch.autograd.grad(fn(xr[i]), xr[i], gs[i]))
-    runner.sync()
+    timing.sync(runner.cfg.device)
     return y, gx, time.perf_counter() - t0, call, state
 
 
@@ -152,7 +140,13 @@ def measure(runner, row, op, impl: Impl, mode, xs, gs, ref, threads) -> None:
     try:
         with impl.context(), timing_stream(cfg):
             y, gx, first, call, state = _first_call(runner, impl.fn, mode, xs, gs)
-            chk = check(runner, ref, y, gx, impl.random)
+            # With every CPU thread: the float64 reference is the slow part of a row at large sizes.
+            before = torch.get_num_threads()
+            torch.set_num_threads(max(cfg.threads + [before]) if cfg.device == "cpu" else before)
+            try:
+                chk = checks.check(ref, y, gx, impl.random)
+            finally:
+                torch.set_num_threads(before)
             del y, gx
             row["check"], row["max_err"] = chk.kind, chk.max_err
             if impl.role == "compile" and first > 0.5:
@@ -162,8 +156,8 @@ def measure(runner, row, op, impl: Impl, mode, xs, gs, ref, threads) -> None:
                 row["note"] = (row["note"] + "; " if row["note"] else "") + chk.detail
                 return
             if mode == "percall":
-                row.update(timed(cfg, call, threads, mode).fields())
-                row["note"] = "wall clock per call, forward+backward with autograd"
+                row.update(timed(cfg, call, threads, mode).fields(),
+                           note="wall clock per call, forward+backward with autograd")
                 return
             key = (impl.name, row["dtype"], row["size"], row["threads"])
             if key not in runner.saved_cache:
@@ -174,9 +168,6 @@ def measure(runner, row, op, impl: Impl, mode, xs, gs, ref, threads) -> None:
             tm = timed(cfg, call, threads, mode, period=len(xs))
             nbytes = op.passes[mode] * xs[0].numel() * xs[0].element_size()
             row.update(tm.fields(), gbps=nbytes / tm.median / 1e9)
-            copy = runner.copy_gbps.get(threads) or next(iter(runner.copy_gbps.values()), None)
-            if copy:
-                row["pct_copy_bw"] = 100 * row["gbps"] / copy
             state["i"] = 0
             row["peak_mem"] = memory.peak_memory(call, cfg.device)
     except timing.GraphCaptureError as e:

@@ -86,7 +86,11 @@ def evaluate(rows: Iterable[dict], meta: Optional[dict] = None) -> list[dict]:
                     out.append(_target(f"cuda.selu.{mode}.vs_{peer}",
                                        f"selu_ext {mode} >= 1.0x {what} at every size >= 1M (all dtypes)",
                                        ext(op="selu", mode=mode, size=big), f"speedup_vs_{peer}", 1.0, "x"))
-            out.append(_percall_target(d, dev))
+            delta_us = lambda r, e: (  # noqa: E731
+                (r["median_ms"] - e["median_ms"]) * 1e3 if 4096 <= r["size"] <= 65536 else None)
+            out.append(_target(f"{dev}.selu.percall", "small tensors (4K-64K) forward+backward with autograd: "
+                               "selu_ext per call <= eager F.selu + 3 us",
+                               _vs_eager(d, "selu", "percall", "_delta_us", delta_us), "_delta_us", 3.0, "us"))
             for mode, thr in (("forward", 5.0), ("fwdbwd", 3.5)):
                 sel = ext(op="fused", mode=mode, size=big)
                 out.append(_target(f"cuda.fused.{mode}.vs_eager", f"selu_alpha_dropout {mode} >= {thr}x eager "
@@ -106,22 +110,19 @@ def evaluate(rows: Iterable[dict], meta: Optional[dict] = None) -> list[dict]:
             if r["role"] != "ext" and _ok(r):
                 out.append(_target(f"{dev}.selu.accuracy.{r['impl']}", f"{r['impl']} float32 forward max error",
                                    [r], "max_ulp", 2.0, "ULP", info=True))
-        out.append(_memory_target(d, dev))
+        ratio = lambda r, e: r["saved_bytes"] / e["saved_bytes"] if e["saved_bytes"] else None  # noqa: E731
+        out.append(_target(f"{dev}.fused.memory", "fused op: bytes kept for backward beyond the next Linear <= 1/3 "
+                           "of nn.SELU+nn.AlphaDropout", _vs_eager(d, "fused", "memory", "_ratio", ratio), "_ratio",
+                           1 / 3, "ratio"))
         out += _step_targets(d, dev)
     return out
-
-
-def torch_cpu_path(meta: dict) -> str:
-    """The CPU kernels torch ran (torch.backends.cpu.get_cpu_capability()): AVX512, AVX2, DEFAULT, ... or
-    'unknown' for a run that did not record it."""
-    return str(meta.get("torch_cpu_capability") or "unknown").upper()
 
 
 def _cpu_targets(d: list[dict], meta: dict) -> list[dict]:
     out: list[dict] = []
     ext = lambda **kw: _select(d, role="ext", **kw)  # noqa: E731
     threads = sorted({r["threads"] for r in d if r.get("threads")})
-    path = torch_cpu_path(meta)
+    path = str(meta.get("torch_cpu_capability") or "unknown").upper()  # the CPU kernels torch ran: AVX512, ...
     # torch's AVX-512 SELU takes a slow expm1 path, where 10x was measured; on its AVX2 (and other) paths the
     # forward is held to never being slower, and to the copy bandwidth below.
     fwd_thr = 10.0 if "AVX512" in path else 1.0
@@ -186,31 +187,13 @@ def _cpu_targets(d: list[dict], meta: dict) -> list[dict]:
     return out
 
 
-def _percall_target(d: list[dict], dev: str) -> dict:
-    """Small tensors with autograd: selu_ext per call <= eager + 3 us."""
-    pairs = []
-    for r in _select(d, op="selu", mode="percall", role="ext"):
-        e = [q for q in _select(d, op="selu", mode="percall", role="eager", dtype=r["dtype"],
-                                size=r["size"], threads=r["threads"]) if _ok(q)]
-        if _ok(r) and e and 4096 <= r["size"] <= 65536:
-            pairs.append(dict(r, _delta_us=(r["median_ms"] - e[0]["median_ms"]) * 1e3))
-    return _target(f"{dev}.selu.percall",
-                   "small tensors (4K-64K) forward+backward with autograd: selu_ext per call <= eager F.selu + 3 us",
-                   pairs, "_delta_us", 3.0, "us")
-
-
-def _memory_target(d: list[dict], dev: str) -> dict:
-    """Bytes the fused op keeps beyond what the next Linear keeps <= 1/3 of PyTorch's SELU followed by
-    AlphaDropout."""
-    ref = [r for r in _select(d, op="fused", mode="memory", role="eager") if _ok(r)]
-    pairs = []
-    for r in _select(d, op="fused", mode="memory", role="ext"):
-        q = [q for q in ref if q["dtype"] == r["dtype"] and q["size"] == r["size"]]
-        if _ok(r) and q and q[0]["saved_bytes"]:
-            pairs.append(dict(r, _ratio=r["saved_bytes"] / q[0]["saved_bytes"]))
-    return _target(f"{dev}.fused.memory",
-                   "fused op: bytes kept for backward beyond the next Linear <= 1/3 of nn.SELU+nn.AlphaDropout",
-                   pairs, "_ratio", 1 / 3, "ratio")
+def _vs_eager(d: list[dict], op: str, mode: str, key: str, value: Callable[[dict, dict], float]) -> list[dict]:
+    """selu_ext's ok rows of (op, mode), each with ``value(row, eager row of its dtype, size and threads)`` as
+    ``key``: the per-call and memory targets compare a row with its peer, not a speedup."""
+    eager = {(r["dtype"], r["size"], r.get("threads")): r for r in _select(d, op=op, mode=mode, role="eager")[::-1]
+             if _ok(r)}
+    return [dict(r, **{key: value(r, e)}) for r in _select(d, op=op, mode=mode, role="ext")
+            if _ok(r) and (e := eager.get((r["dtype"], r["size"], r.get("threads"))))]
 
 
 def _step_targets(d: list[dict], dev: str) -> list[dict]:
@@ -243,12 +226,8 @@ def _step_targets(d: list[dict], dev: str) -> list[dict]:
 
 
 def format_value(t: dict) -> str:
-    v, unit = t.get("value"), t["unit"]
-    return "-" if v is None else _FORMATS[unit][0].format(v) if unit in _FORMATS else f"{v:.3g} {unit}"
+    return "-" if t.get("value") is None else _FORMATS[t["unit"]][0].format(t["value"])
 
 
 def format_threshold(t: dict) -> str:
-    unit, thr = t["unit"], t["threshold"]
-    if t.get("kind") == "info":
-        return "(info)"
-    return _FORMATS[unit][1].format(thr) if unit in _FORMATS else f"<= {thr:g} {unit}"
+    return "(info)" if t.get("kind") == "info" else _FORMATS[t["unit"]][1].format(t["threshold"])

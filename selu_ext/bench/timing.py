@@ -4,8 +4,9 @@ blocks of >= 1 ms; small calls: wall clock, interleaved with their peers."""
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import math
-import os
 import statistics
 import time
 from dataclasses import dataclass
@@ -41,9 +42,8 @@ def _n_samples(est: float, min_time: float, max_time: float, min_samples: int, m
     return max(min(n, int(max_time / est)), 3)
 
 
-def _samples(block: Callable[[], object], calls: int, device: str, n: int = 1) -> Timing:
-    """Per-call times of ``n`` runs of ``block`` (``calls`` calls each). CUDA events are read only after the
-    last run: the host runs ahead, as in a model."""
+def samples(block: Callable[[], object], calls: int, device: str, n: int = 1) -> Timing:
+    """Per-call times of ``n`` runs of ``block`` (``calls`` calls each); CUDA events are read after the last."""
     if device != "cuda":
         times = []
         for _ in range(n):
@@ -75,28 +75,26 @@ def time_calls(call: Callable[[], object], device: str, *, threads: Optional[int
     and no spread."""
     if threads:
         torch.set_num_threads(threads)
-    est = _samples(call, 1, device).median
+    est = samples(call, 1, device).median
     if est < 0.02:  # the check already ran it once: a slow call needs no more warm-up
         _repeat(call, warmup)()
-        est = _samples(_repeat(call, 3), 3, device).median
+        est = samples(_repeat(call, 3), 3, device).median
     est = max(est, 1e-7)
     calls = max(1, min(1000, math.ceil((1e-4 if device == "cuda" else 1e-3) / est)))
     n = _n_samples(est * calls, min_time, max_time, min_samples, 200 if device == "cuda" else 1000)
-    return _samples(_repeat(call, calls), calls, device, n)
+    return samples(_repeat(call, calls), calls, device, n)
 
 
 class GraphCaptureError(RuntimeError):
-    """A candidate's calls could not be captured into a CUDA graph (the row says so; it is not a failure of the
-    candidate itself)."""
+    """A candidate's calls could not be captured into a CUDA graph: the row says so, not a failure of the call."""
 
 
 def time_cuda_graph(call: Callable[[], object], *, period: int, min_time: float, max_time: float,
                     min_samples: int = 10, warmup: int = 3, max_calls: int = 512) -> Timing:
     """Median per-call GPU time of ``call`` without the host: replays of a CUDA graph of a whole number of
-    rotations through the ``period`` input buffers. Capture needs a non-default stream and autograd runs a
-    backward op on its forward op's stream, so warm-up (lazy init, compilation, autotuning: never during
-    capture) and capture run on the caller's stream when it is not the default one (sweep.timing_stream), else
-    on a side stream."""
+    rotations through the ``period`` input buffers. Warm-up (lazy init, compilation, autotuning: never during
+    capture) and capture run on the caller's stream when it is not the default one (sweep.timing_stream says
+    why), else on a side stream."""
     period = max(1, int(period))
     caller = torch.cuda.current_stream()
     stream = caller if caller != torch.cuda.default_stream() else torch.cuda.Stream()
@@ -118,14 +116,14 @@ def time_cuda_graph(call: Callable[[], object], *, period: int, min_time: float,
     # ~0.5 us).
     graph = capture(period)
     graph.replay()
-    est = max(_samples(_repeat(graph.replay, 3), 3 * period, "cuda").median, 1e-8)
+    est = max(samples(_repeat(graph.replay, 3), 3 * period, "cuda").median, 1e-8)
     n_calls = max(1, min(max_calls // period, math.ceil(2e-4 / (est * period)))) * period
     if n_calls != period:
         del graph
         graph = capture(n_calls)
     graph.replay()
     n = _n_samples(est * n_calls, min_time, max_time, min_samples, 200)
-    return _samples(graph.replay, n_calls, "cuda", n)
+    return samples(graph.replay, n_calls, "cuda", n)
 
 
 def cache_bytes(device: str) -> int:
@@ -135,14 +133,10 @@ def cache_bytes(device: str) -> int:
         props = torch.cuda.get_device_properties(torch.cuda.current_device())
         return int(getattr(props, "L2_cache_size", 0) or 50 * 2**20)
     best = 0
-    base = "/sys/devices/system/cpu/cpu0/cache"
-    for idx in os.listdir(base) if os.path.isdir(base) else []:
-        try:
-            with open(os.path.join(base, idx, "size")) as f:
-                s = f.read().strip()
+    for path in glob.glob("/sys/devices/system/cpu/cpu0/cache/index*/size"):
+        with contextlib.suppress(OSError, ValueError), open(path) as f:
+            s = f.read().strip()
             best = max(best, int(s.rstrip("KMG")) * {"K": 2**10, "M": 2**20, "G": 2**30}.get(s[-1:], 1))
-        except (OSError, ValueError):
-            continue
     return best or 32 * 2**20
 
 

@@ -16,8 +16,7 @@ from torch import nn
 import selu_ext
 from selu_ext.init import lecun_normal_
 
-from . import memory, report
-from .timing import time_interleaved
+from . import memory, report, timing
 
 MODELS, DTYPES, QUICK_DTYPES = ("mlp", "convnet"), ("float32", "bfloat16"), ("float32",)
 BATCHES, QUICK_BATCHES = (64, 256, 1024), (64,)
@@ -96,8 +95,7 @@ def share(torch_value: Optional[float], ext_value: Optional[float], floor_value:
 
 
 def eval_check(variants: dict, x) -> str:
-    """'' if selu_ext's model gives torch.nn's outputs in eval mode (same weights, so it must), else what
-    differs."""
+    """'' if selu_ext's model gives torch.nn's outputs in eval mode (same weights, so it must), else why not."""
     ref, ext = variants["torch.nn"][1], variants["selu_ext"][1]
     try:
         with torch.no_grad():
@@ -144,7 +142,7 @@ def measure_point(runner, name: str, variants: dict, batch: int, threads: int,
         try:
             t0 = time.perf_counter()
             step()
-            runner.sync()
+            timing.sync(cfg.device)
             # a compiled model: its compilation; 3 significant digits, so a fast eager step is not 0
             r["first_step_s"] = float(f"{time.perf_counter() - t0:.3g}")
             with torch.no_grad():
@@ -163,10 +161,9 @@ def measure_point(runner, name: str, variants: dict, batch: int, threads: int,
         except Exception as e:
             r["status"] = "ERROR: " + report.first_line(e)
     try:  # a step that ran once and then failed: none is timed
-        tms = time_interleaved(steps, cfg.device, threads=threads if cfg.device == "cpu" else None,
-                               rounds=3 if cfg.quick else 7, block_s=2e-3, warmup=1,
-                               budget_s=1.0 if cfg.quick else 10.0, max_rounds=5 if cfg.quick else 40,
-                               lead=1) if steps else {}
+        tms = timing.time_interleaved(steps, cfg.device, threads=threads, rounds=3 if cfg.quick else 7, block_s=2e-3,
+                                      warmup=1, budget_s=1.0 if cfg.quick else 10.0,
+                                      max_rounds=5 if cfg.quick else 40, lead=1) if steps else {}
     except Exception as e:
         tms = {}
         for r in rows:
@@ -182,8 +179,7 @@ def measure_point(runner, name: str, variants: dict, batch: int, threads: int,
 
 
 def run(runner) -> None:
-    """Each model's variants in each dtype at each batch size, one thread on the CPU (--threads: its first
-    count)."""
+    """Each model's variants in each dtype at each batch size, on the first of --threads (one by default)."""
     cfg = runner.cfg
     threads = cfg.threads[0]
     compile_ = cfg.compile is not False and cfg.train_compile
