@@ -329,10 +329,13 @@ at::Tensor run_contiguous(const at::Tensor& like, F launch) {
   return out;
 }
 
-// The callers have checked rng_state (check_rng_state, check_rng_device). Before the
+// The checks of a dropout op's rng_state and p, in that order, and its launch
+// arguments; `like` is the tensor whose device and dtype the op runs in. Before the
 // device guard: nothing here touches the device.
 inline DropoutLaunch dropout_launch(const at::Tensor& like, double p, const at::Tensor& rng_state,
                                     const char* op) {
+  check_rng_state(rng_state, op);
+  check_rng_device(rng_state, like, op);
   check_p(p, op);
   return {p, kept_bound_for(p, like.scalar_type()), kept_bound_for(p, like.scalar_type(), true),
           rng_source(rng_state)};
@@ -351,10 +354,8 @@ void run_dropout(Loop loop, int64_t n, int64_t es, const DropoutLaunch& d, char*
 template <typename B>
 at::Tensor alpha_dropout(const at::Tensor& self, double p, const at::Tensor& rng_state) {
   check_tensor(self, "alpha_dropout", "self", /*dropout=*/true);
-  check_rng_state(rng_state, "alpha_dropout");
-  check_rng_device(rng_state, self, "alpha_dropout");
-  typename B::Guard guard(self.device());
   const DropoutLaunch d = dropout_launch(self, p, rng_state, "alpha_dropout");
+  typename B::Guard guard(self.device());
   const at::Tensor x = self.contiguous();
   const Loops& k = B::loops(self.scalar_type());
   return run_contiguous<B>(self, [&](at::Tensor& out) {
@@ -367,10 +368,8 @@ template <typename B>
 void alpha_dropout_(at::Tensor& self, double p, const at::Tensor& rng_state) {
   check_tensor(self, "alpha_dropout_", "self", /*dropout=*/true);
   check_inplace(self, "alpha_dropout_");
-  check_rng_state(rng_state, "alpha_dropout_");
-  check_rng_device(rng_state, self, "alpha_dropout_");
-  typename B::Guard guard(self.device());
   const DropoutLaunch d = dropout_launch(self, p, rng_state, "alpha_dropout_");
+  typename B::Guard guard(self.device());
   if (self.numel() == 0) return;
   if (self.is_contiguous()) {
     run_dropout<B>(B::loops(self.scalar_type()).alpha_dropout_loop, self.numel(),
@@ -383,8 +382,6 @@ void alpha_dropout_(at::Tensor& self, double p, const at::Tensor& rng_state) {
 inline DropoutLaunch check_alpha_dropout_backward(const at::Tensor& grad_output, double p,
                                                   const at::Tensor& rng_state) {
   check_tensor(grad_output, "alpha_dropout_backward", "grad_output");
-  check_rng_state(rng_state, "alpha_dropout_backward");
-  check_rng_device(rng_state, grad_output, "alpha_dropout_backward");
   return dropout_launch(grad_output, p, rng_state, "alpha_dropout_backward");
 }
 
@@ -420,10 +417,8 @@ void alpha_dropout_backward_grad_input(const at::Tensor& grad_output, double p,
 template <typename B>
 at::Tensor selu_alpha_dropout(const at::Tensor& self, double p, const at::Tensor& rng_state) {
   check_tensor(self, "selu_alpha_dropout", "self");
-  check_rng_state(rng_state, "selu_alpha_dropout");
-  check_rng_device(rng_state, self, "selu_alpha_dropout");
-  typename B::Guard guard(self.device());
   const DropoutLaunch d = dropout_launch(self, p, rng_state, "selu_alpha_dropout");
+  typename B::Guard guard(self.device());
   const at::Tensor x = self.contiguous();
   const Loops& k = B::loops(self.scalar_type());
   return run_contiguous<B>(self, [&](at::Tensor& out) {
@@ -439,8 +434,6 @@ inline DropoutLaunch check_selu_alpha_dropout_backward(const at::Tensor& grad_ou
   check_tensor(grad_output, op, "grad_output");
   check_tensor(result, op, "result");
   check_same(grad_output, result, op, "grad_output", "result");
-  check_rng_state(rng_state, op);
-  check_rng_device(rng_state, result, op);
   return dropout_launch(result, p, rng_state, op);
 }
 
